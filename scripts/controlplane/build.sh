@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Build (once) and cache the binaries of a real Kubernetes control plane for
+# the test suite: kube-apiserver, kube-controller-manager, kube-scheduler,
+# etcd, kwok (fake kubelet) and helm (v3, for the chart tests).
+#
+# Versions are pinned by the wrapper Go modules beside this script
+# (kubernetes/, etcd/, kwok/, helm/: go.mod + go.sum + tools.go). The binaries
+# are cached in
+#   ${TRADEBOT_CACHE_DIR:-$HOME/.cache/tradebot}/controlplane/<key>/bin
+# where <key> is derived from those pinned files, this script and the Go
+# version, so a second run costs well under a second. A build goes to a
+# temporary directory that is renamed into place only when every binary is
+# there: an interrupted build never leaves a half cache.
+#
+# Usage: build.sh [--print-bin-dir | --check | --force | --help]
+#   (no option)      build if needed; the last line of stdout is the bin dir
+#   --print-bin-dir  print the bin dir without building (exit 1 if not built)
+#   --check          exit 0 if the binaries are cached, 1 otherwise
+#   --force          rebuild even if cached
+# Progress goes to stderr; stdout carries only the bin dir.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BINARIES=(etcd kwok kube-apiserver kube-controller-manager kube-scheduler helm)
+
+log() { printf '[controlplane] %s\n' "$*" >&2; }
+die() { printf '[controlplane] ERROR: %s\n' "$*" >&2; exit 1; }
+
+mode=build
+case "${1:-}" in
+  "") ;;
+  --print-bin-dir) mode=print ;;
+  --check) mode=check ;;
+  --force) mode=force ;;
+  -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) die "unknown option: $1 (try --help)" ;;
+esac
+
+# --- pinned versions, read from the wrapper modules' go.mod -----------------
+pinned() { # module-dir module-path -> version from that go.mod's require
+  awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' \
+    "$HERE/$1/go.mod"
+}
+K8S_VERSION="$(pinned kubernetes k8s.io/kubernetes)"
+ETCD_VERSION="$(pinned etcd go.etcd.io/etcd/server/v3)"
+KWOK_VERSION="$(pinned kwok sigs.k8s.io/kwok)"
+HELM_VERSION="$(pinned helm helm.sh/helm/v3)"
+for v in K8S_VERSION ETCD_VERSION KWOK_VERSION HELM_VERSION; do
+  [[ -n "${!v}" ]] || die "could not read $v from the go.mod files in $HERE"
+done
+
+# --- Go toolchain ------------------------------------------------------------
+GO_MIN=1.26
+if ! command -v go >/dev/null 2>&1; then
+  if [[ "$mode" == build || "$mode" == force ]]; then
+    die "the Go toolchain (go >= $GO_MIN) is needed to build the control-plane binaries, and 'go' is not on PATH. Install Go (for example Debian's golang-go if recent enough, or the official toolchain) and run again."
+  fi
+  GO_VERSION=none
+else
+  GO_VERSION="$(go env GOVERSION 2>/dev/null || echo unknown)"
+fi
+
+# --- cache key and directory -------------------------------------------------
+key_input() {
+  for d in kubernetes etcd kwok helm; do
+    for f in go.mod go.sum tools.go; do
+      printf '%s/%s\n' "$d" "$f"; cat "$HERE/$d/$f"
+    done
+  done
+  cat "${BASH_SOURCE[0]}"
+  printf 'go=%s os=%s\n' "$GO_VERSION" "$(uname -sm)"
+}
+HASH="$(key_input | sha256sum | cut -c1-12)"
+KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_${HASH}"
+CACHE_ROOT="${TRADEBOT_CACHE_DIR:-$HOME/.cache/tradebot}/controlplane"
+DEST="$CACHE_ROOT/$KEY"
+BIN_DIR="$DEST/bin"
+
+complete() {
+  [[ -f "$DEST/.complete" ]] || return 1
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
+}
+
+case "$mode" in
+  print) echo "$BIN_DIR"; complete ;; # exit status tells whether it is built
+  check) complete && { log "cached: $BIN_DIR"; exit 0; } || { log "not built: $BIN_DIR"; exit 1; } ;;
+esac
+if [[ "$mode" == build ]] && complete; then
+  log "cached (k8s $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+go_ok="$(printf '%s\n%s\n' "go$GO_MIN" "$GO_VERSION" | sort -V | head -1)"
+[[ "$go_ok" == "go$GO_MIN" ]] || die "Go $GO_VERSION is too old: the pinned modules need go >= $GO_MIN"
+
+mkdir -p "$CACHE_ROOT"
+# One build at a time (two pytest sessions may start together).
+exec 9>"$CACHE_ROOT/.lock"
+if ! flock -n 9; then
+  log "another build holds $CACHE_ROOT/.lock; waiting for it"
+  flock 9
+fi
+if [[ "$mode" == build ]] && complete; then
+  log "cached by a concurrent build"
+  echo "$BIN_DIR"
+  exit 0
+fi
+
+# We hold the lock, so any other build directory is left over from a killed build.
+rm -rf "$CACHE_ROOT"/.build-*
+TMP="$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+mkdir -p "$TMP/bin"
+
+export CGO_ENABLED=0 GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
+JOBS="${CONTROLPLANE_GO_JOBS:-2}"
+START=$SECONDS
+BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+k8s_ldflags() {
+  local v="${K8S_VERSION#v}" major minor flags="-s -w" pkg
+  major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%.*}"
+  for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$BUILD_DATE"
+  done
+  echo "$flags"
+}
+
+build() { # name module-dir package ldflags what
+  local name="$1" dir="$2" pkg="$3" ldflags="$4" what="$5" t0=$SECONDS
+  log "building $name from $what ... (elapsed $((SECONDS - START))s)"
+  if ! (cd "$HERE/$dir" && go build -trimpath -p "$JOBS" -ldflags "$ldflags" -o "$TMP/bin/$name" "$pkg" >&2); then
+    die "building $name failed. It needs the Go module $what and its dependencies (pinned in $HERE/$dir/go.mod); if the output above says a module could not be downloaded, check that the Go module proxy ($(go env GOPROXY)) is reachable, or that the modules are in the module cache ($(go env GOMODCACHE))."
+  fi
+  log "built $name in $((SECONDS - t0))s (elapsed $((SECONDS - START))s)"
+}
+
+log "building control-plane binaries into $DEST (first build takes several minutes; $JOBS parallel jobs)"
+# Fetch every module first so a missing one is named before any compiling.
+for d in kubernetes etcd kwok helm; do
+  log "downloading modules for $d (elapsed $((SECONDS - START))s)"
+  (cd "$HERE/$d" && go mod download >&2) ||
+    die "could not download the Go modules pinned in $HERE/$d/go.mod (GOPROXY=$(go env GOPROXY)); see the error above for the module that is missing"
+done
+
+K8S_LDFLAGS="$(k8s_ldflags)"
+build etcd etcd go.etcd.io/etcd/server/v3 "-s -w" "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+build kwok kwok sigs.k8s.io/kwok/cmd/kwok \
+  "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v} -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=${K8S_VERSION#v}" \
+  "sigs.k8s.io/kwok@$KWOK_VERSION"
+for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  build "$b" kubernetes "k8s.io/kubernetes/cmd/$b" "$K8S_LDFLAGS" "k8s.io/kubernetes@$K8S_VERSION"
+done
+HELM_K8S="$(awk '$1 == "k8s.io/client-go" {print $2; exit}' "$HERE/helm/go.mod")" # v0.X.Y
+HELM_K8S_MINOR="${HELM_K8S#v0.}"; HELM_K8S_MINOR="${HELM_K8S_MINOR%%.*}"
+build helm helm helm.sh/helm/v3/cmd/helm \
+  "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR" \
+  "helm.sh/helm/v3@$HELM_VERSION"
+
+cat >"$TMP/versions.txt" <<EOF
+kubernetes $K8S_VERSION
+etcd $ETCD_VERSION
+kwok $KWOK_VERSION
+helm $HELM_VERSION
+go $GO_VERSION
+built $BUILD_DATE in $((SECONDS - START))s
+EOF
+touch "$TMP/.complete"
+# Move into place atomically (rename within one file system).
+rm -rf "$DEST"
+mv -T "$TMP" "$DEST"
+trap - EXIT
+log "all binaries built in $((SECONDS - START))s"
+echo "$BIN_DIR"
