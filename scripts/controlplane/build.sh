@@ -79,6 +79,7 @@ BIN_DIR="$DEST/bin"
 complete() {
   [[ -f "$DEST/.complete" ]] || return 1
   local b
+  [[ -f "$DEST/share/kwok-stages.yaml" ]] || return 1
   for b in "${BINARIES[@]}"; do [[ -x "$BIN_DIR/$b" ]] || return 1; done
 }
 
@@ -159,6 +160,17 @@ HELM_K8S_MINOR="${HELM_K8S#v0.}"; HELM_K8S_MINOR="${HELM_K8S_MINOR%%.*}"
 build helm helm helm.sh/helm/v3/cmd/helm \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR" \
   "helm.sh/helm/v3@$HELM_VERSION"
+
+# kwok's controller has no built-in stages: ship the upstream default ones
+# (what kwokctl uses) with the binary, from the pinned kwok module.
+KWOK_SRC="$(cd "$HERE/kwok" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+mkdir -p "$TMP/share"
+for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+         pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+  [[ -f "$KWOK_SRC/kustomize/stage/$f" ]] || die "kwok stage $f not found in $KWOK_SRC"
+  printf -- '---\n' >>"$TMP/share/kwok-stages.yaml"
+  cat "$KWOK_SRC/kustomize/stage/$f" >>"$TMP/share/kwok-stages.yaml"
+done
 
 cat >"$TMP/versions.txt" <<EOF
 kubernetes $K8S_VERSION
