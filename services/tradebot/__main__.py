@@ -1,0 +1,3 @@
+from tradebot.cli.main import app
+
+app()

@@ -1,0 +1,108 @@
+"""`tradebot`: run the trading system on this machine, or one service in a container."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tradebot import __version__
+from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
+from tradebot.common.settings import Settings, SettingsError, load_settings
+
+console = Console(stderr=True)
+
+app = typer.Typer(
+    name="tradebot",
+    help=(
+        "TradeBot — real-time paper trading on Redis Streams and TimescaleDB.\n\n"
+        "Market data flows over Redis Streams to strategies, whose signals a paper-trading "
+        "execution service turns into orders and fills; storage writes everything to "
+        "PostgreSQL/TimescaleDB.\n\n"
+        "Configuration comes from environment variables and a `.env` file "
+        "(DATA_SOURCE, SYMBOL_MODE, SYMBOLS, REDIS_URL, DATABASE_URL, ...)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_show_locals=False,
+)
+
+ServiceName = StrEnum("ServiceName", {name: name for name in SERVICES})
+
+
+def settings_or_exit() -> Settings:
+    """Load settings; on a bad value print what is wrong and exit with status 2."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        console.print(f"[bold red]Configuration error[/]\n{error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        console.print(f"tradebot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """TradeBot command line."""
+
+
+@app.command()
+def up(
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            envvar="TRADEBOT_DATA_DIR", help="Where the embedded Redis and PostgreSQL keep their data."
+        ),
+    ] = Path(".tradebot"),
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run just these services (repeatable), e.g. --only strategy."),
+    ] = None,
+) -> None:
+    """Run the **whole stack** on this machine until Ctrl-C.
+
+    Without REDIS_URL / DATABASE_URL it starts a real Redis and PostgreSQL from Python
+    wheels under `--data-dir` (kept across restarts); with them set, it uses those servers.
+    Each service runs in its own process and is restarted if it dies.
+    """
+    from tradebot.local.stack import run_stack
+
+    settings = settings_or_exit()
+    raise typer.Exit(run_stack(settings, data_dir, only, console))
+
+
+def service(
+    name: Annotated[ServiceName, typer.Argument(help="The service to run.", show_default=False)],
+) -> None:
+    from tradebot.catalog import build_service
+    from tradebot.common.service import run_service
+
+    settings = settings_or_exit()
+    try:
+        run_service(lambda s: build_service(name.value, s), settings)
+    except ValueError as error:  # a service rejected its configuration
+        console.print(f"[bold red]Configuration error[/]\n{error}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.\n\n" + "\n\n".join(
+    f"* `{k}`: {v}" for k, v in SERVICE_SUMMARIES.items()
+)
+app.command()(service)
+
+
+service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.\n\n" + "\n\n".join(
+    f"* `{k}`: {v}" for k, v in SERVICE_SUMMARIES.items()
+)
+app.command()(service)

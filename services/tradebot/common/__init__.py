@@ -1,0 +1,1 @@
+"""What every service shares: settings, models, the stream bus, health and telemetry."""

@@ -1,0 +1,64 @@
+"""Service health states, shared by the dashboard, the API and the operator.
+
+healthy: heartbeat < 30 s old and no errors; degraded: 30–60 s; unhealthy:
+1–5 min; dead: > 5 min or missing; error: the error counter is above zero.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+DEGRADED_AFTER = 30.0
+UNHEALTHY_AFTER = 60.0
+DEAD_AFTER = 300.0
+
+# Services whose heartbeats the system knows; market data has one id per source.
+SERVICE_IDS = (
+    "market_data",
+    "alpaca_market_data",
+    "polygon_market_data",
+    "strategy",
+    "execution",
+    "storage",
+    "api",
+    "dashboard",
+)
+MARKET_DATA_SERVICE_BY_SOURCE = {
+    "synthetic": "market_data",
+    "alpaca": "alpaca_market_data",
+    "polygon": "polygon_market_data",
+}
+
+
+class HealthState(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    DEAD = "dead"
+    ERROR = "error"
+
+
+def heartbeat_key(service_id: str) -> str:
+    return f"service:{service_id}:heartbeat"
+
+
+def errors_key(service_id: str) -> str:
+    return f"service:{service_id}:errors"
+
+
+def classify(heartbeat_age: float | None, error_count: int) -> HealthState:
+    """The state of a service from its heartbeat age in seconds (None: missing) and errors."""
+    if heartbeat_age is None or heartbeat_age > DEAD_AFTER:
+        return HealthState.DEAD
+    if error_count > 0:
+        return HealthState.ERROR
+    if heartbeat_age >= UNHEALTHY_AFTER:
+        return HealthState.UNHEALTHY
+    if heartbeat_age >= DEGRADED_AFTER:
+        return HealthState.DEGRADED
+    return HealthState.HEALTHY
+
+
+def display_name(service_id: str) -> str:
+    """'alpaca_market_data' -> 'alpaca market data', as people read it."""
+    return service_id.replace("_", " ")

@@ -1,0 +1,58 @@
+"""HTTP liveness/readiness endpoints, served by uvicorn inside a service's event loop."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+ProbeCheck = Callable[[], tuple[bool, dict]]
+
+
+def probe_routes(live: ProbeCheck, ready: ProbeCheck) -> list[Route]:
+    """`/livez` and `/readyz` (200 or 503 with a JSON reason); mountable into any app."""
+
+    def endpoint(check: ProbeCheck):
+        async def handle(_: Request) -> JSONResponse:
+            ok, detail = check()
+            return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
+
+        return handle
+
+    return [
+        Route("/livez", endpoint(live)),
+        Route("/readyz", endpoint(ready)),
+        Route("/healthz", endpoint(ready)),
+    ]
+
+
+def probe_app(live: ProbeCheck, ready: ProbeCheck) -> Starlette:
+    return Starlette(routes=probe_routes(live, ready))
+
+
+class EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the service that embeds it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before serving so port 0 resolves to a real port we can report."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def embedded_server(app, log_level: str = "warning") -> EmbeddedServer:
+    config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, lifespan="off")
+    return EmbeddedServer(config)

@@ -1,0 +1,145 @@
+"""Configuration from environment variables and `.env`, validated once at start.
+
+The variable names and defaults are those of the original system, so existing
+`.env` files keep working. A bad value raises `SettingsError` naming the
+variable and what it accepts; services print it and exit instead of running
+half-configured.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DataSource = Literal["synthetic", "alpaca", "polygon"]
+SymbolMode = Literal["custom", "popular", "large", "mid", "small", "all"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "TSLA")
+
+
+class SettingsError(ValueError):
+    """A configuration value was rejected; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Every knob of the system; one instance per process."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # Connections. Empty means "not configured": `tradebot up` then starts embedded servers.
+    database_url: str = Field(
+        "postgresql://postgres:password@localhost:5432/tradebot",
+        description="PostgreSQL/TimescaleDB connection URL",
+    )
+    redis_url: str = Field("redis://localhost:6379", description="Redis connection URL")
+
+    # Market data and symbols.
+    data_source: DataSource = "synthetic"
+    symbol_mode: SymbolMode = "custom"
+    symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
+    max_symbols: int = Field(500, ge=1, le=20_000)
+    max_websocket_symbols: int = Field(30, ge=1, le=1_000)
+    tick_interval: float = Field(1.0, gt=0, le=3600, description="seconds between ticks per symbol")
+    ticks_per_second: float = Field(
+        0, ge=0, description="total synthetic tick rate; 0 derives it from TICK_INTERVAL"
+    )
+
+    # Provider credentials (only the chosen data source needs its own).
+    alpaca_key: str | None = None
+    alpaca_secret: str | None = None
+    polygon_api_key: str | None = None
+
+    # Historical backfill.
+    backfill_batch_size: int = Field(10, ge=1, le=1_000)
+    backfill_concurrent_requests: int = Field(3, ge=1, le=100)
+    rate_limit_delay: float = Field(0.5, ge=0, le=60)
+
+    # Strategy.
+    strategies: Annotated[tuple[str, ...], NoDecode] = ("sma_crossover", "rsi")
+    sma_short_window: int = Field(5, ge=1, le=10_000)
+    sma_long_window: int = Field(20, ge=2, le=10_000)
+    rsi_period: int = Field(14, ge=2, le=10_000)
+    rsi_oversold: float = Field(30, gt=0, lt=100)
+    rsi_overbought: float = Field(70, gt=0, lt=100)
+
+    # Paper execution and its risk limits.
+    starting_cash: float = Field(100_000, gt=0)
+    order_quantity: float = Field(10, gt=0, description="shares per order at full signal strength")
+    slippage_bps: float = Field(5, ge=0, le=1_000)
+    fee_per_share: float = Field(0.005, ge=0)
+    min_fee: float = Field(1.0, ge=0)
+    max_position_per_symbol: float = Field(1_000, gt=0, description="shares")
+    max_order_notional: float = Field(50_000, gt=0)
+    max_open_positions: int = Field(20, ge=1)
+    daily_loss_limit: float = Field(5_000, gt=0, description="stop trading after this loss in a day")
+
+    # Operations.
+    log_level: LogLevel = "INFO"
+    log_format: Literal["json", "console"] = "console"
+    probe_port: int = Field(0, ge=0, le=65_535, description="health endpoint port; 0 picks one")
+    stream_maxlen: int = Field(1_000_000, ge=1_000, description="approximate MAXLEN of each stream")
+    batch_size: int = Field(1_000, ge=1, le=100_000, description="stream entries read per call")
+
+    @field_validator("symbols", "strategies", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _normalise_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from tradebot.common.symbols import normalise_symbol
+
+        return tuple(dict.fromkeys(normalise_symbol(s) for s in value))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_cross_field_rules(self) -> Settings:
+        if self.symbol_mode == "custom" and not self.symbols:
+            raise ValueError("SYMBOLS must list at least one symbol when SYMBOL_MODE=custom")
+        if self.sma_short_window >= self.sma_long_window:
+            raise ValueError("SMA_SHORT_WINDOW must be smaller than SMA_LONG_WINDOW")
+        if self.rsi_oversold >= self.rsi_overbought:
+            raise ValueError("RSI_OVERSOLD must be below RSI_OVERBOUGHT")
+        return self
+
+    def credentials_problem(self) -> str | None:
+        """Why the chosen data source cannot start, or None when its keys are present."""
+        if self.data_source == "alpaca" and not (self.alpaca_key and self.alpaca_secret):
+            return "DATA_SOURCE=alpaca needs ALPACA_KEY and ALPACA_SECRET"
+        if self.data_source == "polygon" and not self.polygon_api_key:
+            return "DATA_SOURCE=polygon needs POLYGON_API_KEY"
+        return None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per rejected variable, in the words a person edits: the env var name."""
+    lines = []
+    for problem in error.errors():
+        variable = "_".join(str(part) for part in problem["loc"] if isinstance(part, str)).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        received = problem.get("input")
+        if variable and not isinstance(received, dict):
+            lines.append(f"{variable}={received!r} is invalid: {message}")
+        else:
+            lines.append(message)
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and `.env`); raise SettingsError with a readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(describe_validation_error(error)) from None

@@ -1,0 +1,126 @@
+"""OpenTelemetry set-up: traces that follow a tick across services, and metrics.
+
+Exporters are chosen by the standard variables `OTEL_TRACES_EXPORTER` and
+`OTEL_METRICS_EXPORTER` (`otlp`, `console` or `none`); unlike the SDK's own
+default, nothing is exported unless one is set. The trace context travels in
+every stream entry as a W3C `traceparent`, so market data → strategy →
+execution → storage is one trace.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from opentelemetry import metrics, trace
+from opentelemetry.context import Context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+EXPORTER_CHOICES = ("none", "console", "otlp")
+_propagator = TraceContextTextMapPropagator()
+_tracing_enabled = False
+
+
+class TelemetryConfigError(ValueError):
+    pass
+
+
+def _exporter_choice(variable: str) -> str:
+    value = os.environ.get(variable, "none").strip().lower() or "none"
+    if value not in EXPORTER_CHOICES:
+        raise TelemetryConfigError(
+            f"{variable}={value!r} is invalid: choose one of {', '.join(EXPORTER_CHOICES)}"
+        )
+    return value
+
+
+def setup_telemetry(service_id: str) -> None:
+    """Install tracer and meter providers per OTEL_* variables (idempotent per process)."""
+    global _tracing_enabled
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+    traces = _exporter_choice("OTEL_TRACES_EXPORTER")
+    metric_exporter = _exporter_choice("OTEL_METRICS_EXPORTER")
+    resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", f"tradebot-{service_id}")})
+    if traces != "none":
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(BatchSpanProcessor(_span_exporter(traces)))
+        trace.set_tracer_provider(provider)
+        _tracing_enabled = True
+    if metric_exporter != "none":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+        reader = PeriodicExportingMetricReader(_metric_exporter(metric_exporter))
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
+
+
+def _span_exporter(choice: str):
+    if choice == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _metric_exporter(choice: str):
+    if choice == "console":
+        from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+        return ConsoleMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter()
+
+
+def enable_tracing_for_tests(provider: trace.TracerProvider) -> None:
+    """Let a test install its own provider (e.g. with an in-memory exporter)."""
+    global _tracing_enabled
+    trace.set_tracer_provider(provider)
+    _tracing_enabled = True
+
+
+def tracing_enabled() -> bool:
+    """Hot paths skip span work entirely when no trace exporter is configured."""
+    return _tracing_enabled
+
+
+def tracer(name: str) -> trace.Tracer:
+    return trace.get_tracer(name)
+
+
+def meter(name: str) -> metrics.Meter:
+    return metrics.get_meter(name)
+
+
+def context_from_traceparent(traceparent: str | None) -> Context | None:
+    if not traceparent:
+        return None
+    return _propagator.extract({"traceparent": traceparent})
+
+
+def current_traceparent() -> str | None:
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    return carrier.get("traceparent")
+
+
+@contextmanager
+def traced(name: str, span_name: str, parent: str | None = None, **attributes) -> Iterator[str | None]:
+    """A span (child of `parent` traceparent); yields the traceparent to pass downstream.
+
+    A no-op yielding None when tracing is off, so hot paths pay nothing.
+    """
+    if not _tracing_enabled:
+        yield None
+        return
+    with tracer(name).start_as_current_span(
+        span_name, context=context_from_traceparent(parent), attributes=attributes
+    ):
+        yield current_traceparent()

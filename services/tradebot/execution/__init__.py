@@ -1,0 +1,1 @@
+"""Paper execution: signals become orders and simulated fills against a portfolio."""

@@ -1,0 +1,116 @@
+"""The paper execution service: one signal in, at most one order and fill out.
+
+Each signal is handled in one optimistic Redis transaction (WATCH/MULTI) that
+publishes the order, fill and position, stores the updated portfolio, records
+the signal id as processed and acknowledges it. So a signal delivered twice —
+redelivered or re-published — never trades twice, and a crash never leaves a
+fill without its portfolio update.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import orjson
+import redis.exceptions
+
+from tradebot.common import bus
+from tradebot.common.bus import Delivery
+from tradebot.common.models import OrderStatus, TradeSignal
+from tradebot.common.service import ServiceContext
+from tradebot.common.settings import Settings
+from tradebot.common.telemetry import traced
+from tradebot.execution.paper import TradingCosts, execute_signal
+from tradebot.execution.portfolio import Portfolio
+from tradebot.execution.risk import RiskLimits
+from tradebot.market_data.publishing import LATEST_PRICES_KEY
+
+log = logging.getLogger(__name__)
+PORTFOLIO_KEY = "execution:portfolio"
+PROCESSED_SIGNALS_KEY = "execution:processed_signals"
+PROCESSED_RETENTION_SECONDS = 7 * 24 * 3600
+
+
+async def load_portfolio(redis, starting_cash: float) -> Portfolio:
+    """The stored account, or a fresh one with the starting cash."""
+    raw = await redis.get(PORTFOLIO_KEY)
+    return Portfolio.model_validate_json(raw) if raw else Portfolio.opening(starting_cash)
+
+
+class ExecutionService:
+    service_id = "execution"
+
+    def __init__(self, settings: Settings) -> None:
+        self.limits = RiskLimits.from_settings(settings)
+        self.costs = TradingCosts(settings.slippage_bps, settings.fee_per_share, settings.min_fee)
+        self.base_quantity = settings.order_quantity
+        self.starting_cash = settings.starting_cash
+
+    async def run(self, ctx: ServiceContext) -> None:
+        self.consumer = bus.Consumer(
+            ctx.redis,
+            group=self.service_id,
+            name=bus.consumer_name(self.service_id),
+            streams=[bus.SIGNALS],
+            count=100,
+            on_dead_letter=lambda *_: ctx.count_error("undecodable signal"),
+        )
+        self.publisher = bus.Publisher(ctx.redis, ctx.settings.stream_maxlen)
+        await self.consumer.setup()
+        ctx.ready = True
+        next_trim = 0.0
+        while not ctx.stopping.is_set():
+            ctx.progressed()
+            for delivery in await self.consumer.read():
+                outcome = await self.handle(ctx, delivery)
+                ctx.counters[outcome] += 1
+            if time.monotonic() >= next_trim:
+                cutoff = time.time() - PROCESSED_RETENTION_SECONDS
+                await ctx.redis.zremrangebyscore(PROCESSED_SIGNALS_KEY, "-inf", cutoff)
+                next_trim = time.monotonic() + 3600
+
+    async def handle(self, ctx: ServiceContext, delivery: Delivery) -> str:
+        """Execute one signal exactly once; returns what happened (for counters)."""
+        signal = delivery.message
+        assert isinstance(signal, TradeSignal)
+        async with ctx.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(PORTFOLIO_KEY, PROCESSED_SIGNALS_KEY)
+                    if await pipe.zscore(PROCESSED_SIGNALS_KEY, signal.id) is not None:
+                        await pipe.unwatch()
+                        await self.consumer.ack([delivery])
+                        log.info("duplicate signal ignored", extra={"signal": signal.id})
+                        return "duplicate_signals"
+                    portfolio = await load_portfolio(pipe, self.starting_cash)
+                    portfolio.mark(await self._latest_prices(pipe, portfolio))
+                    with traced(__name__, "execute signal", delivery.traceparent, symbol=signal.symbol) as tp:
+                        result = execute_signal(
+                            portfolio, signal, self.base_quantity, self.limits, self.costs, datetime.now(UTC)
+                        )
+                    pipe.multi()
+                    self.publisher.add_to(pipe, bus.ORDERS, result.order, tp)
+                    if result.fill is not None and result.position is not None:
+                        self.publisher.add_to(pipe, bus.FILLS, result.fill, tp)
+                        self.publisher.add_to(pipe, bus.POSITIONS, result.position, tp)
+                    pipe.set(PORTFOLIO_KEY, portfolio.model_dump_json())
+                    pipe.zadd(PROCESSED_SIGNALS_KEY, {signal.id: time.time()})
+                    pipe.xack(delivery.stream, self.consumer.group, delivery.entry_id)
+                    await pipe.execute()
+                    break
+                except redis.exceptions.WatchError:
+                    continue  # another replica changed the portfolio first: decide again
+        if result.order.status is OrderStatus.REJECTED:
+            log.info("order rejected", extra={"signal": signal.id, "reason": result.order.reason})
+            return "orders_rejected"
+        return "orders_filled"
+
+    @staticmethod
+    async def _latest_prices(pipe, portfolio: Portfolio) -> dict[str, float]:
+        symbols = list(portfolio.open_positions())
+        if not symbols:
+            return {}
+        values = await pipe.hmget(LATEST_PRICES_KEY, symbols)
+        return {s: orjson.loads(v)["price"] for s, v in zip(symbols, values, strict=True) if v}

@@ -1,0 +1,1 @@
+"""Market data services: they turn a feed into price ticks on the `ticks` stream."""

@@ -1,0 +1,38 @@
+"""Publishing ticks: the `ticks` stream plus the latest price per symbol.
+
+Shared by every market-data service (synthetic, Alpaca, Polygon) so they all
+look the same downstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+
+from tradebot.common import bus, wire
+from tradebot.common.models import PriceTick
+from tradebot.common.telemetry import traced
+
+LATEST_PRICES_KEY = "prices:latest"
+
+
+class TickPublisher:
+    def __init__(self, redis: Redis, maxlen: int) -> None:
+        self.redis = redis
+        self.publisher = bus.Publisher(redis, maxlen)
+
+    async def publish(self, ticks: Sequence[PriceTick]) -> int:
+        """One round trip: XADD every tick and refresh `prices:latest` for their symbols."""
+        if not ticks:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        latest: dict[str, bytes] = {}
+        for tick in ticks:
+            with traced(__name__, "publish tick", symbol=tick.symbol, source=tick.source) as tp:
+                fields = wire.encode(tick, tp)
+            pipe.xadd(bus.TICKS, fields, maxlen=self.publisher.maxlen, approximate=True)
+            latest[tick.symbol] = fields[b"d"]
+        pipe.hset(LATEST_PRICES_KEY, mapping=latest)
+        await pipe.execute()
+        return len(ticks)

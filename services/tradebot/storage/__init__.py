@@ -1,0 +1,1 @@
+"""Storage: everything on the streams, durably in PostgreSQL/TimescaleDB."""

@@ -1,0 +1,66 @@
+"""The storage service: every stream, through the `storage` group, into the database.
+
+A batch is acknowledged only after its transaction commits. If the process dies
+mid-batch, the entries stay pending and are written again on restart (or by
+another replica after the claim timeout); the writer's conflict rules make that
+replay store nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from tradebot.common import bus
+from tradebot.common.service import ServiceContext
+from tradebot.common.settings import Settings
+from tradebot.common.telemetry import traced, tracing_enabled
+from tradebot.storage.schema import ensure_schema
+from tradebot.storage.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+STORED_STREAMS = (bus.TICKS, bus.SIGNALS, bus.ORDERS, bus.FILLS, bus.POSITIONS)
+
+
+class StorageService:
+    service_id = "storage"
+
+    def __init__(self, settings: Settings) -> None:
+        self.database_url = settings.database_url
+        self.source = settings.data_source
+
+    async def run(self, ctx: ServiceContext) -> None:
+        consumer = bus.Consumer(
+            ctx.redis,
+            group=self.service_id,
+            name=bus.consumer_name(self.service_id),
+            streams=STORED_STREAMS,
+            count=ctx.settings.batch_size,
+            on_dead_letter=lambda *_: ctx.count_error("undecodable entry"),
+        )
+        conn = await asyncpg.connect(
+            self.database_url, server_settings={"application_name": "tradebot-storage"}
+        )
+        try:
+            writer = BatchWriter(conn, await ensure_schema(conn, (self.source,)))
+            await consumer.setup()
+            ctx.ready = True
+            log.info("storing streams", extra={"streams": list(STORED_STREAMS)})
+            while not ctx.stopping.is_set():
+                ctx.progressed()
+                deliveries = await consumer.read()
+                if not deliveries:
+                    continue
+                written = await writer.write(d.message for d in deliveries)
+                await consumer.ack(deliveries)
+                if tracing_enabled():
+                    for delivery in deliveries:
+                        with traced(__name__, f"stored {delivery.message.kind}", delivery.traceparent):
+                            pass
+                ctx.counters["entries_stored"] += len(deliveries)
+                ctx.counters["batches"] += 1
+                ctx.counters["last_batch_size"] = len(deliveries)
+                log.debug("batch stored", extra={"tables": written})
+        finally:
+            await conn.close()

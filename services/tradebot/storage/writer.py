@@ -1,0 +1,160 @@
+"""Batch writes: COPY into a session-local staging table, then one INSERT ... ON
+CONFLICT per table, inside one transaction.
+
+COPY makes it fast; the conflict rule on each table's natural key makes a
+redelivered batch harmless (nothing is stored twice), and the bars are rolled
+up from the rows that were really inserted, so replays never double-count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+
+import asyncpg
+
+from tradebot.common.models import Fill, Message, Order, Position, PriceTick, TradeSignal
+from tradebot.common.tables import (
+    FILLS_TABLE,
+    ORDERS_TABLE,
+    POSITIONS_TABLE,
+    SIGNALS_TABLE,
+    bar_table,
+    tick_table,
+)
+from tradebot.storage.schema import Schema
+
+TICK_COLUMNS = ("time", "symbol", "price", "size", "bid", "ask", "volume", "id")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one kind of message lands in one table.
+
+    `insert` is the statement moving rows from the staging table `{stage}`;
+    `source` is set for tick tables, which are created on first use.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    insert: str
+    source: str | None = None
+
+    @property
+    def stage(self) -> str:
+        return f"stage_{self.table}"
+
+    def record(self, message: Message) -> tuple:
+        return tuple(getattr(message, column) for column in self.columns)
+
+    def insert_statement(self) -> str:
+        return self.insert.format(stage=self.stage)
+
+
+def insert_new(table: str, columns: tuple[str, ...], select: str = "", conflict: str = "") -> str:
+    names = ", ".join(columns)
+    select = (select or "SELECT {columns} FROM {stage}").replace("{columns}", names)
+    return f"INSERT INTO {table} ({names}) {select} {conflict or 'ON CONFLICT DO NOTHING'}"
+
+
+def _spec(model: type[Message], table: str, **insert_options: str) -> TableSpec:
+    columns = tuple(model.model_fields)
+    return TableSpec(table, columns, insert_new(table, columns, **insert_options))
+
+
+STATIC_TABLES: dict[type[Message], TableSpec] = {
+    TradeSignal: _spec(TradeSignal, SIGNALS_TABLE),
+    Order: _spec(Order, ORDERS_TABLE),
+    Fill: _spec(Fill, FILLS_TABLE),
+    Position: _spec(
+        Position,
+        POSITIONS_TABLE,
+        # One row per symbol per statement, and an older position never overwrites a newer one.
+        select="SELECT DISTINCT ON (symbol) {columns} FROM {stage} ORDER BY symbol, time DESC",
+        conflict="ON CONFLICT (symbol) DO UPDATE SET quantity = excluded.quantity,"
+        " average_price = excluded.average_price, realized_pnl = excluded.realized_pnl,"
+        " market_price = excluded.market_price, unrealized_pnl = excluded.unrealized_pnl,"
+        " time = excluded.time WHERE positions.time <= excluded.time",
+    ),
+}
+
+
+def insert_ticks_with_rollup(source: str) -> str:
+    """Insert new ticks and fold exactly those into the 1-minute bars (plain PostgreSQL)."""
+    ticks, bars = tick_table(source), bar_table(source)
+    return f"""
+WITH inserted AS (
+    INSERT INTO {ticks} SELECT * FROM {{stage}} ON CONFLICT DO NOTHING
+    RETURNING time, symbol, price, size
+), batch AS (
+    SELECT date_trunc('minute', time) AS bucket, symbol,
+           (array_agg(price ORDER BY time))[1] AS open, max(price) AS high, min(price) AS low,
+           (array_agg(price ORDER BY time DESC))[1] AS close, sum(size) AS volume,
+           count(*) AS trades, min(time) AS first_time, max(time) AS last_time
+    FROM inserted GROUP BY 1, 2
+)
+INSERT INTO {bars} AS bar SELECT * FROM batch
+ON CONFLICT (symbol, bucket) DO UPDATE SET
+    open = CASE WHEN excluded.first_time < bar.first_time THEN excluded.open ELSE bar.open END,
+    close = CASE WHEN excluded.last_time >= bar.last_time THEN excluded.close ELSE bar.close END,
+    high = greatest(bar.high, excluded.high),
+    low = least(bar.low, excluded.low),
+    volume = bar.volume + excluded.volume,
+    trades = bar.trades + excluded.trades,
+    first_time = least(bar.first_time, excluded.first_time),
+    last_time = greatest(bar.last_time, excluded.last_time)
+"""
+
+
+@cache
+def tick_spec(source: str, timescale: bool) -> TableSpec:
+    """With TimescaleDB a continuous aggregate keeps the bars; without, we roll them up."""
+    table = tick_table(source)
+    insert = insert_new(table, TICK_COLUMNS) if timescale else insert_ticks_with_rollup(source)
+    return TableSpec(table, TICK_COLUMNS, insert, source=source)
+
+
+def spec_for(message: Message, timescale: bool) -> TableSpec:
+    if isinstance(message, PriceTick):
+        return tick_spec(message.source, timescale)
+    return STATIC_TABLES[type(message)]
+
+
+def rows_by_table(messages: Iterable[Message], timescale: bool) -> dict[TableSpec, list[tuple]]:
+    """Pure: the rows each table receives from a batch of messages."""
+    rows: dict[TableSpec, list[tuple]] = defaultdict(list)
+    for message in messages:
+        spec = spec_for(message, timescale)
+        rows[spec].append(spec.record(message))
+    return rows
+
+
+class BatchWriter:
+    """Writes batches on one dedicated connection (the staging tables are session-local)."""
+
+    def __init__(self, conn: asyncpg.Connection, schema: Schema) -> None:
+        self.conn = conn
+        self.schema = schema
+        self._staged: set[str] = set()
+
+    async def write(self, messages: Iterable[Message]) -> dict[str, int]:
+        """Store a batch atomically; returns the rows sent per table."""
+        grouped = rows_by_table(messages, self.schema.timescale)
+        for spec in grouped:
+            await self._prepare(spec)
+        async with self.conn.transaction():
+            for spec, records in grouped.items():
+                await self.conn.copy_records_to_table(spec.stage, records=records, columns=spec.columns)
+                await self.conn.execute(spec.insert_statement())
+        return {spec.table: len(records) for spec, records in grouped.items()}
+
+    async def _prepare(self, spec: TableSpec) -> None:
+        if spec.source is not None:
+            await self.schema.ensure_source(self.conn, spec.source)
+        if spec.table not in self._staged:
+            await self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {spec.stage} (LIKE {spec.table}) ON COMMIT DELETE ROWS"
+            )
+            self._staged.add(spec.table)

@@ -1,0 +1,1 @@
+"""Strategies turn ticks into trade signals; the service runs them on the `ticks` stream."""
