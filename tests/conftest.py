@@ -1,0 +1,59 @@
+"""Shared fixtures: a real Redis and a real PostgreSQL per test session.
+
+Each test gets an empty Redis (FLUSHALL) and its own fresh database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import pytest
+from support.servers import create_database, drop_database, postgres_server, redis_server
+
+from tradebot.common.connections import connect_redis
+from tradebot.common.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory) -> Iterator[str]:
+    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory) -> Iterator[str]:
+    with postgres_server(tmp_path_factory.mktemp("postgres") / "data") as url:
+        yield url
+
+
+@pytest.fixture
+async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+    client = connect_redis(redis_server_url)
+    await client.flushall()
+    await client.aclose()
+    yield redis_server_url
+
+
+@pytest.fixture
+async def redis(redis_url: str):
+    client = connect_redis(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    name, url = await create_database(postgres_server_url)
+    yield url
+    await drop_database(postgres_server_url, name)
+
+
+@pytest.fixture
+def make_settings(redis_url: str, database_url: str) -> Callable[..., Settings]:
+    """Settings pointing at this test's servers, with overrides, ignoring any .env file."""
+
+    def make(**overrides) -> Settings:
+        values = {"redis_url": redis_url, "database_url": database_url, "probe_port": 0, **overrides}
+        return Settings(_env_file=None, **values)
+
+    return make
