@@ -113,6 +113,7 @@ fi
 rm -rf "$CACHE_ROOT"/.build-*
 TMP="$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
+chmod 755 "$TMP"
 mkdir -p "$TMP/bin"
 
 export CGO_ENABLED=0 GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
