@@ -50,7 +50,9 @@ async def test_ticks_become_signals_orders_fills_and_rows(make_settings, redis, 
             bars = await conn.fetchrow(
                 "SELECT sum(trades) AS trades, sum(volume) AS volume FROM price_bars_1m_synthetic"
             )
-            ticks = await conn.fetchrow("SELECT count(*) AS trades, sum(size) AS volume FROM price_ticks_synthetic")
+            ticks = await conn.fetchrow(
+                "SELECT count(*) AS trades, sum(size) AS volume FROM price_ticks_synthetic"
+            )
             assert bars["trades"] == ticks["trades"] == published
             assert bars["volume"] == pytest.approx(ticks["volume"])
             positions = await conn.fetch("SELECT * FROM positions")

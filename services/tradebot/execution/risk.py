@@ -30,11 +30,13 @@ def check_order(
     portfolio: Portfolio, symbol: str, side: Side, quantity: float, price: float, limits: RiskLimits
 ) -> str | None:
     """The reason an order must be rejected, or None when it may trade."""
+    held = portfolio.quantity(symbol)
+    if side is Side.SELL and held <= 0:
+        return f"no {symbol} position to sell (long-only account)"
     if quantity <= 0:
         return "order quantity rounds to zero shares"
-    held = portfolio.quantity(symbol)
     if side is Side.SELL:
-        return None if held > 0 else f"no {symbol} position to sell (long-only account)"
+        return None
     notional = quantity * price
     if portfolio.day_pnl() <= -limits.daily_loss_limit:
         return (

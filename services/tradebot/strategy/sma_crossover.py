@@ -34,8 +34,8 @@ class SmaCrossover(Strategy):
         state = self._state.setdefault(tick.symbol, _Averages())
         short_sma = _push(state, "short", tick.price, self.short_window)
         long_sma = _push(state, "long", tick.price, self.long_window)
-        if long_sma is None or short_sma is None:
-            return None
+        if long_sma is None or short_sma is None or short_sma == long_sma:
+            return None  # not warmed up, or touching: no side to compare yet
         above = short_sma > long_sma
         crossed = state.above is not None and above != state.above
         state.above = above
