@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from support.servers import create_database, drop_database, postgres_server, redis_server
 
+from support.servers import create_database, drop_database, postgres_server, redis_server
 from tradebot.common.connections import connect_redis
 from tradebot.common.settings import Settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 import pytest
-from support.services import eventually, running
 
+from support.services import eventually, running
 from tradebot.common import bus
 from tradebot.common.health import HealthState
 from tradebot.common.heartbeat import read_health

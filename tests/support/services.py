@@ -29,15 +29,15 @@ async def running(*services: Service, settings: Settings) -> AsyncIterator[list[
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+    check: Callable[[], Awaitable[bool]], within: float = 30.0, interval: float = 0.1, what: str = ""
 ) -> None:
     """Wait until an async condition holds; fail with `what` when it never does."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         if await check():
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+            raise AssertionError(f"timed out after {within}s waiting for {what or check}")
         await asyncio.sleep(interval)
 
 
