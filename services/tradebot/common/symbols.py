@@ -8,6 +8,7 @@ given explicitly; nothing here touches the network.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -62,14 +63,27 @@ class Universe:
         return self.modes[mode]
 
 
+DEFAULT_SYMBOLS_FILE = "~/.cache/tradebot/symbols.json"
+
+
+def refreshed_universe_path() -> Path | None:
+    """The universe `tradebot symbols fetch` wrote (SYMBOLS_FILE, default in the user's cache), if any."""
+    path = Path(os.environ.get("SYMBOLS_FILE") or DEFAULT_SYMBOLS_FILE).expanduser()
+    return path if path.is_file() else None
+
+
 def select_symbols(
     mode: str, custom: Iterable[str], max_symbols: int, universe: Universe | None = None
 ) -> list[str]:
-    """The symbols a service works on: the custom list or the mode's universe, capped."""
+    """The symbols a service works on: the custom list or the mode's universe, capped.
+
+    Without an explicit universe, a refreshed one (see `refreshed_universe_path`) wins
+    over the packaged copy.
+    """
     if mode == "custom":
         chosen = list(dict.fromkeys(normalise_symbol(s) for s in custom))
     else:
-        chosen = list((universe or Universe.load()).symbols(mode))
+        chosen = list((universe or Universe.load(refreshed_universe_path())).symbols(mode))
     return chosen[:max_symbols]
 
 
