@@ -53,6 +53,27 @@ class Settings(BaseSettings):
     alpaca_key: str | None = None
     alpaca_secret: str | None = None
     polygon_api_key: str | None = None
+    # Provider endpoints; overridden to point at a proxy or at the test suite's local servers.
+    alpaca_stream_url: str = Field(
+        "wss://stream.data.alpaca.markets/v2/iex", description="Alpaca market-data WebSocket"
+    )
+    alpaca_data_url: str = Field("https://data.alpaca.markets", description="Alpaca market-data REST")
+    alpaca_trading_url: str = Field(
+        "https://paper-api.alpaca.markets", description="Alpaca trading REST (assets for `symbols fetch`)"
+    )
+    alpaca_feed: Literal["iex", "sip"] = "iex"
+    polygon_rest_url: str = Field("https://api.polygon.io", description="Polygon REST (POLYGON_REST_URL)")
+    polygon_ws_url: str = Field("wss://socket.polygon.io", description="Polygon WebSocket (POLYGON_WS_URL)")
+    provider_silence_timeout: float = Field(
+        60, gt=0, le=3_600, description="reconnect a provider feed silent this many seconds"
+    )
+    provider_auth_retry: float = Field(
+        60, gt=0, le=86_400, description="seconds before retrying rejected or missing credentials"
+    )
+    symbols_file: str = Field(
+        "~/.cache/tradebot/symbols.json",
+        description="refreshed symbol universe written by `tradebot symbols fetch`; used when present",
+    )
 
     # Historical backfill.
     backfill_batch_size: int = Field(10, ge=1, le=1_000)
