@@ -20,6 +20,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from tradebot.common import bus
 from tradebot.common.backoff import Backoff
 from tradebot.common.connections import TRANSIENT_ERRORS, connect_redis
 from tradebot.common.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
@@ -57,6 +58,25 @@ class ServiceContext:
             await self.heartbeat.count_error()
         except TRANSIENT_ERRORS:
             log.warning("could not count an error in Redis", extra={"reason": reason})
+
+    def consumer(self, streams: list[str], count: int | None = None) -> bus.Consumer:
+        """This service's consumer group on `streams`; undecodable entries count as errors."""
+
+        async def count_dead_letter(stream: str, entry_id: bytes, reason: str) -> None:
+            await self.count_error(f"dead-lettered {stream} entry {entry_id.decode()}: {reason}")
+
+        return bus.Consumer(
+            self.redis,
+            group=self.service_id,
+            name=bus.consumer_name(self.service_id),
+            streams=streams,
+            count=count or self.settings.batch_size,
+            claim_idle_ms=int(self.settings.claim_idle_seconds * 1000),
+            on_dead_letter=count_dead_letter,
+        )
+
+    def publisher(self) -> bus.Publisher:
+        return bus.Publisher(self.redis, self.settings.stream_maxlen)
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""

@@ -99,12 +99,20 @@ class Settings(BaseSettings):
     max_open_positions: int = Field(20, ge=1)
     daily_loss_limit: float = Field(5_000, gt=0, description="stop trading after this loss in a day")
 
+    # History API and dashboard.
+    api_port: int = Field(8000, ge=0, le=65_535, description="port of the history API; 0 picks one")
+    dashboard_port: int = Field(8001, ge=0, le=65_535, description="port of the dashboard; 0 picks one")
+    api_url: str = Field("http://localhost:8000", description="where the dashboard reaches the API")
+
     # Operations.
     log_level: LogLevel = "INFO"
     log_format: Literal["json", "console"] = "console"
     probe_port: int = Field(0, ge=0, le=65_535, description="health endpoint port; 0 picks one")
     stream_maxlen: int = Field(1_000_000, ge=1_000, description="approximate MAXLEN of each stream")
     batch_size: int = Field(1_000, ge=1, le=100_000, description="stream entries read per call")
+    claim_idle_seconds: float = Field(
+        30, gt=0, le=86_400, description="reclaim entries another consumer left pending this long"
+    )
 
     @field_validator("symbols", "strategies", mode="before")
     @classmethod

@@ -49,15 +49,8 @@ class ExecutionService:
         self.starting_cash = settings.starting_cash
 
     async def run(self, ctx: ServiceContext) -> None:
-        self.consumer = bus.Consumer(
-            ctx.redis,
-            group=self.service_id,
-            name=bus.consumer_name(self.service_id),
-            streams=[bus.SIGNALS],
-            count=100,
-            on_dead_letter=lambda *_: ctx.count_error("undecodable signal"),
-        )
-        self.publisher = bus.Publisher(ctx.redis, ctx.settings.stream_maxlen)
+        self.consumer = ctx.consumer([bus.SIGNALS], count=100)
+        self.publisher = ctx.publisher()
         await self.consumer.setup()
         ctx.ready = True
         next_trim = 0.0

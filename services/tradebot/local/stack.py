@@ -20,6 +20,7 @@ from tradebot.storage.schema import ensure_schema
 
 API_PORT = 8000
 DASHBOARD_PORT = 8001
+CONNECTION_FILE = "stack.env"
 PIPELINE_ORDER = ("strategy", "execution", "storage", "api", "dashboard")
 
 
@@ -53,6 +54,7 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
             env["DATABASE_URL"] = postgres.start()
             embedded.append(postgres)
         asyncio.run(_create_schema(env["DATABASE_URL"], settings.data_source))
+        write_connection_file(data_dir / CONNECTION_FILE, env)
         _announce(console, settings, services, env, bool(embedded), data_dir)
         asyncio.run(_supervise(services, env, console))
         return 0
@@ -65,6 +67,12 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
     finally:
         for server in reversed(embedded):
             server.stop()
+
+
+def write_connection_file(path: Path, env: dict[str, str]) -> None:
+    """Where the running stack's servers are, for other commands: `set -a; . .tradebot/stack.env`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"REDIS_URL={env['REDIS_URL']}\nDATABASE_URL={env['DATABASE_URL']}\n")
 
 
 async def _create_schema(database_url: str, source: str) -> None:
@@ -94,6 +102,7 @@ def _announce(
         f"[bold]Storage[/]    {where}",
         f"[bold]Dashboard[/]  http://localhost:{DASHBOARD_PORT}",
         f"[bold]API[/]        http://localhost:{API_PORT}/docs",
+        f"[bold]Servers[/]    {data_dir / CONNECTION_FILE} (REDIS_URL, DATABASE_URL)",
         "Press Ctrl-C to stop.",
     ]
     console.print(Panel("\n".join(lines), title="TradeBot is starting", expand=False))

@@ -31,14 +31,7 @@ class StorageService:
         self.source = settings.data_source
 
     async def run(self, ctx: ServiceContext) -> None:
-        consumer = bus.Consumer(
-            ctx.redis,
-            group=self.service_id,
-            name=bus.consumer_name(self.service_id),
-            streams=STORED_STREAMS,
-            count=ctx.settings.batch_size,
-            on_dead_letter=lambda *_: ctx.count_error("undecodable entry"),
-        )
+        consumer = ctx.consumer(list(STORED_STREAMS))
         conn = await asyncpg.connect(
             self.database_url, server_settings={"application_name": "tradebot-storage"}
         )

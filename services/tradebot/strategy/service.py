@@ -31,15 +31,8 @@ class StrategyService:
         return signals
 
     async def run(self, ctx: ServiceContext) -> None:
-        consumer = bus.Consumer(
-            ctx.redis,
-            group=self.service_id,
-            name=bus.consumer_name(self.service_id),
-            streams=[bus.TICKS],
-            count=ctx.settings.batch_size,
-            on_dead_letter=lambda *_: ctx.count_error("undecodable tick"),
-        )
-        publisher = bus.Publisher(ctx.redis, ctx.settings.stream_maxlen)
+        consumer = ctx.consumer([bus.TICKS])
+        publisher = ctx.publisher()
         await consumer.setup()
         ctx.ready = True
         log.info("evaluating ticks", extra={"strategies": [s.name for s in self.strategies]})
