@@ -1,0 +1,101 @@
+"""One HTTP client for provider REST APIs: pacing, retries on 429/5xx, and plain errors.
+
+The SDKs' REST clients retry 429 on a fixed wait and hide both the provider's
+Retry-After and the number of retries, which the backfill must honour and report;
+so historical requests go through this client instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+
+from tradebot.backfill.ratelimit import RETRY_STATUSES, Pacer, retry_delay
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+
+
+class ProviderError(RuntimeError):
+    """A provider answered with an error we cannot retry away."""
+
+    def __init__(self, provider: str, status: int, answer: str) -> None:
+        super().__init__(f"{provider} answered HTTP {status}: {answer}")
+        self.provider, self.status, self.answer = provider, status, answer
+
+
+class ProviderAuthError(ProviderError):
+    """401/403: the credentials are missing, wrong or not entitled."""
+
+    def __init__(self, provider: str, status: int, answer: str, variables: str) -> None:
+        super().__init__(provider, status, answer)
+        self.args = (f"{provider} rejected the credentials in {variables} (HTTP {status}: {answer})",)
+
+
+def answer_text(response: httpx.Response) -> str:
+    """The provider's own words: its JSON `message`/`error` field, else the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)[:300]
+    return str(body)[:300]
+
+
+class ProviderHTTP:
+    """GETs JSON with pacing and retries; counts requests, retries and rate-limited answers."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        headers: dict[str, str],
+        credential_variables: str,
+        pacer: Pacer,
+        timeout: float = 30.0,
+    ) -> None:
+        self.provider = provider
+        self.credential_variables = credential_variables
+        self.pacer = pacer
+        self.stats: Counter[str] = Counter()
+        self.client = httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            async with self.pacer:
+                self.stats["requests"] += 1
+                try:
+                    response = await self.client.get(url, params=params)
+                except httpx.TransportError as error:
+                    if attempt == MAX_ATTEMPTS:
+                        raise
+                    wait = retry_delay({}, attempt, time.time())
+                    log.warning("request failed; retrying", extra={"error": str(error), "wait": wait})
+                    self.stats["retries"] += 1
+                    self.pacer.hold(wait)
+                    continue
+            if response.status_code == 200:
+                return response.json()
+            if response.status_code in (401, 403):
+                raise ProviderAuthError(
+                    self.provider, response.status_code, answer_text(response), self.credential_variables
+                )
+            if response.status_code not in RETRY_STATUSES or attempt == MAX_ATTEMPTS:
+                raise ProviderError(self.provider, response.status_code, answer_text(response))
+            wait = retry_delay(response.headers, attempt, time.time())
+            self.stats["retries"] += 1
+            if response.status_code == 429:
+                self.stats["rate_limited"] += 1
+            log.info("provider asked us to slow down", extra={"status": response.status_code, "wait": wait})
+            self.pacer.hold(wait)
+            await asyncio.sleep(0)
+        raise AssertionError("unreachable")
