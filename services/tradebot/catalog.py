@@ -9,12 +9,16 @@ from tradebot.common.settings import Settings
 
 SERVICES: dict[str, str] = {
     "market_data": "tradebot.market_data.service:SyntheticMarketDataService",
+    "alpaca_market_data": "tradebot.market_data.alpaca:AlpacaMarketDataService",
+    "polygon_market_data": "tradebot.market_data.polygon:PolygonMarketDataService",
     "strategy": "tradebot.strategy.service:StrategyService",
     "execution": "tradebot.execution.service:ExecutionService",
     "storage": "tradebot.storage.service:StorageService",
 }
 SERVICE_SUMMARIES: dict[str, str] = {
     "market_data": "synthetic random-walk ticks onto the `ticks` stream",
+    "alpaca_market_data": "Alpaca trades, quotes and bars (alpaca-py) onto `ticks`; gaps filled from REST",
+    "polygon_market_data": "Polygon trades, quotes and minute bars (polygon-api-client) onto `ticks`",
     "strategy": "runs the strategies on ticks and publishes signals",
     "execution": "paper-trades signals into orders, fills and positions",
     "storage": "writes every stream into PostgreSQL/TimescaleDB",

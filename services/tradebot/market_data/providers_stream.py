@@ -1,0 +1,219 @@
+"""The live provider service, shared by Alpaca and Polygon: one feed, kept alive, without holes.
+
+A provider module supplies a `Feed` (connect, authenticate, subscribe, deliver
+ticks until the connection ends) and its REST history; this module does the
+rest the same way for both:
+
+* publishes ticks exactly like the synthetic service (TickPublisher), in small
+  batches rather than one round trip per event;
+* reconnects with backoff when the socket drops, and when the feed goes silent
+  for PROVIDER_SILENCE_TIMEOUT seconds (a connected-but-mute socket);
+* after a reconnect, fills the gap from the provider's REST trades, from the
+  newest event seen before the drop to now. Tick ids come from the provider's
+  trade ids, so the overlap with the live stream is stored once;
+* missing or rejected credentials put the service in the "error" state with a
+  message naming the variable and the provider's answer, counted once, then
+  retried only every PROVIDER_AUTH_RETRY seconds: no hot crash loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from tradebot.backfill.http import ProviderAuthError, ProviderError
+from tradebot.backfill.ratelimit import Pacer
+from tradebot.backfill.sources import HistorySource
+from tradebot.common import bus
+from tradebot.common.backoff import Backoff
+from tradebot.common.connections import TRANSIENT_ERRORS
+from tradebot.common.models import PriceTick
+from tradebot.common.service import ServiceContext
+from tradebot.common.settings import Settings
+from tradebot.common.symbols import select_symbols, websocket_symbols
+from tradebot.market_data.publishing import TickPublisher
+
+log = logging.getLogger(__name__)
+FLUSH_PERIOD = 0.05  # seconds between publishing rounds
+GAP_MARGIN = timedelta(seconds=2)  # REST fill reaches this far past "now" (clock skew)
+MAX_GAP = timedelta(days=1)  # a longer outage is the backfill's job
+
+Sink = Callable[[PriceTick], None]
+
+
+class FeedRejected(Exception):
+    """The provider refused us (credentials, entitlement, connection limit): retrying soon won't help."""
+
+
+class Feed(Protocol):
+    source: str
+
+    def credentials_problem(self) -> str | None:
+        """Which variable is missing, before we even try."""
+
+    async def stream(self, symbols: list[str], sink: Sink) -> None:
+        """Connect, authenticate, subscribe; deliver ticks to `sink` until the connection ends."""
+
+    def history(self, pacer: Pacer) -> HistorySource:
+        """The provider's REST history, for gap fills."""
+
+
+class ProviderStreamService:
+    """A market-data service over one provider `Feed`; subclasses set `service_id` and `make_feed`."""
+
+    service_id: str
+
+    def __init__(self, settings: Settings) -> None:
+        chosen = select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols)
+        self.symbols = websocket_symbols(chosen, settings.max_websocket_symbols)
+        self.feed = self.make_feed(settings)
+        self._pending: list[PriceTick] = []
+        self._last_message = time.monotonic()
+        self._newest_event: datetime | None = None
+        self._gap_from: datetime | None = None
+        self._rejection: str | None = None
+        self._gap_fills: set[asyncio.Task] = set()
+
+    def make_feed(self, settings: Settings) -> Feed:
+        raise NotImplementedError
+
+    async def run(self, ctx: ServiceContext) -> None:
+        publisher = TickPublisher(ctx.redis, ctx.settings.stream_maxlen)
+        await ctx.redis.ping()
+        flusher = asyncio.create_task(self._flush_forever(ctx, publisher), name="flush")
+        backoff = Backoff(initial=0.5, maximum=30.0)
+        try:
+            while not ctx.stopping.is_set():
+                problem = self.feed.credentials_problem()
+                if problem:
+                    await self._rejected(ctx, problem)
+                    if await ctx.sleep(ctx.settings.provider_auth_retry):
+                        return
+                    continue
+                delay = await self._session(ctx, backoff)
+                if delay and await ctx.sleep(delay):
+                    return
+        finally:
+            for task in (flusher, *self._gap_fills):
+                task.cancel()
+            await asyncio.gather(flusher, *self._gap_fills, return_exceptions=True)
+            with contextlib.suppress(*TRANSIENT_ERRORS):
+                await self._flush(ctx, publisher)
+
+    async def _session(self, ctx: ServiceContext, backoff: Backoff) -> float:
+        """One connection, from connect to its end; returns how long to wait before the next."""
+        ctx.status, ctx.ready = "connecting", False
+        self._gap_from = self._newest_event
+        self._last_message = time.monotonic()
+        session = asyncio.create_task(self.feed.stream(self.symbols, self._receive), name="feed")
+        watchdog = asyncio.create_task(self._watch(ctx, session), name="watchdog")
+        stopping = asyncio.create_task(ctx.stopping.wait(), name="stopping")
+        try:
+            await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (session, watchdog, stopping):
+                task.cancel()
+            results = await asyncio.gather(session, watchdog, stopping, return_exceptions=True)
+        if ctx.stopping.is_set():
+            return 0.0
+        error = results[0]
+        if isinstance(error, FeedRejected):
+            await self._rejected(ctx, str(error))
+            return ctx.settings.provider_auth_retry
+        if isinstance(results[1], bool) and results[1]:
+            reason = f"no data for {ctx.settings.provider_silence_timeout:g}s"
+        elif isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
+            reason = f"{type(error).__name__}: {error}"
+        else:
+            reason = "connection closed"
+        if self._rejection is None and ctx.counters["messages"]:
+            backoff.reset()
+        ctx.counters["reconnects"] += 1
+        ctx.status, ctx.ready, ctx.status_message = "reconnecting", False, reason
+        log.warning("provider feed ended; reconnecting", extra={"source": self.feed.source, "reason": reason})
+        return backoff.next_delay()
+
+    async def _watch(self, ctx: ServiceContext, session: asyncio.Task) -> bool:
+        """Cancel a session whose feed has been silent too long; True when it did."""
+        timeout = ctx.settings.provider_silence_timeout
+        while not session.done():
+            ctx.progressed()
+            silent = time.monotonic() - self._last_message
+            if silent >= timeout:
+                log.warning("provider feed silent; reconnecting", extra={"silent_for": round(silent, 1)})
+                ctx.counters["silences"] += 1
+                session.cancel()
+                return True
+            await asyncio.sleep(min(1.0, timeout - silent))
+        return False
+
+    def _receive(self, tick: PriceTick) -> None:
+        self._last_message = time.monotonic()
+        self._pending.append(tick)
+        if tick.id.startswith("t") and (self._newest_event is None or tick.time > self._newest_event):
+            self._newest_event = tick.time
+
+    async def _flush_forever(self, ctx: ServiceContext, publisher: TickPublisher) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_PERIOD)
+            if self._pending and ctx.status != "running":
+                await self._connected(ctx)
+            await self._flush(ctx, publisher)
+
+    async def _flush(self, ctx: ServiceContext, publisher: TickPublisher) -> None:
+        ticks, self._pending = self._pending, []
+        if not ticks:
+            return
+        try:
+            await publisher.publish(ticks)
+        except TRANSIENT_ERRORS as error:  # Redis away: keep the ticks for the next round
+            self._pending[:0] = ticks
+            log.warning("ticks not published yet", extra={"error": str(error), "pending": len(self._pending)})
+            return
+            ctx.counters["messages"] += len(ticks)
+            ctx.counters["ticks_published"] += len(ticks)
+
+    async def _connected(self, ctx: ServiceContext) -> None:
+        """First data of a session: we are live; fill the gap the previous session left."""
+        ctx.status, ctx.ready, ctx.status_message = "running", True, None
+        self._rejection = None
+        gap_from, self._gap_from = self._gap_from, None
+        if gap_from is not None:
+            task = asyncio.create_task(self._fill_gap(ctx, gap_from, datetime.now(UTC) + GAP_MARGIN))
+            self._gap_fills.add(task)
+            task.add_done_callback(self._gap_fills.discard)
+
+    async def _fill_gap(self, ctx: ServiceContext, start: datetime, end: datetime) -> None:
+        start = max(start, end - MAX_GAP)
+        settings = ctx.settings
+        history = self.feed.history(Pacer(settings.backfill_concurrent_requests, settings.rate_limit_delay))
+        publisher = bus.Publisher(ctx.redis, settings.stream_maxlen)
+        try:
+            for symbol in self.symbols:
+                async for rows in history.pages("trades", symbol, start, end):
+                    ticks = [row for row in rows if isinstance(row, PriceTick)]
+                    await publisher.publish(bus.TICKS, ((tick, None) for tick in ticks))
+                    ctx.counters["gap_ticks"] += len(ticks)
+            ctx.counters["gaps_filled"] += 1
+            log.info("gap filled", extra={"source": self.feed.source, "from": str(start), "to": str(end)})
+        except ProviderAuthError as error:
+            await self._rejected(ctx, str(error))
+        except (ProviderError, OSError) as error:
+            ctx.counters["gap_fill_failures"] += 1
+            await ctx.count_error(f"gap fill failed: {error}")
+            log.error("gap fill failed", extra={"error": str(error)})
+        finally:
+            await history.http.aclose()
+
+    async def _rejected(self, ctx: ServiceContext, message: str) -> None:
+        """Error state with the provider's words; counted once per distinct rejection."""
+        ctx.status, ctx.ready, ctx.status_message = "error", False, message
+        if message != self._rejection:
+            self._rejection = message
+            log.error("provider refused the feed", extra={"source": self.feed.source, "reason": message})
+            await ctx.count_error(message)
