@@ -1,0 +1,96 @@
+"""What both fake providers share: a background event loop, an HTTP server, rate limits, clients.
+
+The fakes run in their own thread and loop, so both async tests and synchronous
+SDK calls (alpaca-py's REST clients, a CLI under CliRunner) can reach them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from websockets.asyncio.server import ServerConnection
+
+
+class BackgroundLoop:
+    """An event loop in a daemon thread; `call` runs a coroutine there and waits for it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def call(self, coroutine: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+
+
+async def serve_http(app: Starlette) -> tuple[uvicorn.Server, asyncio.Task, int]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+        await asyncio.sleep(0.01)
+    return server, task, sock.getsockname()[1]
+
+
+@dataclass
+class RateLimit:
+    """At most `per_second` requests a second (token bucket), plus forced 429 storms."""
+
+    per_second: float = 1_000.0
+    burst: float = 20.0
+    storm: int = 0  # the next `storm` requests are refused whatever the bucket says
+    retry_after: float | None = 0.5
+    tokens: float = field(default=20.0, init=False)
+    updated: float = field(default_factory=time.monotonic, init=False)
+    accepted: list[float] = field(default_factory=list, init=False)
+    refused: int = field(default=0, init=False)
+
+    def admit(self) -> float | None:
+        """None when the request may proceed, else the seconds to wait."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.storm > 0:
+            self.storm -= 1
+            self.refused += 1
+            return self.retry_after or 0.5
+        if self.tokens < 1:
+            self.refused += 1
+            return (1 - self.tokens) / self.per_second
+        self.tokens -= 1
+        self.accepted.append(now)
+        return None
+
+
+class Clients:
+    """The fake's open WebSocket connections, which tests can drop or silence."""
+
+    def __init__(self) -> None:
+        self.open: set[ServerConnection] = set()
+        self.silent = False
+        self.connections = 0
+
+    def add(self, connection: ServerConnection) -> None:
+        self.open.add(connection)
+        self.connections += 1
+
+    def drop_all(self) -> int:
+        """Abort every connection without a closing handshake, like a network failure."""
+        dropped = len(self.open)
+        for connection in list(self.open):
+            connection.transport.abort()
+        return dropped
