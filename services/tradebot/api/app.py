@@ -1,0 +1,51 @@
+"""The FastAPI application: routers, error mapping and probes, over a given pool and Redis."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from tradebot import __version__
+from tradebot.api.deps import ApiState
+from tradebot.api.ranges import RequestProblem
+from tradebot.api.routes import market, system, trading
+from tradebot.api.sources import UnknownName
+from tradebot.common.connections import TRANSIENT_ERRORS
+from tradebot.common.probes import ProbeCheck, probe_routes
+
+DESCRIPTION = """
+History and live state of TradeBot: ticks and OHLCV bars per data source, latest
+prices, signals, paper orders, fills, positions and P&L, and every service's health.
+
+Unknown sources and symbols are 404s that name them; bad ranges and intervals are
+422s that say what is accepted; raw ticks come in pages, bars at most 10,000 per request.
+"""
+
+
+async def unknown_name(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=404)
+
+
+async def request_problem(_: Request, error: Exception) -> JSONResponse:
+    """The same 422 body FastAPI gives for invalid parameters, so the document has one shape."""
+    assert isinstance(error, RequestProblem)
+    detail = [{"loc": list(error.loc), "msg": str(error), "type": "value_error"}]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def unavailable(_: Request, error: Exception) -> JSONResponse:
+    detail = f"a backing store is unavailable: {type(error).__name__}"
+    return JSONResponse({"detail": detail}, status_code=503)
+
+
+def create_app(state: ApiState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
+    app = FastAPI(title="TradeBot API", version=__version__, description=DESCRIPTION)
+    app.state.api = state
+    for router in (market.router, trading.router, system.router):
+        app.include_router(router)
+    app.router.routes.extend(probe_routes(live, ready))
+    app.add_exception_handler(UnknownName, unknown_name)
+    app.add_exception_handler(RequestProblem, request_problem)
+    for error in TRANSIENT_ERRORS:
+        app.add_exception_handler(error, unavailable)
+    return app

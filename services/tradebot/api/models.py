@@ -1,0 +1,189 @@
+"""Response models of the history API: they make its OpenAPI document complete."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from tradebot.common.health import HealthState
+
+
+class Interval(StrEnum):
+    """Bar widths the API serves; each is a re-bucketing of the 1-minute bars."""
+
+    M1 = "1m"
+    M5 = "5m"
+    M15 = "15m"
+    H1 = "1h"
+    D1 = "1d"
+
+
+class Problem(BaseModel):
+    """Every error: what was wrong, in words a caller can act on."""
+
+    detail: str
+
+
+class ApiHealth(BaseModel):
+    status: str = Field(description="'ok' when PostgreSQL and Redis answer, else 'degraded'")
+    database: bool
+    redis: bool
+    timescale: bool = Field(description="whether the TimescaleDB extension is enabled")
+
+
+class SourceStats(BaseModel):
+    source: str
+    tick_table: str
+    bar_table: str | None
+    approximate_ticks: int = Field(description="planner estimate; exact counts are too slow on big tables")
+    approximate_bars: int
+    symbols: int
+    first_tick: datetime | None
+    last_tick: datetime | None
+    total_bytes: int
+
+
+class SymbolList(BaseModel):
+    source: str
+    symbols: list[str]
+
+
+class Tick(BaseModel):
+    time: datetime
+    symbol: str
+    price: float
+    size: float
+    bid: float | None
+    ask: float | None
+    volume: float
+    id: str
+
+
+class TickPage(BaseModel):
+    source: str
+    symbol: str
+    ticks: list[Tick]
+    next_cursor: str | None = Field(description="pass as `cursor` to get the next page; null at the end")
+
+
+class Bar(BaseModel):
+    time: datetime = Field(description="start of the bucket")
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trades: int
+
+
+class BarSeries(BaseModel):
+    source: str
+    symbol: str
+    interval: Interval
+    start: datetime
+    end: datetime
+    bars: list[Bar]
+
+
+class LatestPrice(BaseModel):
+    symbol: str
+    time: datetime
+    price: float
+    bid: float | None
+    ask: float | None
+    volume: float
+
+
+class LatestPrices(BaseModel):
+    source: str
+    prices: list[LatestPrice]
+
+
+class Mover(BaseModel):
+    symbol: str
+    price: float
+    reference_price: float = Field(description="open of the first 1-minute bar of the last 24 hours")
+    change: float
+    change_percent: float
+    volume: float = Field(description="volume traded in the last 24 hours")
+
+
+class MarketSummary(BaseModel):
+    source: str
+    symbols: list[Mover] = Field(description="every symbol, largest gain first")
+    gainers: list[Mover]
+    losers: list[Mover]
+
+
+class Signal(BaseModel):
+    id: str
+    time: datetime
+    strategy: str
+    symbol: str
+    side: str
+    strength: float
+    reason: str
+    price: float
+    source: str
+
+
+class Order(BaseModel):
+    id: str
+    signal_id: str
+    time: datetime
+    strategy: str
+    symbol: str
+    side: str
+    quantity: float
+    reference_price: float
+    status: str
+    reason: str
+
+
+class Fill(BaseModel):
+    id: str
+    order_id: str
+    time: datetime
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    slippage: float
+
+
+class Position(BaseModel):
+    symbol: str
+    quantity: float
+    average_price: float
+    realized_pnl: float
+    market_price: float
+    unrealized_pnl: float
+    time: datetime
+
+
+class Account(BaseModel):
+    """The paper account and its P&L, marked to the latest prices."""
+
+    cash: float
+    equity: float
+    realized_pnl: float
+    unrealized_pnl: float
+    total_pnl: float
+    day_pnl: float
+    fees_paid: float
+    orders_filled: int
+    orders_rejected: int
+    positions: list[Position]
+
+
+class ServiceStatus(BaseModel):
+    service: str
+    name: str = Field(description="as people read it, e.g. 'alpaca market data'")
+    state: HealthState
+    heartbeat_age: float | None = Field(description="seconds since the last heartbeat; null if missing")
+    error_count: int
+    status: str | None
+    active_market_data: bool = Field(description="the market-data service of this stack's DATA_SOURCE")

@@ -1,0 +1,58 @@
+"""`tradebot service api`: the history API served inside the common service runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from tradebot.api.app import create_app
+from tradebot.api.deps import ApiState
+from tradebot.api.sources import SourceCatalog
+from tradebot.api.store import HistoryStore
+from tradebot.common.connections import connect_postgres
+from tradebot.common.probes import bind_socket, embedded_server
+from tradebot.common.service import ServiceContext
+from tradebot.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ApiService:
+    service_id = "api"
+
+    def __init__(self, settings: Settings, host: str = "0.0.0.0") -> None:
+        self.host = host
+        self.requested_port = settings.api_port
+        self.port: int | None = None  # the bound port, known once serving (API_PORT=0 picks one)
+
+    async def run(self, ctx: ServiceContext) -> None:
+        pool = await connect_postgres(ctx.settings.database_url, min_size=1, max_size=8)
+        try:
+            catalog = SourceCatalog(pool)
+            await catalog.refresh()
+            state = ApiState(ctx.settings, catalog, HistoryStore(pool, catalog), ctx.redis)
+            app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
+            sock = bind_socket(self.host, self.requested_port)
+            self.port = sock.getsockname()[1]
+            server = embedded_server(app, ctx.settings.log_level)
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            await _until_started(server, serving)
+            ctx.ready = True
+            log.info("serving the API", extra={"port": self.port})
+            while not ctx.stopping.is_set() and not serving.done():
+                ctx.progressed()
+                await ctx.sleep(1.0)
+            server.should_exit = True
+            await serving
+        finally:
+            ctx.ready = False
+            await pool.close()
+
+
+async def _until_started(server, serving: asyncio.Task) -> None:
+    """Wait for uvicorn to listen (or to fail, which re-raises its error)."""
+    while not server.started:
+        if serving.done():
+            await serving
+            raise RuntimeError("the HTTP server stopped before it started")
+        await asyncio.sleep(0.02)

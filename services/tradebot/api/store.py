@@ -1,0 +1,120 @@
+"""Reading history from PostgreSQL/TimescaleDB into the API's models."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import asyncpg
+from pydantic import BaseModel
+
+from tradebot.api import queries
+from tradebot.api.models import Bar, Interval, LatestPrice, Position, SourceStats, Tick
+from tradebot.api.ranges import INTERVALS, encode_cursor
+from tradebot.api.sources import SourceCatalog, SourceTables, UnknownName
+
+
+class HistoryStore:
+    """Queries over a pool; the tables come from the catalog, the values are bind parameters."""
+
+    def __init__(self, pool: asyncpg.Pool, catalog: SourceCatalog) -> None:
+        self.pool = pool
+        self.catalog = catalog
+
+    async def symbols(self, tables: SourceTables) -> list[str]:
+        async with self.pool.acquire() as conn:
+            return [row["symbol"] for row in await conn.fetch(queries.distinct_symbols(tables.ticks))]
+
+    async def require_symbol(self, tables: SourceTables, symbol: str) -> None:
+        async with self.pool.acquire() as conn:
+            if not await conn.fetchval(queries.symbol_exists(tables.ticks), symbol):
+                raise UnknownName(f"unknown symbol {symbol!r} for source {tables.source!r}")
+
+    async def source_stats(self, tables: SourceTables) -> SourceStats:
+        async with self.pool.acquire() as conn:
+            bounds = await conn.fetchrow(queries.tick_time_bounds(tables.ticks))
+            symbols = len(await conn.fetch(queries.distinct_symbols(tables.ticks)))
+            ticks = await self._estimate_rows(conn, tables.ticks)
+            bars = await self._estimate_rows(conn, tables.bars) if tables.bars else 0
+            size = await self._total_bytes(conn, tables.ticks)
+        return SourceStats(
+            source=tables.source,
+            tick_table=tables.ticks,
+            bar_table=tables.bars,
+            approximate_ticks=ticks,
+            approximate_bars=bars,
+            symbols=symbols,
+            first_tick=bounds["first"],
+            last_tick=bounds["last"],
+            total_bytes=size,
+        )
+
+    async def ticks_page(
+        self, tables: SourceTables, symbol: str, start: datetime, end: datetime,
+        after: tuple[datetime, str] | None, limit: int,
+    ) -> tuple[list[Tick], str | None]:  # fmt: skip
+        """One page in (time, id) order and the cursor of the next, if there is more."""
+        after_time, after_id = after or (start - timedelta(microseconds=1), "")
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                queries.ticks_page(tables.ticks), symbol, start, end, after_time, after_id, limit + 1
+            )
+        ticks = [Tick(**row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return ticks, encode_cursor(ticks[-1].time, ticks[-1].id) if more else None
+
+    async def bars(
+        self, tables: SourceTables, symbol: str, interval: Interval, start: datetime, end: datetime
+    ) -> list[Bar]:
+        if tables.bars is None:
+            raise UnknownName(f"source {tables.source!r} has no bar table yet")
+        sql = queries.bars(tables.bars, interval is Interval.M1, self.catalog.timescale)
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql, symbol, start, end, INTERVALS[interval])
+        return [Bar(**row) for row in rows]
+
+    async def latest_prices(self, tables: SourceTables, symbols: list[str]) -> list[LatestPrice]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(queries.latest_prices(tables.ticks), symbols)
+        return [LatestPrice(**row) for row in rows]
+
+    async def day_references(
+        self, tables: SourceTables, symbols: list[str], since: datetime
+    ) -> dict[str, tuple[float | None, float]]:
+        """Per symbol: the first open since `since` (None without bars) and the volume since then."""
+        if tables.bars is None:
+            return {symbol: (None, 0.0) for symbol in symbols}
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(queries.day_reference(tables.bars), symbols, since)
+        return {row["symbol"]: (row["reference_price"], row["volume"] or 0.0) for row in rows}
+
+    async def recent(
+        self, sql: str, model: type[BaseModel], symbol: str | None, start: datetime, end: datetime, limit: int
+    ) -> list:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(sql, symbol, start, end, limit)
+        return [model(**row) for row in rows]
+
+    async def positions(self, include_closed: bool) -> list[Position]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(queries.POSITIONS, include_closed)
+        return [Position(**row) for row in rows]
+
+    async def _estimate_rows(self, conn: asyncpg.Connection, table: str) -> int:
+        """The planner's estimate (TimescaleDB's for hypertables); counted only if never analysed."""
+        if self.catalog.timescale:
+            try:
+                return int(await conn.fetchval("SELECT approximate_row_count($1::regclass)", table))
+            except asyncpg.PostgresError:
+                pass
+        estimate = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = $1::regclass", table)
+        if estimate is None or estimate < 0:
+            return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+        return int(estimate)
+
+    async def _total_bytes(self, conn: asyncpg.Connection, table: str) -> int:
+        if self.catalog.timescale:
+            try:
+                return int(await conn.fetchval("SELECT hypertable_size($1::regclass)", table) or 0)
+            except asyncpg.PostgresError:
+                pass
+        return int(await conn.fetchval("SELECT pg_total_relation_size($1::regclass)", table))

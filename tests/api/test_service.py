@@ -1,0 +1,54 @@
+"""`tradebot service api` on a real port: it serves, and schemathesis finds no server error in it."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+import pytest
+
+from api.known_history import write_known_history
+from support.services import eventually, running
+from tradebot.api.service import ApiService
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api_url(make_settings, database_url):
+    await write_known_history(database_url)
+    settings = make_settings(api_port=0)
+    api = ApiService(settings, host="127.0.0.1")
+    async with running(api, settings=settings) as [runtime]:
+
+        async def ready() -> bool:
+            return runtime.ctx.ready
+
+        await eventually(ready, what="the API to listen")
+        yield f"http://127.0.0.1:{api.port}"
+
+
+async def test_the_service_serves_the_api_and_its_probes(api_url):
+    async with httpx.AsyncClient(base_url=api_url) as http:
+        assert (await http.get("/readyz")).json()["ok"] is True
+        assert (await http.get("/sources/synthetic/symbols")).json()["symbols"] == ["AAPL", "MSFT"]
+        assert (await http.get("/docs")).status_code == 200
+
+
+async def test_schemathesis_finds_no_server_error(api_url, tmp_path):
+    """Property-based requests generated from the API's own OpenAPI document."""
+    command = [
+        sys.executable, "-m", "schemathesis.cli", "run", f"{api_url}/openapi.json",
+        "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_schema_conformance",
+        "--max-examples", "40", "--seed", "1", "--generation-deterministic", "--no-color",
+        "--request-timeout", "10", "--report-dir", str(tmp_path),
+    ]  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path
+    )
+    output, _ = await process.communicate()
+    text = output.decode(errors="replace")
+    print(text)
+    assert process.returncode == 0, text
