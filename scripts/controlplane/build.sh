@@ -12,6 +12,12 @@
 # temporary directory that is renamed into place only when every binary is
 # there: an interrupted build never leaves a half cache.
 #
+# To bump a version: edit the require line in <dir>/go.mod (for kubernetes also
+# the v0.X.Y of every replace, and compare the replace list with the one in the
+# new tag's go.mod: `go mod download -json k8s.io/kubernetes@vX.Y.Z`), run
+# `go mod tidy` in that directory, and commit go.mod and go.sum. The cache key
+# changes by itself; the last three builds are kept.
+#
 # Usage: build.sh [--print-bin-dir | --check | --force | --help]
 #   (no option)      build if needed; the last line of stdout is the bin dir
 #   --print-bin-dir  print the bin dir without building (exit 1 if not built)
@@ -32,7 +38,7 @@ case "${1:-}" in
   --print-bin-dir) mode=print ;;
   --check) mode=check ;;
   --force) mode=force ;;
-  -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "${BASH_SOURCE[0]}"; exit 0 ;;
   *) die "unknown option: $1 (try --help)" ;;
 esac
 
@@ -67,7 +73,7 @@ key_input() {
       printf '%s/%s\n' "$d" "$f"; cat "$HERE/$d/$f"
     done
   done
-  cat "${BASH_SOURCE[0]}"
+  grep -v '^[[:space:]]*#' "${BASH_SOURCE[0]}" # comments do not change the build
   printf 'go=%s os=%s\n' "$GO_VERSION" "$(uname -sm)"
 }
 HASH="$(key_input | sha256sum | cut -c1-12)"
@@ -112,7 +118,10 @@ fi
 # We hold the lock, so any other build directory is left over from a killed build.
 rm -rf "$CACHE_ROOT"/.build-*
 TMP="$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")"
+CHILD=
+# On Ctrl-C or kill: stop the running go command too, and leave no partial build.
 trap 'rm -rf "$TMP"' EXIT
+trap 'log "interrupted"; [[ -n "$CHILD" ]] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 130' INT TERM HUP
 chmod 755 "$TMP"
 mkdir -p "$TMP/bin"
 
@@ -134,9 +143,13 @@ k8s_ldflags() {
 build() { # name module-dir package ldflags what
   local name="$1" dir="$2" pkg="$3" ldflags="$4" what="$5" t0=$SECONDS
   log "building $name from $what ... (elapsed $((SECONDS - START))s)"
-  if ! (cd "$HERE/$dir" && go build -trimpath -p "$JOBS" -ldflags "$ldflags" -o "$TMP/bin/$name" "$pkg" >&2); then
+  # In the background + wait, so that a signal reaches the trap at once.
+  (cd "$HERE/$dir" && exec go build -trimpath -p "$JOBS" -ldflags "$ldflags" -o "$TMP/bin/$name" "$pkg" >&2) &
+  CHILD=$!
+  if ! wait "$CHILD"; then
     die "building $name failed. It needs the Go module $what and its dependencies (pinned in $HERE/$dir/go.mod); if the output above says a module could not be downloaded, check that the Go module proxy ($(go env GOPROXY)) is reachable, or that the modules are in the module cache ($(go env GOMODCACHE))."
   fi
+  CHILD=
   log "built $name in $((SECONDS - t0))s (elapsed $((SECONDS - START))s)"
 }
 
@@ -185,6 +198,11 @@ touch "$TMP/.complete"
 # Move into place atomically (rename within one file system).
 rm -rf "$DEST"
 mv -T "$TMP" "$DEST"
-trap - EXIT
+trap - EXIT INT TERM HUP
+# Keep the three most recent builds (other pinned versions, other checkouts).
+find "$CACHE_ROOT" -mindepth 1 -maxdepth 1 -type d -name 'k8s-*' -printf '%T@ %p\n' |
+  sort -rn | tail -n +4 | cut -d' ' -f2- | while read -r old; do
+    log "removing old build $old"; rm -rf "$old"
+  done
 log "all binaries built in $((SECONDS - START))s"
 echo "$BIN_DIR"

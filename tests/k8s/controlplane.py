@@ -94,8 +94,16 @@ def ensure_binaries(progress: IO[str] | None = None) -> Path:
 
     t = threading.Thread(target=pump, daemon=True)
     t.start()
-    out = proc.stdout.read() if proc.stdout else ""
-    rc = proc.wait()
+    try:
+        out = proc.stdout.read() if proc.stdout else ""
+        rc = proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM, timeout: build.sh stops its go command and cleans up
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        raise
     t.join()
     if rc != 0:
         tail = "".join(err_lines[-30:])
@@ -118,6 +126,23 @@ def find_kubectl() -> str:
 
 
 # --------------------------------------------------------------------------- helpers
+
+WORKDIR_PREFIX = "tradebot-k8s-"
+
+
+def remove_stale_workdirs() -> None:
+    """Remove work dirs left by a test process that was killed (SIGKILL skips every clean-up).
+
+    Its control-plane processes died with it (PR_SET_PDEATHSIG); only files remain.
+    """
+    for d in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        try:
+            pid = int((d / "owner.pid").read_text().strip())
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except (OSError, ValueError):
+            continue
 
 
 def free_port() -> int:
@@ -291,7 +316,10 @@ class ControlPlane:
             bin_dir = ensure_binaries()
         keep = os.environ.get("TRADEBOT_K8S_KEEP_WORKDIR") == "1"
         if workdir is None:
-            workdir = Path(tempfile.mkdtemp(prefix="tradebot-k8s-"))
+            remove_stale_workdirs()
+            workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        (Path(workdir) / "owner.pid").write_text(f"{os.getpid()}\n")
         cp = cls(bin_dir=Path(bin_dir), workdir=Path(workdir), keep_workdir=keep, log=logger)
         _install_hooks()
         _RUNNING.add(cp)
