@@ -161,9 +161,13 @@ class ProviderStreamService:
     async def _flush_forever(self, ctx: ServiceContext, publisher: TickPublisher) -> None:
         while True:
             await asyncio.sleep(FLUSH_PERIOD)
-            if self._pending and ctx.status != "running":
-                await self._connected(ctx)
-            await self._flush(ctx, publisher)
+            try:
+                if self._pending and not ctx.ready:
+                    await self._connected(ctx)
+                await self._flush(ctx, publisher)
+            except Exception as error:  # never let publishing die silently
+                log.exception("publishing ticks failed")
+                await ctx.count_error(f"publishing ticks failed: {error}")
 
     async def _flush(self, ctx: ServiceContext, publisher: TickPublisher) -> None:
         ticks, self._pending = self._pending, []
@@ -175,8 +179,8 @@ class ProviderStreamService:
             self._pending[:0] = ticks
             log.warning("ticks not published yet", extra={"error": str(error), "pending": len(self._pending)})
             return
-            ctx.counters["messages"] += len(ticks)
-            ctx.counters["ticks_published"] += len(ticks)
+        ctx.counters["messages"] += len(ticks)
+        ctx.counters["ticks_published"] += len(ticks)
 
     async def _connected(self, ctx: ServiceContext) -> None:
         """First data of a session: we are live; fill the gap the previous session left."""
