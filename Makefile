@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= embedded,operator,test
+EXTRAS ?= embedded,operator,providers,test
 # A lively demo on the embedded default: each symbol ticks four times a second.
 export TICK_INTERVAL ?= 0.25
 
