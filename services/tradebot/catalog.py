@@ -14,6 +14,8 @@ SERVICES: dict[str, str] = {
     "strategy": "tradebot.strategy.service:StrategyService",
     "execution": "tradebot.execution.service:ExecutionService",
     "storage": "tradebot.storage.service:StorageService",
+    "api": "tradebot.api.service:ApiService",
+    "dashboard": "tradebot.dashboard.service:DashboardService",
 }
 SERVICE_SUMMARIES: dict[str, str] = {
     "market_data": "synthetic random-walk ticks onto the `ticks` stream",
@@ -22,6 +24,8 @@ SERVICE_SUMMARIES: dict[str, str] = {
     "strategy": "runs the strategies on ticks and publishes signals",
     "execution": "paper-trades signals into orders, fills and positions",
     "storage": "writes every stream into PostgreSQL/TimescaleDB",
+    "api": "the history API over HTTP (API_PORT, default 8000; OpenAPI at /docs)",
+    "dashboard": "the live dashboard in the browser (DASHBOARD_PORT, default 8001)",
 }
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from tradebot.api import queries
-from tradebot.common.models import SOURCE_PATTERN
+from tradebot.common.models import validate_source_name
 from tradebot.common.tables import TICK_TABLE_PREFIX, bar_table, tick_table
 
 REFRESH_SECONDS = 10.0
@@ -35,10 +35,18 @@ def sources_from_tables(names: list[str]) -> dict[str, SourceTables]:
     found = {}
     for name in sorted(present):
         source = name.removeprefix(TICK_TABLE_PREFIX)
-        if name.startswith(TICK_TABLE_PREFIX) and SOURCE_PATTERN.match(source):
+        if name.startswith(TICK_TABLE_PREFIX) and is_source_name(source):
             bars = bar_table(source)
             found[source] = SourceTables(source, tick_table(source), bars if bars in present else None)
     return found
+
+
+def is_source_name(name: str) -> bool:
+    try:
+        validate_source_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 class SourceCatalog:

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from tradebot import __version__
 from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
+from tradebot.cli.dashboard import dashboard, demo
 from tradebot.common.settings import Settings, SettingsError, load_settings
 
 console = Console(stderr=True)
@@ -106,3 +107,5 @@ service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.
     f"* `{k}`: {v}" for k, v in SERVICE_SUMMARIES.items()
 )
 app.command()(service)
+app.command()(dashboard)
+app.command()(demo)

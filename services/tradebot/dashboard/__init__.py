@@ -1,0 +1,1 @@
+"""The live dashboard: prices, signals, trades, P&L, charts and service health in the browser."""

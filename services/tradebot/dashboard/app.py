@@ -1,0 +1,86 @@
+"""The dashboard's web app: the page and its assets, the live WebSocket, and a path to the API.
+
+The browser only ever talks to this server (one port to forward in a cluster):
+`/ws` for live frames, `/api/...` for history, which is passed on to the API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from redis.asyncio import Redis
+
+from tradebot.common.health import MARKET_DATA_SERVICE_BY_SOURCE
+from tradebot.common.heartbeat import discover_service_ids, reset_errors
+from tradebot.common.probes import ProbeCheck, probe_routes
+from tradebot.common.settings import Settings
+from tradebot.dashboard.fanout import Hub, serve_client
+from tradebot.dashboard.feed import snapshot
+
+STATIC = Path(__file__).parent / "static"
+SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+@dataclass
+class DashboardState:
+    settings: Settings
+    redis: Redis
+    hub: Hub
+    api: httpx.AsyncClient
+
+
+def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
+    app = FastAPI(title="TradeBot dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    settings = state.settings
+
+    @app.get("/")
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/config")
+    async def config() -> dict:
+        return {
+            "source": settings.data_source,
+            "market_data_service": MARKET_DATA_SERVICE_BY_SOURCE.get(settings.data_source),
+        }
+
+    @app.websocket("/ws")
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        first = await snapshot(state.redis, settings.data_source, settings.starting_cash)
+        sending = asyncio.create_task(serve_client(state.hub, first, websocket.send_text))
+        with contextlib.suppress(WebSocketDisconnect):
+            while not sending.done():
+                await websocket.receive_text()  # nothing is expected; this notices the browser leaving
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sending
+
+    @app.post("/services/{service_id}/reset-errors", status_code=204)
+    async def reset(service_id: str) -> Response:
+        if not SERVICE_ID.match(service_id) or service_id not in await discover_service_ids(state.redis):
+            return JSONResponse({"detail": f"unknown service {service_id!r}"}, status_code=404)
+        await reset_errors(state.redis, service_id)
+        return Response(status_code=204)
+
+    @app.get("/api/{path:path}")
+    async def history(path: str, request: Request) -> Response:
+        """GET requests passed on to the API (bars, symbols, summary) so the browser needs one origin."""
+        try:
+            answer = await state.api.get(f"/{path}", params=request.query_params)
+        except httpx.HTTPError as error:
+            detail = f"the API at {settings.api_url} is unreachable: {type(error).__name__}"
+            return JSONResponse({"detail": detail}, status_code=502)
+        return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"))
+
+    app.router.routes.extend(probe_routes(live, ready))
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,81 @@
+"""`tradebot service dashboard`: the live dashboard inside the common service runtime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import httpx
+
+from tradebot.common.probes import bind_socket, embedded_server
+from tradebot.common.service import ServiceContext
+from tradebot.common.settings import Settings
+from tradebot.dashboard.app import DashboardState, create_app
+from tradebot.dashboard.fanout import Hub
+from tradebot.dashboard.feed import StreamFeed, live_account, live_health
+
+log = logging.getLogger(__name__)
+STATE_PERIOD = 1.0  # seconds between health/account refreshes
+
+
+class DashboardService:
+    service_id = "dashboard"
+
+    def __init__(self, settings: Settings, host: str = "0.0.0.0") -> None:
+        self.host = host
+        self.requested_port = settings.dashboard_port
+        self.port: int | None = None  # the bound port, known once serving (DASHBOARD_PORT=0 picks one)
+        self.hub = Hub()
+
+    async def run(self, ctx: ServiceContext) -> None:
+        async with httpx.AsyncClient(base_url=ctx.settings.api_url, timeout=10.0) as api:
+            state = DashboardState(ctx.settings, ctx.redis, self.hub, api)
+            app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
+            sock = bind_socket(self.host, self.requested_port)
+            self.port = sock.getsockname()[1]
+            server = embedded_server(app, ctx.settings.log_level)
+            tasks = [
+                asyncio.create_task(server.serve(sockets=[sock]), name="http"),
+                asyncio.create_task(self.hub.run(ctx.stopping), name="fan-out"),
+                asyncio.create_task(self._follow_streams(ctx), name="streams"),
+                asyncio.create_task(self._follow_state(ctx), name="state"),
+            ]
+            try:
+                while not server.started:
+                    await _raise_if_any_failed(tasks)
+                    await asyncio.sleep(0.02)
+                ctx.ready = True
+                log.info("serving the dashboard", extra={"port": self.port})
+                while not ctx.stopping.is_set():
+                    ctx.progressed()
+                    ctx.counters["browsers"] = len(self.hub.mailboxes)
+                    ctx.counters["frames_sent"] = self.hub.frames_sent
+                    await _raise_if_any_failed(tasks)
+                    await ctx.sleep(1.0)
+            finally:
+                ctx.ready = False
+                server.should_exit = True
+                for task in tasks[1:]:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _follow_streams(self, ctx: ServiceContext) -> None:
+        feed = StreamFeed(ctx.redis)
+        while not ctx.stopping.is_set():
+            for message in await feed.read():
+                self.hub.add(message)
+
+    async def _follow_state(self, ctx: ServiceContext) -> None:
+        settings = ctx.settings
+        while not ctx.stopping.is_set():
+            self.hub.set_health(await live_health(ctx.redis, settings.data_source))
+            self.hub.set_account(await live_account(ctx.redis, settings.starting_cash))
+            await ctx.sleep(STATE_PERIOD)
+
+
+async def _raise_if_any_failed(tasks: list[asyncio.Task]) -> None:
+    """A helper task that ended (Redis gone, port taken) ends the service run, to be restarted."""
+    for task in tasks:
+        if task.done():
+            await task
+            raise RuntimeError(f"dashboard task {task.get_name()!r} stopped")

@@ -1,0 +1,35 @@
+"""Helpers of the browser tests: where Chromium is, how it starts, and a dashboard on a chosen port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from support.services import eventually, running
+from tradebot.common.settings import Settings
+from tradebot.dashboard.service import DashboardService
+
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
+
+
+async def until_ready(service_runtime) -> None:
+    async def ready() -> bool:
+        return service_runtime.ctx.ready
+
+    await eventually(ready, what=f"{service_runtime.service.service_id} to be ready")
+
+
+@asynccontextmanager
+async def dashboard_running(settings: Settings, port: int = 0) -> AsyncIterator[str]:
+    """The dashboard service on `port` (0: any); yields its URL."""
+    dashboard = DashboardService(settings.model_copy(update={"dashboard_port": port}), host="127.0.0.1")
+    async with running(dashboard, settings=settings) as [runtime]:
+        await until_ready(runtime)
+        yield f"http://127.0.0.1:{dashboard.port}"

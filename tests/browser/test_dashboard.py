@@ -1,0 +1,105 @@
+"""The dashboard in headless Chromium against a running stack."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import orjson
+import pytest
+from playwright.async_api import Page, expect
+
+from browser.stack import ARTIFACTS, dashboard_running
+from tradebot.common.health import errors_key, heartbeat_key
+
+pytestmark = pytest.mark.browser
+WAIT_MS = 30_000
+SOME_BARS = re.compile(r"^[1-9][0-9]*$")
+COLOURS = {
+    "healthy": "rgb(46, 160, 67)",
+    "degraded": "rgb(210, 153, 34)",
+    "unhealthy": "rgb(218, 54, 51)",
+    "dead": "rgb(0, 0, 0)",
+    "error": "rgb(240, 136, 62)",
+}
+
+
+async def open_dashboard(browser, url: str) -> Page:
+    page = await browser.new_page()
+    await page.goto(url)
+    await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+    return page
+
+
+async def card_colour(page: Page, service: str) -> str:
+    card = page.locator(f'.service[data-service="{service}"]')
+    return await card.evaluate("node => getComputedStyle(node).backgroundColor")
+
+
+async def test_prices_change_live_and_the_chart_renders(stack, browser):
+    page = await open_dashboard(browser, stack.url)
+    price = page.locator('#prices tr[data-symbol="AAPL"] td.price')
+    await expect(price).not_to_be_empty(timeout=WAIT_MS)
+    first = await price.text_content()
+    await expect(price).not_to_have_text(first, timeout=WAIT_MS)  # a live tick moved it
+    await expect(page.locator("#prices tbody tr")).to_have_count(6)
+    await expect(page.locator("#chart")).to_have_attribute("data-bars", SOME_BARS, timeout=WAIT_MS)
+    assert await page.locator("#chart canvas").count() > 0
+    await expect(page.locator("#signals li").first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#trades li").first).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#account dd").first).to_contain_text("$")
+    await expect(page.locator("#gainers li, #losers li").first).to_be_visible(timeout=WAIT_MS)
+    await page.locator('#prices tr[data-symbol="TSLA"]').click()
+    await expect(page.locator("#chart-symbol")).to_have_text("TSLA · 1m")
+    await page.locator('#intervals button[data-interval="5m"]').click()
+    await expect(page.locator("#chart-symbol")).to_have_text("TSLA · 5m")
+    await expect(page.locator("#chart-message")).to_contain_text("bars from the API", timeout=WAIT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.wait_for_timeout(500)  # let the last frame paint; the screenshot is for people, not asserted
+    await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+
+async def test_health_panel_colours_follow_heartbeats_and_errors(stack, browser, redis):
+    async def beat(service: str, age: float) -> None:
+        payload = {"service": service, "status": "running", "timestamp": time.time() - age, "counters": {}}
+        await redis.set(heartbeat_key(service), orjson.dumps(payload))
+
+    await beat("backfill", 45)  # degraded
+    await beat("alpaca_market_data", 90)  # unhealthy
+    await beat("polygon_market_data", 400)  # dead
+    await redis.incrby(errors_key("storage"), 2)  # error
+    page = await open_dashboard(browser, stack.url)
+    expected = {
+        "market_data": "healthy", "backfill": "degraded", "alpaca_market_data": "unhealthy",
+        "polygon_market_data": "dead", "storage": "error",
+    }  # fmt: skip
+    for service, state in expected.items():
+        card = page.locator(f'.service[data-service="{service}"]')
+        await expect(card).to_have_attribute("data-state", state, timeout=WAIT_MS)
+        assert await card_colour(page, service) == COLOURS[state]
+    active = page.locator('.service[data-service="market_data"]')
+    await expect(active.locator(".name")).to_have_text("market dataactive")
+    await expect(page.locator('.service[data-service="polygon_market_data"] .name')).to_have_text(
+        "polygon market data"
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.locator("#health-panel").screenshot(path=str(ARTIFACTS / "health-panel.png"))
+
+    await page.locator('.service[data-service="storage"] button.reset').click()
+    storage = page.locator('.service[data-service="storage"]')
+    await expect(storage).to_have_attribute("data-state", "healthy", timeout=WAIT_MS)
+    assert await card_colour(page, "storage") == COLOURS["healthy"]
+    assert await redis.get(errors_key("storage")) is None
+
+
+async def test_the_page_shows_a_lost_connection_and_reconnects(stack, browser):
+    async with dashboard_running(stack.settings, port=0) as url:
+        page = await open_dashboard(browser, url)
+        port = int(url.rsplit(":", 1)[1])
+    state = page.locator("#ws-state")
+    await expect(state).to_have_attribute("data-state", "closed", timeout=WAIT_MS)
+    async with dashboard_running(stack.settings, port=port):
+        await expect(state).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        price = page.locator('#prices tr[data-symbol="AAPL"] td.price')
+        first = await price.text_content()
+        await expect(price).not_to_have_text(first or "", timeout=WAIT_MS)
