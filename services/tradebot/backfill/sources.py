@@ -72,3 +72,16 @@ def history_source(source: str, settings: Settings, pacer: Pacer) -> HistorySour
     if source not in sources:
         raise ValueError(f"no REST history for source {source!r}; choose alpaca or polygon")
     return sources[source](settings, pacer)
+
+
+CREDENTIALS = {"alpaca": ("ALPACA_KEY", "ALPACA_SECRET"), "polygon": ("POLYGON_API_KEY",)}
+
+
+def credentials_problem(source: str, settings: Settings) -> str | None:
+    """Which of the provider's variables are unset, in words an operator acts on; None when all are set."""
+    names = CREDENTIALS[source]
+    missing = [name for name in names if not getattr(settings, name.lower())]
+    if not missing:
+        return None
+    needs = "needs both" if len(names) > 1 else "needs it"
+    return f"{' and '.join(missing)} not set: the {source.capitalize()} feed {needs}"

@@ -17,6 +17,7 @@ from alpaca.data.live import StockDataStream
 
 from tradebot.backfill.alpaca_rest import AlpacaHistory
 from tradebot.backfill.ratelimit import Pacer
+from tradebot.backfill.sources import credentials_problem
 from tradebot.common.models import PriceTick
 from tradebot.common.settings import Settings
 from tradebot.market_data.providers_stream import FeedRejected, ProviderStreamService, Sink
@@ -64,9 +65,7 @@ class AlpacaFeed:
         self.settings = settings
 
     def credentials_problem(self) -> str | None:
-        missing = [name for name, value in (("ALPACA_KEY", self.settings.alpaca_key),
-                   ("ALPACA_SECRET", self.settings.alpaca_secret)) if not value]  # fmt: skip
-        return f"{' and '.join(missing)} not set: the Alpaca feed needs both" if missing else None
+        return credentials_problem(SOURCE, self.settings)
 
     async def stream(self, symbols: list[str], sink: Sink) -> None:
         stream = StockDataStream(

@@ -17,6 +17,7 @@ from polygon.websocket import WebSocketClient
 
 from tradebot.backfill.polygon_rest import PolygonHistory
 from tradebot.backfill.ratelimit import Pacer
+from tradebot.backfill.sources import credentials_problem
 from tradebot.common.models import PriceTick
 from tradebot.common.settings import Settings
 from tradebot.market_data.providers_stream import FeedRejected, ProviderStreamService, Sink
@@ -59,7 +60,7 @@ class PolygonFeed:
         self.settings = settings
 
     def credentials_problem(self) -> str | None:
-        return None if self.settings.polygon_api_key else "POLYGON_API_KEY not set: the Polygon feed needs it"
+        return credentials_problem(SOURCE, self.settings)
 
     async def stream(self, symbols: list[str], sink: Sink) -> None:
         feed, secure = client_endpoint(self.settings.polygon_ws_url)
