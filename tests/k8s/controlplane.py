@@ -51,6 +51,7 @@ NODE_NAME = "kwok-node-0"
 KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+STORAGE_CLASS = "standard"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
@@ -303,6 +304,7 @@ class ControlPlane:
     ports: dict[str, int] = field(default_factory=dict)
     procs: list[_Proc] = field(default_factory=list)
     startup_seconds: float = 0.0
+    _volume_seq: int = 0
 
     # ----------------------------------------------------------------- paths
     @property
@@ -513,6 +515,7 @@ class ControlPlane:
         self._wait("kwok", lambda: self._http_ok(f"http://127.0.0.1:{self.ports['kwok']}/healthz"), deadline)
 
         self.create_node(NODE_NAME)
+        self.create_default_storage_class()
         self._wait(f"node {NODE_NAME} Ready", lambda: self._node_ready(NODE_NAME), deadline)
         self._wait(
             "default ServiceAccount",
@@ -705,6 +708,53 @@ class ControlPlane:
         )
         if status not in (201, 409):
             raise ControlPlaneError(f"creating namespace {namespace} failed ({status}): {body}")
+
+    # ----------------------------------------------------------------- storage
+    def create_default_storage_class(self) -> None:
+        """A default StorageClass without a provisioner (volumes come from ``create_volumes``)."""
+        sc = {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {
+                "name": STORAGE_CLASS,
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            },
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "Immediate",
+            "reclaimPolicy": "Retain",
+        }
+        status, body = self.request("POST", "/apis/storage.k8s.io/v1/storageclasses", sc)
+        if status not in (201, 409):
+            raise ControlPlaneError(f"creating StorageClass {STORAGE_CLASS} failed ({status}): {body}")
+
+    def create_volumes(self, count: int, size: str = "10Gi", prefix: str = "pv") -> list[str]:
+        """Pre-create ``count`` PersistentVolumes of the default class.
+
+        Nothing provisions volumes here (no kubelet, no CSI driver): a test whose
+        StatefulSets have volumeClaimTemplates creates as many volumes as claims,
+        and kube-controller-manager binds each claim to one of them.
+        """
+        names = []
+        for _ in range(count):
+            self._volume_seq += 1
+            name = f"{prefix}-{self._volume_seq:04d}"
+            pv = {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": name},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": STORAGE_CLASS,
+                    "hostPath": {"path": f"/tmp/kwok-volumes/{name}"},
+                },
+            }
+            status, body = self.request("POST", "/api/v1/persistentvolumes", pv)
+            if status != 201:
+                raise ControlPlaneError(f"creating PersistentVolume {name} failed ({status}): {body}")
+            names.append(name)
+        return names
 
     # ----------------------------------------------------------------- nodes
     def create_node(self, name: str, cpu: str = "32", memory: str = "256Gi", pods: str = "110") -> None:

@@ -396,3 +396,60 @@ def test_helm_binary_is_available(control_plane: ControlPlane) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(control_plane.versions()["helm"])
+
+
+def test_statefulset_with_volume_claims_becomes_ready(
+    control_plane: ControlPlane, api: client.ApiClient, namespace: str
+) -> None:
+    """Claims get the default StorageClass and bind to pre-created volumes; the Pods become Ready."""
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    control_plane.create_volumes(2, size="5Gi")
+    labels = {"app": "db"}
+    apps.create_namespaced_stateful_set(
+        namespace,
+        client.V1StatefulSet(
+            metadata=client.V1ObjectMeta(name="db"),
+            spec=client.V1StatefulSetSpec(
+                replicas=2,
+                service_name="db",
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        containers=[
+                            client.V1Container(
+                                name="main",
+                                image=PAUSE_IMAGE,
+                                volume_mounts=[client.V1VolumeMount(name="data", mount_path="/data")],
+                            )
+                        ]
+                    ),
+                ),
+                volume_claim_templates=[
+                    client.V1PersistentVolumeClaim(
+                        metadata=client.V1ObjectMeta(name="data"),
+                        spec=client.V1PersistentVolumeClaimSpec(
+                            access_modes=["ReadWriteOnce"],
+                            resources=client.V1VolumeResourceRequirements(requests={"storage": "1Gi"}),
+                        ),
+                    )
+                ],
+            ),
+        ),
+    )
+    wait_for(
+        "2 ready StatefulSet pods",
+        lambda: (
+            len(
+                [
+                    p
+                    for p in core.list_namespaced_pod(namespace, label_selector="app=db").items
+                    if pod_ready(p)
+                ]
+            )
+            == 2
+        ),
+    )
+    claims = core.list_namespaced_persistent_volume_claim(namespace).items
+    assert sorted(c.metadata.name for c in claims) == ["data-db-0", "data-db-1"]
+    assert all(c.status.phase == "Bound" and c.spec.storage_class_name == "standard" for c in claims)
