@@ -78,6 +78,7 @@ key_input() {
 }
 HASH="$(key_input | sha256sum | cut -c1-12)"
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_${HASH}"
+[[ -n "${HOME:-}" ]] || export HOME="$(getent passwd "$(id -u)" | cut -d: -f6)"
 CACHE_ROOT="${TRADEBOT_CACHE_DIR:-$HOME/.cache/tradebot}/controlplane"
 DEST="$CACHE_ROOT/$KEY"
 BIN_DIR="$DEST/bin"
