@@ -11,6 +11,9 @@ from rich.console import Console
 
 from tradebot import __version__
 from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
+from tradebot.cli import backfill as backfill_cli
+from tradebot.cli import sources as sources_cli
+from tradebot.cli import symbols as symbols_cli
 from tradebot.cli.dashboard import dashboard, demo
 from tradebot.common.settings import Settings, SettingsError, load_settings
 
@@ -109,3 +112,6 @@ service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.
 app.command()(service)
 app.command()(dashboard)
 app.command()(demo)
+app.add_typer(backfill_cli.app, name="backfill")
+app.add_typer(symbols_cli.app, name="symbols")
+app.add_typer(sources_cli.app, name="sources")
