@@ -78,7 +78,10 @@ key_input() {
 }
 HASH="$(key_input | sha256sum | cut -c1-12)"
 KEY="k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_${HASH}"
-[[ -n "${HOME:-}" ]] || export HOME="$(getent passwd "$(id -u)" | cut -d: -f6)"
+if [[ -z "${HOME:-}" ]]; then
+  HOME="$(getent passwd "$(id -u)" | cut -d: -f6)"
+  export HOME
+fi
 CACHE_ROOT="${TRADEBOT_CACHE_DIR:-$HOME/.cache/tradebot}/controlplane"
 DEST="$CACHE_ROOT/$KEY"
 BIN_DIR="$DEST/bin"
@@ -92,7 +95,9 @@ complete() {
 
 case "$mode" in
   print) echo "$BIN_DIR"; complete ;; # exit status tells whether it is built
-  check) complete && { log "cached: $BIN_DIR"; exit 0; } || { log "not built: $BIN_DIR"; exit 1; } ;;
+  check)
+    if complete; then log "cached: $BIN_DIR"; exit 0; fi
+    log "not built: $BIN_DIR"; exit 1 ;;
 esac
 if [[ "$mode" == build ]] && complete; then
   log "cached (k8s $K8S_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
