@@ -51,7 +51,7 @@ async def test_storage_dead_letters_bad_entries_and_stores_the_rest(make_setting
         assert len(dead) == len(MALFORMED)
         reasons = [fields[b"dead:reason"].decode() for _, fields in dead]
         assert "invalid tick" in reasons[0] and "unsupported wire version" in reasons[1]
-        assert "not a valid source name" in reasons[3]
+        assert "'source'" in reasons[3] and "should match pattern" in reasons[3]
         assert dead[0][1][b"d"] == b"{not json"  # the original entry is kept for inspection
         assert int(await redis.get(errors_key("storage"))) == len(MALFORMED)
         pending = await redis.xpending(bus.TICKS, "storage")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-SYMBOL_PATTERN = re.compile(r"^[A-Z][A-Z0-9]{0,9}(?:[.\-/][A-Z0-9]{1,5})?$")
+from tradebot.common.models import SYMBOL_PATTERN
+
 UNIVERSE_MODES = ("popular", "large", "mid", "small")
 MODE_DESCRIPTIONS = {
     "custom": "the symbols listed in SYMBOLS",
@@ -30,7 +31,7 @@ MODE_DESCRIPTIONS = {
 def normalise_symbol(raw: str) -> str:
     """Upper-case a ticker and reject anything that is not one (e.g. 'AAPL', 'BRK.B')."""
     symbol = raw.strip().upper()
-    if not SYMBOL_PATTERN.match(symbol):
+    if not re.match(SYMBOL_PATTERN, symbol):
         raise ValueError(f"{raw!r} is not a ticker symbol (letters and digits, e.g. AAPL or BRK.B)")
     return symbol
 

@@ -1,8 +1,8 @@
 """The paper execution service: one signal in, at most one order and fill out.
 
-Each signal is handled in one optimistic Redis transaction (WATCH/MULTI) that
-publishes the order, fill and position, stores the updated portfolio, records
-the signal id as processed and acknowledges it. So a signal delivered twice —
+Each batch of signals is handled in one optimistic Redis transaction
+(WATCH/MULTI) that publishes the orders, fills and positions, stores the updated
+portfolio, records the signal ids as processed and acknowledges the entries. So a signal delivered twice —
 redelivered or re-published — never trades twice, and a crash never leaves a
 fill without its portfolio update.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime
 
 import orjson
@@ -18,7 +19,7 @@ import redis.exceptions
 
 from tradebot.common import bus
 from tradebot.common.bus import Delivery
-from tradebot.common.models import OrderStatus, TradeSignal
+from tradebot.common.models import TradeSignal
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced
@@ -49,56 +50,66 @@ class ExecutionService:
         self.starting_cash = settings.starting_cash
 
     async def run(self, ctx: ServiceContext) -> None:
-        self.consumer = ctx.consumer([bus.SIGNALS], count=100)
+        self.consumer = ctx.consumer([bus.SIGNALS], count=500)
         self.publisher = ctx.publisher()
         await self.consumer.setup()
         ctx.ready = True
         next_trim = 0.0
         while not ctx.stopping.is_set():
             ctx.progressed()
-            for delivery in await self.consumer.read():
-                outcome = await self.handle(ctx, delivery)
-                ctx.counters[outcome] += 1
+            deliveries = await self.consumer.read()
+            if deliveries:
+                ctx.counters.update(await self.handle(deliveries))
             if time.monotonic() >= next_trim:
                 cutoff = time.time() - PROCESSED_RETENTION_SECONDS
                 await ctx.redis.zremrangebyscore(PROCESSED_SIGNALS_KEY, "-inf", cutoff)
                 next_trim = time.monotonic() + 3600
 
-    async def handle(self, ctx: ServiceContext, delivery: Delivery) -> str:
-        """Execute one signal exactly once; returns what happened (for counters)."""
-        signal = delivery.message
-        assert isinstance(signal, TradeSignal)
-        async with ctx.redis.pipeline(transaction=True) as pipe:
+    async def handle(self, deliveries: list[Delivery]) -> Counter:
+        """Execute a batch of signals, each exactly once, in one optimistic transaction.
+
+        Returns what happened, for the heartbeat counters.
+        """
+        async with self.consumer.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    await pipe.watch(PORTFOLIO_KEY, PROCESSED_SIGNALS_KEY)
-                    if await pipe.zscore(PROCESSED_SIGNALS_KEY, signal.id) is not None:
-                        await pipe.unwatch()
-                        await self.consumer.ack([delivery])
-                        log.info("duplicate signal ignored", extra={"signal": signal.id})
-                        return "duplicate_signals"
-                    portfolio = await load_portfolio(pipe, self.starting_cash)
-                    portfolio.mark(await self._latest_prices(pipe, portfolio))
-                    with traced(__name__, "execute signal", delivery.traceparent, symbol=signal.symbol) as tp:
-                        result = execute_signal(
-                            portfolio, signal, self.base_quantity, self.limits, self.costs, datetime.now(UTC)
-                        )
-                    pipe.multi()
-                    self.publisher.add_to(pipe, bus.ORDERS, result.order, tp)
-                    if result.fill is not None and result.position is not None:
-                        self.publisher.add_to(pipe, bus.FILLS, result.fill, tp)
-                        self.publisher.add_to(pipe, bus.POSITIONS, result.position, tp)
-                    pipe.set(PORTFOLIO_KEY, portfolio.model_dump_json())
-                    pipe.zadd(PROCESSED_SIGNALS_KEY, {signal.id: time.time()})
-                    pipe.xack(delivery.stream, self.consumer.group, delivery.entry_id)
-                    await pipe.execute()
-                    break
+                    return await self._execute_batch(pipe, deliveries)
                 except redis.exceptions.WatchError:
                     continue  # another replica changed the portfolio first: decide again
-        if result.order.status is OrderStatus.REJECTED:
-            log.info("order rejected", extra={"signal": signal.id, "reason": result.order.reason})
-            return "orders_rejected"
-        return "orders_filled"
+
+    async def _execute_batch(self, pipe, deliveries: list[Delivery]) -> Counter:
+        await pipe.watch(PORTFOLIO_KEY, PROCESSED_SIGNALS_KEY)
+        signals: list[TradeSignal] = [d.message for d in deliveries]  # type: ignore[misc]
+        already_done = await pipe.zmscore(PROCESSED_SIGNALS_KEY, [s.id for s in signals])
+        portfolio = await load_portfolio(pipe, self.starting_cash)
+        portfolio.mark(await self._latest_prices(pipe, portfolio))
+        outcomes: Counter = Counter()
+        executed: set[str] = set()
+        pipe.multi()
+        for delivery, signal, done in zip(deliveries, signals, already_done, strict=True):
+            if done is not None or signal.id in executed:
+                outcomes["duplicate_signals"] += 1
+                log.info("duplicate signal ignored", extra={"signal": signal.id})
+                continue
+            executed.add(signal.id)
+            with traced(__name__, "execute signal", delivery.traceparent, symbol=signal.symbol) as tp:
+                result = execute_signal(
+                    portfolio, signal, self.base_quantity, self.limits, self.costs, datetime.now(UTC)
+                )
+            self.publisher.add_to(pipe, bus.ORDERS, result.order, tp)
+            if result.fill is not None and result.position is not None:
+                self.publisher.add_to(pipe, bus.FILLS, result.fill, tp)
+                self.publisher.add_to(pipe, bus.POSITIONS, result.position, tp)
+                outcomes["orders_filled"] += 1
+            else:
+                outcomes["orders_rejected"] += 1
+                log.info("order rejected", extra={"signal": signal.id, "reason": result.order.reason})
+        if executed:
+            pipe.set(PORTFOLIO_KEY, portfolio.model_dump_json())
+            pipe.zadd(PROCESSED_SIGNALS_KEY, dict.fromkeys(executed, time.time()))
+        pipe.xack(bus.SIGNALS, self.consumer.group, *(d.entry_id for d in deliveries))
+        await pipe.execute()
+        return outcomes
 
     @staticmethod
     async def _latest_prices(pipe, portfolio: Portfolio) -> dict[str, float]:

