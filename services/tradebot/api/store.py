@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 from pydantic import BaseModel
 
 from tradebot.api import queries
-from tradebot.api.models import Bar, Interval, LatestPrice, Position, SourceStats, Tick
+from tradebot.api.models import Interval, LatestPrice, Position, SourceStats
 from tradebot.api.ranges import INTERVALS, encode_cursor
 from tradebot.api.sources import SourceCatalog, SourceTables, UnknownName
+
+# Bars and ticks can be thousands of rows: they stay plain rows, serialised straight to JSON
+# (typed by their columns; the routes' response models document them and the tests check them).
+Row = dict[str, Any]
 
 
 class HistoryStore:
@@ -51,26 +56,27 @@ class HistoryStore:
     async def ticks_page(
         self, tables: SourceTables, symbol: str, start: datetime, end: datetime,
         after: tuple[datetime, str] | None, limit: int,
-    ) -> tuple[list[Tick], str | None]:  # fmt: skip
-        """One page in (time, id) order and the cursor of the next, if there is more."""
+    ) -> tuple[list[Row], str | None]:  # fmt: skip
+        """One page in (time, id) order (rows with the fields of `Tick`) and the next page's cursor."""
         after_time, after_id = after or (start - timedelta(microseconds=1), "")
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 queries.ticks_page(tables.ticks), symbol, start, end, after_time, after_id, limit + 1
             )
-        ticks = [Tick(**row) for row in rows[:limit]]
+        ticks = [dict(row) for row in rows[:limit]]
         more = len(rows) > limit
-        return ticks, encode_cursor(ticks[-1].time, ticks[-1].id) if more else None
+        return ticks, encode_cursor(ticks[-1]["time"], ticks[-1]["id"]) if more else None
 
     async def bars(
         self, tables: SourceTables, symbol: str, interval: Interval, start: datetime, end: datetime
-    ) -> list[Bar]:
+    ) -> list[Row]:
+        """Rows with the fields of `Bar`, oldest first."""
         if tables.bars is None:
             raise UnknownName(f"source {tables.source!r} has no bar table yet")
         sql = queries.bars(tables.bars, interval is Interval.M1, self.catalog.timescale)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(sql, symbol, start, end, INTERVALS[interval])
-        return [Bar(**row) for row in rows]
+        return [dict(row) for row in rows]
 
     async def latest_prices(self, tables: SourceTables, symbols: list[str]) -> list[LatestPrice]:
         async with self.pool.acquire() as conn:

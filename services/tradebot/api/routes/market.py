@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from tradebot.api.deps import NOT_FOUND, KnownSymbol, Source, State
 from tradebot.api.models import (
@@ -23,6 +25,13 @@ from tradebot.api.sources import UnknownName
 from tradebot.common.symbols import normalise_symbol
 
 router = APIRouter(tags=["market data"], responses=NOT_FOUND)
+
+
+def json_of(body: dict[str, Any]) -> Response:
+    """A large answer of plain rows, serialised in one pass; the route's response_model documents it."""
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
 MAX_PRICE_SYMBOLS = 1_000
 Start = Annotated[datetime | None, Query(description="inclusive; ISO 8601, naive means UTC")]
 End = Annotated[datetime | None, Query(description="exclusive; defaults to now")]
@@ -60,11 +69,11 @@ async def get_ticks(
     end: End = None,
     limit: Annotated[int, Query(ge=1, le=MAX_TICKS_PER_PAGE, description="ticks per page")] = 1_000,
     cursor: Annotated[str | None, Query(max_length=512, description="previous page's next_cursor")] = None,
-) -> TickPage:
+) -> Response:
     start, end = time_range(start, end, timedelta(days=1), now())
     after = decode_cursor(cursor) if cursor else None
     ticks, next_cursor = await state.store.ticks_page(tables, symbol, start, end, after, limit)
-    return TickPage(source=tables.source, symbol=symbol, ticks=ticks, next_cursor=next_cursor)
+    return json_of({"source": tables.source, "symbol": symbol, "ticks": ticks, "next_cursor": next_cursor})
 
 
 @router.get(
@@ -79,10 +88,11 @@ async def get_bars(
     interval: Annotated[Interval, Query(description="bar width")] = Interval.M1,
     start: Start = None,
     end: End = None,
-) -> BarSeries:
+) -> Response:
     start, end = bar_range(start, end, interval, now())
     bars = await state.store.bars(tables, symbol, interval, start, end)
-    return BarSeries(source=tables.source, symbol=symbol, interval=interval, start=start, end=end, bars=bars)
+    series = {"source": tables.source, "symbol": symbol, "interval": interval, "start": start, "end": end}
+    return json_of({**series, "bars": bars})
 
 
 def parse_symbols(raw: str | None) -> list[str] | None:

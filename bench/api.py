@@ -1,0 +1,227 @@
+"""History API latency on a big tick table, each figure beside a naive baseline in the same run.
+
+Loads --ticks ticks (default 10 million: 100 symbols, one tick every 5 s each)
+into a real PostgreSQL (the embedded one, or DATABASE_URL), rolls up the
+1-minute bars as the storage service does, then prints p50/p99 of:
+  1. a one-day 1-minute bars query through the API (HTTP in-process: routing,
+     validation, SQL and JSON), and the same bars in SQL from the rolled-up
+     table vs aggregated from raw ticks (the baseline), as a ratio;
+  2. latest prices of 100 symbols through the API, and in SQL as one
+     backward index probe per symbol (LATERAL) vs DISTINCT ON (the baseline).
+
+The data stays in --data-dir between runs, so a second run measures at once.
+Usage: python bench/api.py [--ticks 10000000] [--runs 300] [--data-dir .tradebot/bench-api]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from tradebot.api import queries
+from tradebot.api.app import create_app
+from tradebot.api.deps import ApiState
+from tradebot.api.sources import SourceCatalog
+from tradebot.api.store import HistoryStore
+from tradebot.common.connections import connect_postgres, connect_redis
+from tradebot.common.settings import Settings
+from tradebot.common.tables import bar_table, tick_table
+from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis
+from tradebot.storage.schema import ensure_schema
+
+SOURCE = "synthetic"
+SYMBOLS = 100
+TICK_SECONDS = 5
+START = datetime(2026, 1, 1, tzinfo=UTC)
+LOAD_CHUNK_SYMBOLS = 5
+
+
+def symbol(index: int) -> str:
+    return f"S{index:03d}"
+
+
+async def load(conn: asyncpg.Connection, ticks: int) -> None:
+    """Generate the ticks in SQL (a random walk per symbol), then roll up their 1-minute bars."""
+    per_symbol = ticks // SYMBOLS
+    ticks_table, bars = tick_table(SOURCE), bar_table(SOURCE)
+    await conn.execute(f"TRUNCATE {ticks_table}, {bars}")
+    for first in range(0, SYMBOLS, LOAD_CHUNK_SYMBOLS):
+        started = time.monotonic()
+        await conn.execute(
+            f"""
+            INSERT INTO {ticks_table} (time, symbol, price, size, bid, ask, volume, id)
+            SELECT $1::timestamptz + i * make_interval(secs => $4), 'S' || lpad(s::text, 3, '0'), p,
+                   1 + (i % 50), p - 0.01, p + 0.01, i * 25, s || '-' || i
+            FROM generate_series($2::int, $3::int) AS s, generate_series(0, $5::int - 1) AS i,
+                 LATERAL (SELECT round((50 + s + 10 * sin(i / 700.0 + s) + 3 * sin(i / 37.0))::numeric, 4)
+                          ::float8 AS p) AS walk
+            ORDER BY s, i
+            """,
+            START, first, first + LOAD_CHUNK_SYMBOLS - 1, TICK_SECONDS, per_symbol,
+        )  # fmt: skip
+        print(
+            f"  loaded symbols {first}..{first + LOAD_CHUNK_SYMBOLS - 1} "
+            f"({LOAD_CHUNK_SYMBOLS * per_symbol:,} ticks, {time.monotonic() - started:.1f} s)",
+            flush=True,
+        )
+    started = time.monotonic()
+    await conn.execute(
+        f"""
+        INSERT INTO {bars}
+        SELECT date_trunc('minute', time), symbol, (array_agg(price ORDER BY time))[1], max(price),
+               min(price), (array_agg(price ORDER BY time DESC))[1], sum(size), count(*), min(time), max(time)
+        FROM {ticks_table} GROUP BY 1, 2
+        """
+    )
+    print(f"  rolled up 1-minute bars ({time.monotonic() - started:.1f} s)", flush=True)
+    await conn.execute(f"VACUUM ANALYZE {ticks_table}")
+    await conn.execute(f"VACUUM ANALYZE {bars}")
+
+
+async def percentiles(runs: int, call: Callable[[int], Awaitable[object]]) -> tuple[float, float]:
+    """p50 and p99 in milliseconds of `runs` calls (after a few warm-up calls)."""
+    for i in range(5):
+        await call(i)
+    samples = []
+    for i in range(runs):
+        started = time.perf_counter()
+        await call(i)
+        samples.append((time.perf_counter() - started) * 1000)
+    cuts = statistics.quantiles(samples, n=100)
+    return cuts[49], cuts[98]
+
+
+def report(name: str, figures: tuple[float, float], baseline: tuple[float, float] | None = None) -> None:
+    line = f"  {name:<58} p50 {figures[0]:8.2f} ms   p99 {figures[1]:8.2f} ms"
+    if baseline:
+        line += (
+            f"   (baseline/ours: p50 ×{baseline[0] / figures[0]:.1f}, p99 ×{baseline[1] / figures[1]:.1f})"
+        )
+    print(line, flush=True)
+
+
+async def measure(database_url: str, redis_url: str, ticks: int, runs: int) -> None:
+    pool = await connect_postgres(database_url, max_size=4)
+    conn = await asyncpg.connect(database_url)
+    try:
+        await ensure_schema(conn, (SOURCE,))
+        have = await conn.fetchval(
+            f"SELECT reltuples::bigint FROM pg_class WHERE oid = '{tick_table(SOURCE)}'::regclass"
+        )
+        if have < ticks * 0.99:
+            print(
+                f"Loading {ticks:,} ticks ({SYMBOLS} symbols, one every {TICK_SECONDS} s each)...", flush=True
+            )
+            await load(conn, ticks)
+        count = await conn.fetchval(f"SELECT count(*) FROM {tick_table(SOURCE)}")
+        days = (ticks // SYMBOLS) * TICK_SECONDS / 86_400
+        size = await conn.fetchval(f"SELECT pg_size_pretty(pg_total_relation_size('{tick_table(SOURCE)}'))")
+        print(f"Tick table: {count:,} rows, {size}, {days:.1f} days per symbol.\n", flush=True)
+    finally:
+        await conn.close()
+
+    redis = connect_redis(redis_url)
+    settings = Settings(_env_file=None, database_url=database_url, redis_url=redis_url)
+    catalog = SourceCatalog(pool)
+    store = HistoryStore(pool, catalog)
+    app = create_app(ApiState(settings, catalog, store, redis), lambda: (True, {}), lambda: (True, {}))
+    rng = random.Random(7)
+    whole_days = max(1, int(days) - 1)
+    day_starts = [START + timedelta(days=rng.randrange(whole_days)) for _ in range(runs + 10)]
+    day_symbols = [symbol(rng.randrange(SYMBOLS)) for _ in range(runs + 10)]
+    hundred = [symbol(i) for i in range(SYMBOLS)]
+    bars_sql = queries.bars(bar_table(SOURCE), one_minute=True, timescale=False)
+    baseline_bars_sql = queries.bars_from_ticks(tick_table(SOURCE))
+    latest_sql, baseline_latest_sql = (
+        queries.latest_prices(tick_table(SOURCE)),
+        queries.latest_prices_by_distinct_on(tick_table(SOURCE)),
+    )
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+
+        async def api_bars(i: int) -> None:
+            start = day_starts[i]
+            params = {
+                "interval": "1m",
+                "start": start.isoformat(),
+                "end": (start + timedelta(days=1)).isoformat(),
+            }
+            answer = await http.get(f"/sources/{SOURCE}/symbols/{day_symbols[i]}/bars", params=params)
+            assert answer.status_code == 200 and answer.content.count(b'"open"') == 1440, answer.text[:300]
+
+        async def sql_bars(i: int, sql: str = bars_sql) -> None:
+            start = day_starts[i]
+            async with pool.acquire() as c:
+                rows = await c.fetch(
+                    sql, day_symbols[i], start, start + timedelta(days=1), timedelta(minutes=1)
+                )
+            assert len(rows) == 1440
+
+        async def sql_bars_from_ticks(i: int) -> None:
+            start = day_starts[i]
+            async with pool.acquire() as c:
+                rows = await c.fetch(baseline_bars_sql, day_symbols[i], start, start + timedelta(days=1))
+            assert len(rows) == 1440
+
+        async def api_latest(_: int) -> None:
+            answer = await http.get(f"/sources/{SOURCE}/prices/latest", params={"symbols": ",".join(hundred)})
+            assert answer.status_code == 200 and answer.content.count(b'"price"') == SYMBOLS, answer.text
+
+        async def sql_latest(_: int, sql: str = latest_sql) -> None:
+            async with pool.acquire() as c:
+                assert len(await c.fetch(sql, hundred)) == SYMBOLS
+
+        print(f"One-day 1-minute bars (1,440 bars of a random symbol and day), {runs} runs:")
+        ours = await percentiles(runs, sql_bars)
+        baseline = await percentiles(max(20, runs // 10), sql_bars_from_ticks)
+        report("API GET .../bars?interval=1m (HTTP, in-process)", await percentiles(runs, api_bars))
+        report("SQL: rolled-up 1-minute bars", ours, baseline)
+        report("SQL baseline: aggregate the day's raw ticks", baseline)
+        print(f"\nLatest prices of {SYMBOLS} symbols, {runs} runs:")
+        ours = await percentiles(runs, sql_latest)
+        baseline = await percentiles(max(5, runs // 30), lambda i: sql_latest(i, baseline_latest_sql))
+        report(
+            "API GET .../prices/latest?symbols=<100> (HTTP, in-process)", await percentiles(runs, api_latest)
+        )
+        report("SQL: LATERAL, one backward index probe per symbol", ours, baseline)
+        report("SQL baseline: DISTINCT ON over the symbols' history", baseline)
+    await pool.close()
+    await redis.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--ticks", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--data-dir", type=Path, default=Path(".tradebot/bench-api"))
+    args = parser.parse_args()
+    servers = []
+    try:
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            servers.append(EmbeddedPostgres(args.data_dir.resolve() / "postgres"))
+            database_url = servers[-1].start()
+        redis_url = os.environ.get("REDIS_URL")
+        if not redis_url:
+            servers.append(EmbeddedRedis(args.data_dir.resolve() / "redis"))
+            redis_url = servers[-1].start()
+        asyncio.run(measure(database_url, redis_url, args.ticks, args.runs))
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
