@@ -7,7 +7,6 @@ so historical requests go through this client instead.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from tradebot.backfill.ratelimit import RETRY_STATUSES, Pacer, retry_delay
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
+RATE_LIMIT_PATIENCE = 300.0  # seconds of 429 waits one request accepts before giving up
 
 
 class ProviderError(RuntimeError):
@@ -70,32 +70,42 @@ class ProviderHTTP:
         await self.client.aclose()
 
     async def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
+        """GET and decode; 429s are retried as long as the provider asks (up to RATE_LIMIT_PATIENCE s
+        in all), other transient failures MAX_ATTEMPTS times."""
+        failures, limited, waited = 0, 0, 0.0
+        while True:
             async with self.pacer:
                 self.stats["requests"] += 1
                 try:
                     response = await self.client.get(url, params=params)
                 except httpx.TransportError as error:
-                    if attempt == MAX_ATTEMPTS:
+                    failures += 1
+                    if failures >= MAX_ATTEMPTS:
                         raise
-                    wait = retry_delay({}, attempt, time.time())
+                    wait = retry_delay({}, failures, time.time())
                     log.warning("request failed; retrying", extra={"error": str(error), "wait": wait})
                     self.stats["retries"] += 1
                     self.pacer.hold(wait)
                     continue
-            if response.status_code == 200:
+            status = response.status_code
+            if status == 200:
                 return response.json()
-            if response.status_code in (401, 403):
+            if status in (401, 403):
                 raise ProviderAuthError(
-                    self.provider, response.status_code, answer_text(response), self.credential_variables
+                    self.provider, status, answer_text(response), self.credential_variables
                 )
-            if response.status_code not in RETRY_STATUSES or attempt == MAX_ATTEMPTS:
-                raise ProviderError(self.provider, response.status_code, answer_text(response))
-            wait = retry_delay(response.headers, attempt, time.time())
-            self.stats["retries"] += 1
-            if response.status_code == 429:
+            if status == 429:
+                limited += 1
+                wait = retry_delay(response.headers, limited, time.time())
+                waited += wait
                 self.stats["rate_limited"] += 1
-            log.info("provider asked us to slow down", extra={"status": response.status_code, "wait": wait})
+                if waited > RATE_LIMIT_PATIENCE:
+                    raise ProviderError(self.provider, status, answer_text(response))
+            elif status in RETRY_STATUSES and failures + 1 < MAX_ATTEMPTS:
+                failures += 1
+                wait = retry_delay(response.headers, failures, time.time())
+            else:
+                raise ProviderError(self.provider, status, answer_text(response))
+            self.stats["retries"] += 1
+            log.info("provider asked us to slow down", extra={"status": status, "wait": wait})
             self.pacer.hold(wait)
-            await asyncio.sleep(0)
-        raise AssertionError("unreachable")
