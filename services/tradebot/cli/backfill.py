@@ -201,9 +201,8 @@ def benchmark(
     chosen = resolve_source(source, settings)
     begin, stop = resolve_range(days, start, end)
     names, kinds = resolve_symbols(symbols, settings), resolve_kinds(kind)
-    table = Table(
-        title=f"Backfill pacing on {chosen}: {len(names)} symbols, {', '.join(kinds)}, {stop - begin}"
-    )
+    span = f"{begin:%Y-%m-%d %H:%M} → {stop:%Y-%m-%d %H:%M} UTC"
+    table = Table(title=f"Backfill pacing on {chosen}: {len(names)} symbols, {' + '.join(kinds)}, {span}")
     for header in ("configuration", "batch", "concurrent", "delay s", "rows", "requests", "retries", "429s",
                    "seconds", "rows/s", "req/s"):  # fmt: skip
         table.add_column(header, justify="left" if header == "configuration" else "right")
