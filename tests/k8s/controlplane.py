@@ -25,6 +25,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import http.client
 import json
 import os
 import shutil
@@ -176,21 +177,9 @@ def make_pki(d: Path) -> None:
     """CA, apiserver serving cert, client certs and the service-account key (ECDSA P-256)."""
     d.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl(
-        "req",
-        "-x509",
-        "-new",
-        *ec,
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "3650",
-        "-subj",
-        "/CN=tradebot-test-ca",
-        cwd=d,
-    )
+    days = ["-days", "3650"]
+    _openssl("req", "-x509", "-new", *ec, *days, "-keyout", "ca.key", "-out", "ca.crt",
+             "-subj", "/CN=tradebot-test-ca", cwd=d)  # fmt: skip
     leaves = {
         # name: (subject, extendedKeyUsage, subjectAltName)
         "apiserver": (
@@ -214,24 +203,8 @@ def make_pki(d: Path) -> None:
         if san:
             ext.append(f"subjectAltName={san}")
         (d / f"{name}.ext").write_text("\n".join(ext) + "\n")
-        _openssl(
-            "x509",
-            "-req",
-            "-in",
-            f"{name}.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            f"{name}.crt",
-            "-days",
-            "3650",
-            "-extfile",
-            f"{name}.ext",
-            cwd=d,
-        )
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                 *days, "-out", f"{name}.crt", "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
     _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "sa.key", cwd=d)
     _openssl("ec", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=d)
     for p in d.glob("*.key"):
@@ -239,7 +212,12 @@ def make_pki(d: Path) -> None:
 
 
 def write_kubeconfig(
-    path: Path, server: str, ca_file: Path, user: dict[str, str], name: str = "tradebot-test"
+    path: Path,
+    server: str,
+    ca_file: Path,
+    user: dict[str, str],
+    name: str = "tradebot-test",
+    namespace: str = "default",
 ) -> Path:
     """Write a kubeconfig (JSON is valid YAML) for one cluster/user/context."""
     cfg = {
@@ -247,7 +225,7 @@ def write_kubeconfig(
         "kind": "Config",
         "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
         "users": [{"name": name, "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": namespace}}],
         "current-context": name,
     }
     path.write_text(json.dumps(cfg, indent=2) + "\n")
@@ -502,14 +480,12 @@ class ControlPlane:
 
         self._wait(
             "kube-controller-manager",
-            lambda: self._http_ok(
-                f"https://127.0.0.1:{self.ports['controller-manager']}/healthz", insecure=True
-            ),
+            lambda: self._http_ok(f"https://127.0.0.1:{self.ports['controller-manager']}/healthz"),
             deadline,
         )
         self._wait(
             "kube-scheduler",
-            lambda: self._http_ok(f"https://127.0.0.1:{self.ports['scheduler']}/healthz", insecure=True),
+            lambda: self._http_ok(f"https://127.0.0.1:{self.ports['scheduler']}/healthz"),
             deadline,
         )
         self._wait("kwok", lambda: self._http_ok(f"http://127.0.0.1:{self.ports['kwok']}/healthz"), deadline)
@@ -589,7 +565,7 @@ class ControlPlane:
             try:
                 if check():
                     return
-            except Exception:
+            except (OSError, ValueError, http.client.HTTPException):  # not up yet
                 pass
             if time.monotonic() > deadline:
                 logs = "\n".join(f"--- {p.name}:\n{self.log_tail(p.name)}" for p in self.procs)
@@ -614,7 +590,8 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki / f"{user}.crt"), str(self.pki / f"{user}.key"))
         return ctx
 
-    def _http_ok(self, url: str, insecure: bool = False) -> bool:
+    def _http_ok(self, url: str) -> bool:
+        """A health endpoint answers 200 (components' self-signed serving certs are not verified)."""
         ctx = self._ssl_context(insecure=True) if url.startswith("https") else None
         with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
             return r.status == 200
@@ -693,12 +670,10 @@ class ControlPlane:
                 )
         token = self.service_account_token(namespace, name, expiration_seconds)
         path = self.workdir / f"sa-{namespace}-{name}.kubeconfig"
-        write_kubeconfig(path, self.server, self.ca_file, {"token": token}, name=f"{namespace}-{name}")
-        # Default namespace of the context: the ServiceAccount's own.
-        cfg = json.loads(path.read_text())
-        cfg["contexts"][0]["context"]["namespace"] = namespace
-        path.write_text(json.dumps(cfg, indent=2) + "\n")
-        return path
+        # The context's default namespace is the ServiceAccount's own.
+        return write_kubeconfig(
+            path, self.server, self.ca_file, {"token": token}, name=f"{namespace}-{name}", namespace=namespace
+        )
 
     def ensure_namespace(self, namespace: str) -> None:
         status, body = self.request(
