@@ -1,0 +1,216 @@
+"""WebSocket fan-out: how many browsers the dashboard serves at the live tick rate.
+
+A real Redis, the synthetic market-data service publishing --rate ticks/s over
+--symbols symbols, and the dashboard service, each in its own process; this
+process opens more and more WebSocket clients and, for each step, prints the
+frames and price updates every client received per second and the tick-to-
+browser latency (tick time to receipt, p50/p99). A step "keeps up" while the
+p99 latency stays under --max-latency seconds.
+
+The baseline, in the same run: a naive server that sends every tick to every
+client as its own message (no coalescing), at the same rate.
+
+Usage: python bench/dashboard.py [--rate 2000] [--symbols 100] [--clients 10,50,100,200,400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from tradebot.common import bus, wire
+from tradebot.common.connections import connect_redis
+from tradebot.local.embedded import EmbeddedRedis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_service(name: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tradebot", "service", name],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+@dataclass
+class ClientStats:
+    frames: int = 0
+    updates: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+async def client(url: str, stats: ClientStats, stop_at: float, ready: asyncio.Event) -> None:
+    """One browser: counts frames and price updates, and how old each price is on arrival."""
+    async with connect(url, max_size=None) as ws:
+        ready.set()
+        while (left := stop_at - time.monotonic()) > 0:
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=left)
+            except (TimeoutError, ConnectionClosed):
+                return
+            arrived = time.time()
+            body = orjson.loads(raw)
+            prices = body.get("prices") or ({body["symbol"]: body} if "symbol" in body else {})
+            if body.get("type") == "snapshot":
+                continue
+            stats.frames += 1
+            stats.updates += len(prices)
+            stats.latencies += [arrived - p["time"] for p in prices.values()]
+
+
+async def step(url: str, clients: int, seconds: float) -> dict:
+    stats = [ClientStats() for _ in range(clients)]
+    readies = [asyncio.Event() for _ in range(clients)]
+    stop_at = time.monotonic() + seconds + 5
+    tasks = [asyncio.create_task(client(url, s, stop_at, r)) for s, r in zip(stats, readies, strict=True)]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=60)
+    for s in stats:  # measure only once everyone is connected
+        s.frames, s.updates, s.latencies = 0, 0, []
+    started = time.monotonic()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = time.monotonic() - started
+    latencies = sorted(x for s in stats for x in s.latencies)
+    cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [float("nan")] * 99
+    return {
+        "frames_per_client_s": statistics.mean(s.frames for s in stats) / elapsed,
+        "updates_per_client_s": statistics.mean(s.updates for s in stats) / elapsed,
+        "p50": cuts[49],
+        "p99": cuts[98],
+    }
+
+
+def naive_server(redis_url: str, port: int) -> None:
+    """The baseline: every tick to every client, one message each, no coalescing."""
+
+    async def main() -> None:
+        redis = connect_redis(redis_url)
+        clients: set[ServerConnection] = set()
+
+        async def handler(ws: ServerConnection) -> None:
+            await ws.send(orjson.dumps({"type": "snapshot"}).decode())
+            clients.add(ws)
+            try:
+                await ws.wait_closed()
+            finally:
+                clients.discard(ws)
+
+        async with serve(handler, "127.0.0.1", port, max_size=None):
+            last: bytes | str = "$"
+            while True:
+                response = await redis.xread({bus.TICKS: last}, count=5000, block=1000)
+                for _, entries in response or []:
+                    last = entries[-1][0]
+                    for _, fields in entries:
+                        tick = wire.decode(fields)
+                        text = orjson.dumps(
+                            {"symbol": tick.symbol, "price": tick.price, "time": tick.time.timestamp()}
+                        )
+                        for ws in list(clients):
+                            try:
+                                await ws.send(text.decode())
+                            except ConnectionClosed:
+                                clients.discard(ws)
+
+    asyncio.run(main())
+
+
+def report(name: str, clients: int, figures: dict, rate: float, max_latency: float) -> bool:
+    keeps_up = figures["p99"] < max_latency
+    print(
+        f"  {name:<9} {clients:>5} clients: {figures['frames_per_client_s']:8.1f} msgs/s and "
+        f"{figures['updates_per_client_s']:8.1f} price updates/s per client (ticks offered: {rate:.0f}/s); "
+        f"latency p50 {figures['p50'] * 1000:7.1f} ms p99 {figures['p99'] * 1000:8.1f} ms"
+        f"  {'keeps up' if keeps_up else 'FALLS BEHIND'}",
+        flush=True,
+    )
+    return keeps_up
+
+
+async def run_steps(name: str, url: str, counts: list[int], seconds: float, rate: float, limit: float) -> int:
+    best = 0
+    for clients in counts:
+        if report(name, clients, await step(url, clients, seconds), rate, limit):
+            best = clients
+        else:
+            break
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=2_000, help="ticks per second offered")
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--clients", default="10,50,100,200,400,800")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--max-latency", type=float, default=1.0, help="p99 seconds that still keeps up")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
+    symbols = ",".join(f"S{i:03d}" for i in range(args.symbols))
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = EmbeddedRedis(Path(tmp) / "redis")
+        env = {
+            "REDIS_URL": redis.start(), "SYMBOLS": symbols, "MAX_SYMBOLS": str(args.symbols),
+            "TICKS_PER_SECOND": str(args.rate), "DASHBOARD_PORT": str(free_port()), "LOG_LEVEL": "WARNING",
+            "API_URL": "http://127.0.0.1:9",
+        }  # fmt: skip
+        processes = [start_service("market_data", env), start_service("dashboard", env)]
+        naive_port = free_port()
+        naive = multiprocessing.Process(target=naive_server, args=(env["REDIS_URL"], naive_port), daemon=True)
+        naive.start()
+        try:
+            time.sleep(4)  # both servers listening, ticks flowing
+            print(f"Fan-out at {args.rate:.0f} ticks/s, {args.symbols} symbols, {args.seconds:.0f} s a step:")
+            ours = asyncio.run(
+                run_steps("dashboard", f"ws://127.0.0.1:{env['DASHBOARD_PORT']}/ws", counts, args.seconds,
+                          args.rate, args.max_latency)
+            )  # fmt: skip
+            theirs = asyncio.run(
+                run_steps(
+                    "naive", f"ws://127.0.0.1:{naive_port}", counts, args.seconds, args.rate, args.max_latency
+                )
+            )
+            ratio = f" (×{ours / theirs:.0f})" if theirs else ""
+            print(
+                f"\nClients served at the live tick rate (p99 latency < {args.max_latency:g} s): "
+                f"dashboard {ours}, naive per-tick fan-out {theirs}{ratio}"
+            )
+        finally:
+            naive.terminate()
+            for process in processes:
+                stop(process)
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()
