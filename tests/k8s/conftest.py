@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,7 @@ def _uncaptured(config: pytest.Config) -> Iterator[None]:
 
 
 _BUILD_ERROR = pytest.StashKey[BaseException]()
+_BIN_DIR = pytest.StashKey[Path]()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -44,7 +46,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     with _uncaptured(session.config):
         try:
-            ensure_binaries(progress=sys.stderr)
+            session.config.stash[_BIN_DIR] = ensure_binaries(progress=sys.stderr)
         except ControlPlaneError as exc:
             session.config.stash[_BUILD_ERROR] = exc
 
@@ -55,7 +57,7 @@ def control_plane(pytestconfig: pytest.Config) -> Iterator[ControlPlane]:
     if build_error is not None:
         pytest.fail(f"could not build the control-plane binaries: {build_error}", pytrace=False)
     with _uncaptured(pytestconfig):
-        bin_dir = ensure_binaries(progress=sys.stderr)
+        bin_dir = pytestconfig.stash.get(_BIN_DIR, None) or ensure_binaries(progress=sys.stderr)
         cp = ControlPlane.start(bin_dir=bin_dir)
     try:
         yield cp

@@ -386,16 +386,28 @@ def test_service_account_tokens_are_mounted_for_pods(api: client.ApiClient, name
     assert volumes and any(s.service_account_token for s in volumes[0].projected.sources)
 
 
-def test_helm_binary_is_available(control_plane: ControlPlane) -> None:
-    res = subprocess.run(
-        [str(control_plane.helm), "version", "--short"],
-        env=control_plane.env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith(control_plane.versions()["helm"])
+def test_helm_installs_a_chart(control_plane: ControlPlane, namespace: str, tmp_path: Any) -> None:
+    """The pinned helm builds, installs (waiting for readiness) and uninstalls a chart."""
+
+    def helm(*args: str) -> str:
+        res = subprocess.run(
+            [str(control_plane.helm), *args],
+            env=control_plane.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
+        assert res.returncode == 0, f"helm {' '.join(args)}:\n{res.stdout}\n{res.stderr}"
+        return res.stdout
+
+    assert helm("version", "--short").startswith(control_plane.versions()["helm"])
+    helm("create", "demo")  # the starter chart: Deployment, Service, ServiceAccount
+    helm("lint", "demo")
+    helm("install", "demo", "./demo", "-n", namespace, "--wait", "--timeout", "90s")
+    status = json.loads(helm("status", "demo", "-n", namespace, "-o", "json"))
+    assert status["info"]["status"] == "deployed"
+    helm("uninstall", "demo", "-n", namespace, "--wait")
 
 
 def test_statefulset_with_volume_claims_becomes_ready(
