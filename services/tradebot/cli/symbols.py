@@ -70,7 +70,8 @@ def list_symbols(
     universe, origin = current_universe()
     cap = min(limit or settings.max_symbols, settings.max_symbols)
     symbols = select_symbols(mode, settings.symbols, cap, universe)
-    table = Table(title=f"{mode}: {MODE_DESCRIPTIONS[mode]} ({origin} universe)")
+    out.print(f"Universe: {origin}", highlight=False, soft_wrap=True)
+    table = Table(title=f"{mode}: {MODE_DESCRIPTIONS[mode]}")
     table.add_column("#", justify="right")
     table.add_column("symbol")
     table.add_column("streams live", justify="center")
@@ -86,7 +87,8 @@ def test() -> None:
     """Check the configuration: every mode resolves, and what the configured one selects."""
     settings = settings_or_exit()
     universe, origin = current_universe()
-    table = Table(title=f"Symbol modes ({origin} universe)")
+    out.print(f"Universe: {origin}", highlight=False, soft_wrap=True)
+    table = Table(title="Symbol modes")
     for header in ("mode", "symbols", "after MAX_SYMBOLS", "live", "first symbols"):
         table.add_column(header)
     problems = []
@@ -157,9 +159,14 @@ def fetch(
             GetAssetsRequest(status=AssetStatus.ACTIVE, asset_class=AssetClass.US_EQUITY)
         )
     except APIError as error:
-        status = error.status_code if error.http_error is not None else "?"
+        try:
+            answer = error.message
+        except (ValueError, KeyError, TypeError):
+            answer = str(error)
         raise fail(
-            f"Alpaca rejected the assets request (HTTP {status}: {error}); check ALPACA_KEY/ALPACA_SECRET", 1
+            f"Alpaca rejected the assets request (HTTP {error.status_code}: {answer}); "
+            "check ALPACA_KEY/ALPACA_SECRET",
+            1,
         ) from None
     except OSError as error:
         raise fail(f"could not reach Alpaca at {settings.alpaca_trading_url}: {error}", 1) from None
