@@ -59,7 +59,7 @@ done
 GO_MIN=1.26
 if ! command -v go >/dev/null 2>&1; then
   if [[ "$mode" == build || "$mode" == force ]]; then
-    die "the Go toolchain (go >= $GO_MIN) is needed to build the control-plane binaries, and 'go' is not on PATH. Install Go (for example Debian's golang-go if recent enough, or the official toolchain) and run again."
+    die "the Go toolchain (go >= $GO_MIN) is needed to build the control-plane binaries, and 'go' is not on PATH. Install Go >= $GO_MIN (the official toolchain; Debian 12's golang-go is too old), put it on PATH and run again."
   fi
   GO_VERSION=none
 else
