@@ -23,16 +23,16 @@ class TickPublisher:
         self.publisher = bus.Publisher(redis, maxlen)
 
     async def publish(self, ticks: Sequence[PriceTick]) -> int:
-        """One round trip: XADD every tick and refresh `prices:latest` for their symbols."""
+        """One round trip: append every tick and refresh `prices:latest` for their symbols."""
         if not ticks:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
-        latest: dict[str, bytes] = {}
+        entries = []
         for tick in ticks:
             with traced(__name__, "publish tick", symbol=tick.symbol, source=tick.source) as tp:
-                fields = wire.encode(tick, tp)
-            pipe.xadd(bus.TICKS, fields, maxlen=self.publisher.maxlen, approximate=True)
-            latest[tick.symbol] = fields[b"d"]
+                entries.append(wire.encode(tick, tp))
+        latest = {tick.symbol: fields[b"d"] for tick, fields in zip(ticks, entries, strict=True)}
+        pipe = self.redis.pipeline(transaction=False)
+        await self.publisher.append_encoded(pipe, bus.TICKS, entries)
         pipe.hset(LATEST_PRICES_KEY, mapping=latest)
         await pipe.execute()
         return len(ticks)

@@ -8,11 +8,13 @@ replay store nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
 
 from tradebot.common import bus
+from tradebot.common.bus import Delivery
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced, tracing_enabled
@@ -20,6 +22,7 @@ from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
+READ_AHEAD_BATCHES = 2
 STORED_STREAMS = (bus.TICKS, bus.SIGNALS, bus.ORDERS, bus.FILLS, bus.POSITIONS)
 
 
@@ -35,25 +38,47 @@ class StorageService:
         conn = await asyncpg.connect(
             self.database_url, server_settings={"application_name": "tradebot-storage"}
         )
+        reading = None
         try:
             writer = BatchWriter(conn, await ensure_schema(conn, (self.source,)))
             await consumer.setup()
             ctx.ready = True
             log.info("storing streams", extra={"streams": list(STORED_STREAMS)})
+            # Read the next batch while the previous one is being written: Redis and
+            # PostgreSQL round trips overlap instead of adding up.
+            batches: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=READ_AHEAD_BATCHES)
+            reading = asyncio.create_task(self._read_ahead(ctx, consumer, batches))
             while not ctx.stopping.is_set():
                 ctx.progressed()
-                deliveries = await consumer.read()
-                if not deliveries:
+                try:
+                    deliveries = await asyncio.wait_for(batches.get(), timeout=1.0)
+                except TimeoutError:
+                    if reading.done():
+                        reading.result()  # re-raise what stopped the reader
                     continue
-                written = await writer.write(d.message for d in deliveries)
+                await writer.write(d.message for d in deliveries)
                 await consumer.ack(deliveries)
-                if tracing_enabled():
-                    for delivery in deliveries:
-                        with traced(__name__, f"stored {delivery.message.kind}", delivery.traceparent):
-                            pass
+                self._trace(deliveries)
                 ctx.counters["entries_stored"] += len(deliveries)
                 ctx.counters["batches"] += 1
                 ctx.counters["last_batch_size"] = len(deliveries)
-                log.debug("batch stored", extra={"tables": written})
         finally:
+            if reading is not None:
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
             await conn.close()
+
+    @staticmethod
+    async def _read_ahead(ctx: ServiceContext, consumer: bus.Consumer, batches: asyncio.Queue) -> None:
+        while not ctx.stopping.is_set():
+            deliveries = await consumer.read()
+            if deliveries:
+                await batches.put(deliveries)
+
+    @staticmethod
+    def _trace(deliveries: list[Delivery]) -> None:
+        """End each entry's trace here: the span marks it durable."""
+        if tracing_enabled():
+            for delivery in deliveries:
+                with traced(__name__, f"stored {delivery.message.kind}", delivery.traceparent):
+                    pass
