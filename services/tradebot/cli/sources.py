@@ -77,7 +77,8 @@ def with_database(work: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
 async def table_kinds(conn: asyncpg.Connection) -> dict[str, str]:
     """Every table or view in the search path -> its kind ('r' table, 'v'/'m' view, ...)."""
     rows = await conn.fetch(
-        "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT c.relname, c.relkind::text AS relkind FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = ANY(current_schemas(false)) AND c.relkind IN ('r', 'p', 'v', 'm')"
     )
     return {row["relname"]: row["relkind"] for row in rows}
