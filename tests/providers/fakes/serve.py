@@ -15,8 +15,9 @@ from .polygon import FakePolygon
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=10.0, help="requests per second each REST server admits")
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
+    parser.add_argument("--rate", type=float, default=10.0, help="requests/s each REST server admits")
     parser.add_argument("--burst", type=float, default=10.0, help="token-bucket burst")
     parser.add_argument("--page-size", type=int, default=1000, help="rows per REST page")
     parser.add_argument("--symbols", default="AAPL,MSFT,AMZN,GOOG,TSLA", help="symbols of the live tape")
@@ -32,7 +33,8 @@ def main() -> None:
     polygon.start()
     print(f"ALPACA_KEY={alpaca.key} ALPACA_SECRET={alpaca.secret} ALPACA_DATA_URL={alpaca.rest_url}", end=" ")
     print(f"ALPACA_TRADING_URL={alpaca.rest_url} ALPACA_STREAM_URL={alpaca.stream_url}")
-    print(f"POLYGON_API_KEY={polygon.key} POLYGON_REST_URL={polygon.rest_url} POLYGON_WS_URL={polygon.ws_url}")
+    print(f"POLYGON_API_KEY={polygon.key} POLYGON_REST_URL={polygon.rest_url}", end=" ")
+    print(f"POLYGON_WS_URL={polygon.ws_url}")
     print(f"(REST admits {args.rate:g} requests/s, burst {args.burst:g}; Ctrl-C stops)", flush=True)
     try:
         while True:
