@@ -5,7 +5,10 @@ Each test gets an empty Redis (FLUSHALL) and its own fresh database.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -15,14 +18,23 @@ from tradebot.common.settings import Settings
 
 
 @pytest.fixture(scope="session")
-def redis_server_url(tmp_path_factory) -> Iterator[str]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as url:
+def servers_dir() -> Iterator[Path]:
+    """Outside pytest's rotating basetemp: PostgreSQL runs as another user and needs a stable path."""
+    path = Path(tempfile.mkdtemp(prefix="tradebot-test-servers-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(servers_dir: Path) -> Iterator[str]:
+    with redis_server(servers_dir / "redis") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory) -> Iterator[str]:
-    with postgres_server(tmp_path_factory.mktemp("postgres") / "data") as url:
+def postgres_server_url(servers_dir: Path) -> Iterator[str]:
+    with postgres_server(servers_dir / "postgres") as url:
         yield url
 
 

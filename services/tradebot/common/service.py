@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry.metrics import Histogram
 from redis.asyncio import Redis
 
 from tradebot.common import bus
@@ -25,6 +26,7 @@ from tradebot.common.backoff import Backoff
 from tradebot.common.connections import TRANSIENT_ERRORS, connect_redis
 from tradebot.common.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
 from tradebot.common.logs import configure_logging
+from tradebot.common.metrics import register_service_metrics
 from tradebot.common.probes import bind_socket, embedded_server, probe_app
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import setup_telemetry
@@ -43,6 +45,9 @@ class ServiceContext:
     heartbeat: Heartbeat
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     counters: Counter = field(default_factory=Counter)
+    consumers: list[bus.Consumer] = field(default_factory=list)
+    backlog: dict[str, dict[str, float]] = field(default_factory=dict)
+    batch_sizes: Histogram | None = None
     ready: bool = False
     status: str = "starting"
     status_message: str | None = None
@@ -65,7 +70,7 @@ class ServiceContext:
         async def count_dead_letter(stream: str, entry_id: bytes, reason: str) -> None:
             await self.count_error(f"dead-lettered {stream} entry {entry_id.decode()}: {reason}")
 
-        return bus.Consumer(
+        consumer = bus.Consumer(
             self.redis,
             group=self.service_id,
             name=bus.consumer_name(self.service_id),
@@ -74,6 +79,14 @@ class ServiceContext:
             claim_idle_ms=int(self.settings.claim_idle_seconds * 1000),
             on_dead_letter=count_dead_letter,
         )
+        self.consumers.append(consumer)
+        return consumer
+
+    def handled_batch(self, size: int) -> None:
+        """Record one batch of stream entries handled (for the batch-size metric)."""
+        self.counters["batches"] += 1
+        if self.batch_sizes is not None:
+            self.batch_sizes.record(size)
 
     def publisher(self) -> bus.Publisher:
         return bus.Publisher(self.redis, self.settings.stream_maxlen)
@@ -107,6 +120,9 @@ class ServiceRuntime:
             heartbeat=Heartbeat(redis, service.service_id),
         )
         self.probe_port: int | None = None
+        self.ctx.batch_sizes = register_service_metrics(
+            service.service_id, lambda: self.ctx.counters, lambda: self.ctx.backlog
+        )
 
     def liveness(self) -> tuple[bool, dict]:
         stalled_for = time.monotonic() - self.ctx.last_progress
@@ -161,15 +177,26 @@ class ServiceRuntime:
             if await ctx.sleep(backoff.next_delay()):
                 return
 
+    async def _measure_backlog(self) -> None:
+        try:
+            for consumer in self.ctx.consumers:
+                self.ctx.backlog.update(await consumer.backlog())
+        except TRANSIENT_ERRORS:
+            pass  # reported as reconnecting by the service loop itself
+
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._beat()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
 
     async def _beat(self) -> None:
+        await self._measure_backlog()
         counters = dict(self.ctx.counters)
         if self.probe_port:
             counters["probe_port"] = self.probe_port
+        for stream, figures in self.ctx.backlog.items():
+            counters[f"{stream}_lag_ms"] = figures["lag_ms"]
+            counters[f"{stream}_pending"] = figures["pending"]
         try:
             await self.ctx.heartbeat.beat(self.ctx.status, counters, self.ctx.status_message)
         except TRANSIENT_ERRORS as error:

@@ -60,6 +60,7 @@ class ExecutionService:
             deliveries = await self.consumer.read()
             if deliveries:
                 ctx.counters.update(await self.handle(deliveries))
+                ctx.handled_batch(len(deliveries))
             if time.monotonic() >= next_trim:
                 cutoff = time.time() - PROCESSED_RETENTION_SECONDS
                 await ctx.redis.zremrangebyscore(PROCESSED_SIGNALS_KEY, "-inf", cutoff)

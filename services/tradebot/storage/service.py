@@ -60,8 +60,7 @@ class StorageService:
                 await consumer.ack(deliveries)
                 self._trace(deliveries)
                 ctx.counters["entries_stored"] += len(deliveries)
-                ctx.counters["batches"] += 1
-                ctx.counters["last_batch_size"] = len(deliveries)
+                ctx.handled_batch(len(deliveries))
         finally:
             if reading is not None:
                 reading.cancel()

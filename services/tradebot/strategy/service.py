@@ -47,4 +47,5 @@ class StrategyService:
             await publisher.publish(bus.SIGNALS, signals)
             await consumer.ack(deliveries)
             ctx.counters["ticks_consumed"] += len(deliveries)
+            ctx.handled_batch(len(deliveries))
             ctx.counters["signals_published"] += len(signals)
