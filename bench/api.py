@@ -31,6 +31,7 @@ import httpx
 from tradebot.api import queries
 from tradebot.api.app import create_app
 from tradebot.api.deps import ApiState
+from tradebot.api.service import settle_heap
 from tradebot.api.sources import SourceCatalog
 from tradebot.api.store import HistoryStore
 from tradebot.common.connections import connect_postgres, connect_redis
@@ -135,6 +136,7 @@ async def measure(database_url: str, redis_url: str, ticks: int, runs: int) -> N
     catalog = SourceCatalog(pool)
     store = HistoryStore(pool, catalog)
     app = create_app(ApiState(settings, catalog, store, redis), lambda: (True, {}), lambda: (True, {}))
+    settle_heap()  # as the API service does once it has started
     rng = random.Random(7)
     whole_days = max(1, int(days) - 1)
     day_starts = [START + timedelta(days=rng.randrange(whole_days)) for _ in range(runs + 10)]

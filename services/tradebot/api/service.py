@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from tradebot.api.app import create_app
@@ -34,9 +35,10 @@ class ApiService:
             app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
             sock = bind_socket(self.host, self.requested_port)
             self.port = sock.getsockname()[1]
-            server = embedded_server(app, ctx.settings.log_level)
+            server = embedded_server(app)
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             await _until_started(server, serving)
+            settle_heap()
             ctx.ready = True
             log.info("serving the API", extra={"port": self.port})
             while not ctx.stopping.is_set() and not serving.done():
@@ -47,6 +49,16 @@ class ApiService:
         finally:
             ctx.ready = False
             await pool.close()
+
+
+def settle_heap() -> None:
+    """Move everything allocated at start-up out of the garbage collector's sight.
+
+    The modules, app and pool are long-lived; without this every full collection walks
+    them again, which showed up as 30-50 ms pauses in the p99 of large answers (bench/api.py).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _until_started(server, serving: asyncio.Task) -> None:

@@ -33,7 +33,7 @@ class DashboardService:
             app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
             sock = bind_socket(self.host, self.requested_port)
             self.port = sock.getsockname()[1]
-            server = embedded_server(app, ctx.settings.log_level)
+            server = embedded_server(app)
             tasks = [
                 asyncio.create_task(server.serve(sockets=[sock]), name="http"),
                 asyncio.create_task(self.hub.run(ctx.stopping), name="fan-out"),
