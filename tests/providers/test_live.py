@@ -94,22 +94,46 @@ async def test_stream_into_storage_and_fill_the_gap_of_a_drop(make_settings, dat
                 assert counters["gap_ticks"] > 0
                 await asyncio.sleep(0.5)
                 assert market.ctx.status == "running"
-            # The stored trades are exactly the market's, without holes or repeats.
-            live = {s: [t.id for t in provider.fake.market.live[s]] for s in SYMBOLS}
-
-            async def all_stored() -> bool:
-                stored = await stored_trade_ids(conn, provider.name)
-                return all(set(between(live[s], stored[s])) <= set(stored[s]) for s in SYMBOLS)
-
-            await eventually(all_stored, what="every trade from the first stored to the last")
-            stored = await stored_trade_ids(conn, provider.name)
-            for symbol in SYMBOLS:
-                assert len(stored[symbol]) == len(set(stored[symbol])), "a trade stored twice"
-                first = live[symbol].index(stored[symbol][0])
-                assert stored[symbol] == live[symbol][first : first + len(stored[symbol])]
+            await assert_stored_exactly_once(conn, provider)
             bars = await conn.fetchval(f"SELECT count(*) FROM price_ticks_{provider.name} WHERE id = 'b1m'")
             quotes = await conn.fetchval(f"SELECT count(*) FROM price_ticks_{provider.name} WHERE bid > 0")
             assert bars == 1 and quotes > 0
+    finally:
+        await conn.close()
+
+
+async def assert_stored_exactly_once(conn: asyncpg.Connection, provider: Provider) -> None:
+    """The stored trades are exactly the market's, from the first stored to the last: no holes, no repeats."""
+    live = {s: [t.id for t in provider.fake.market.live[s]] for s in SYMBOLS}
+
+    async def all_stored() -> bool:
+        stored = await stored_trade_ids(conn, provider.name)
+        return all(set(between(live[s], stored[s])) <= set(stored[s]) for s in SYMBOLS)
+
+    await eventually(all_stored, what="every trade from the first stored to the last")
+    stored = await stored_trade_ids(conn, provider.name)
+    for symbol in SYMBOLS:
+        assert len(stored[symbol]) == len(set(stored[symbol])), "a trade stored twice"
+        assert sorted(stored[symbol]) == between(live[symbol], stored[symbol])
+
+
+async def test_a_restarted_service_fills_the_gap_it_left(make_settings, database_url, provider):
+    settings = settings_for(make_settings, provider)
+    conn = await asyncpg.connect(database_url)
+    await ensure_schema(conn, (provider.name,))
+    try:
+        async with running(StorageService(settings), settings=settings):
+            async with running(provider.service(settings), settings=settings) as [market]:
+                await eventually(
+                    lambda: _true(market.ctx.counters["ticks_published"] > 20), what="live ticks"
+                )
+            await asyncio.sleep(1.0)  # the market trades on while no service runs
+            async with running(provider.service(settings), settings=settings) as [market]:
+                await eventually(
+                    lambda: _true(market.ctx.counters["gaps_filled"] == 1), what="the gap filled"
+                )
+                assert market.ctx.counters["gap_ticks"] >= 2 * 10
+            await assert_stored_exactly_once(conn, provider)
     finally:
         await conn.close()
 

@@ -42,6 +42,14 @@ log = logging.getLogger(__name__)
 FLUSH_PERIOD = 0.05  # seconds between publishing rounds
 GAP_MARGIN = timedelta(seconds=2)  # REST fill reaches this far past "now" (clock skew)
 MAX_GAP = timedelta(days=1)  # a longer outage is the backfill's job
+MAX_PENDING = 200_000  # ticks kept while Redis is away; the oldest go first (REST can refill them)
+RESUME_EVERY = 1.0  # seconds between writes of the resume point
+
+
+def resume_key(source: str) -> str:
+    """`market_data:<source>:last_trade`: the newest trade time published, so a restart fills its gap."""
+    return f"market_data:{source}:last_trade"
+
 
 Sink = Callable[[PriceTick], None]
 
@@ -78,13 +86,14 @@ class ProviderStreamService:
         self._gap_from: datetime | None = None
         self._rejection: str | None = None
         self._gap_fills: set[asyncio.Task] = set()
+        self._resume_saved_at = 0.0
 
     def make_feed(self, settings: Settings) -> Feed:
         raise NotImplementedError
 
     async def run(self, ctx: ServiceContext) -> None:
         publisher = TickPublisher(ctx.redis, ctx.settings.stream_maxlen)
-        await ctx.redis.ping()
+        await self._load_resume_point(ctx)
         flusher = asyncio.create_task(self._flush_forever(ctx, publisher), name="flush")
         backoff = Backoff(initial=0.5, maximum=30.0)
         try:
@@ -92,11 +101,11 @@ class ProviderStreamService:
                 problem = self.feed.credentials_problem()
                 if problem:
                     await self._rejected(ctx, problem)
-                    if await ctx.sleep(ctx.settings.provider_auth_retry):
+                    if await self._wait(ctx, ctx.settings.provider_auth_retry):
                         return
                     continue
                 delay = await self._session(ctx, backoff)
-                if delay and await ctx.sleep(delay):
+                if delay and await self._wait(ctx, delay):
                     return
         finally:
             for task in (flusher, *self._gap_fills):
@@ -104,6 +113,31 @@ class ProviderStreamService:
             await asyncio.gather(flusher, *self._gap_fills, return_exceptions=True)
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self._flush(ctx, publisher)
+
+    async def _wait(self, ctx: ServiceContext, seconds: float) -> bool:
+        """Sleep (True when stopping), staying live for the liveness probe however long the wait."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            ctx.progressed()
+            if await ctx.sleep(min(left, 10.0)):
+                return True
+        return ctx.stopping.is_set()
+
+    async def _load_resume_point(self, ctx: ServiceContext) -> None:
+        """After a restart, the gap to fill starts at the newest trade the last process published."""
+        raw = await ctx.redis.get(resume_key(self.feed.source))
+        if raw and self._newest_event is None:
+            try:
+                saved = datetime.fromisoformat(raw.decode())
+            except ValueError:
+                return
+            if saved > datetime.now(UTC) - MAX_GAP:
+                self._newest_event = saved
+
+    async def _save_resume_point(self, ctx: ServiceContext) -> None:
+        if self._newest_event is not None and time.monotonic() - self._resume_saved_at >= RESUME_EVERY:
+            await ctx.redis.set(resume_key(self.feed.source), self._newest_event.isoformat(), ex=MAX_GAP)
+            self._resume_saved_at = time.monotonic()
 
     async def _session(self, ctx: ServiceContext, backoff: Backoff) -> float:
         """One connection, from connect to its end; returns how long to wait before the next."""
@@ -177,10 +211,12 @@ class ProviderStreamService:
             await publisher.publish(ticks)
         except TRANSIENT_ERRORS as error:  # Redis away: keep the ticks for the next round
             self._pending[:0] = ticks
+            del self._pending[:-MAX_PENDING]
             log.warning("ticks not published yet", extra={"error": str(error), "pending": len(self._pending)})
             return
         ctx.counters["messages"] += len(ticks)
         ctx.counters["ticks_published"] += len(ticks)
+        await self._save_resume_point(ctx)
 
     async def _connected(self, ctx: ServiceContext) -> None:
         """First data of a session: we are live; fill the gap the previous session left."""
