@@ -8,7 +8,6 @@ replay store nothing twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
@@ -22,7 +21,6 @@ from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
-READ_AHEAD_BATCHES = 2
 STORED_STREAMS = (bus.TICKS, bus.SIGNALS, bus.ORDERS, bus.FILLS, bus.POSITIONS)
 
 
@@ -38,41 +36,26 @@ class StorageService:
         conn = await asyncpg.connect(
             self.database_url, server_settings={"application_name": "tradebot-storage"}
         )
-        reading = None
         try:
             writer = BatchWriter(conn, await ensure_schema(conn, (self.source,)))
             await consumer.setup()
             ctx.ready = True
             log.info("storing streams", extra={"streams": list(STORED_STREAMS)})
-            # Read the next batch while the previous one is being written: Redis and
-            # PostgreSQL round trips overlap instead of adding up.
-            batches: asyncio.Queue[list[Delivery]] = asyncio.Queue(maxsize=READ_AHEAD_BATCHES)
-            reading = asyncio.create_task(self._read_ahead(ctx, consumer, batches))
             while not ctx.stopping.is_set():
                 ctx.progressed()
-                try:
-                    deliveries = await asyncio.wait_for(batches.get(), timeout=1.0)
-                except TimeoutError:
-                    if reading.done():
-                        reading.result()  # re-raise what stopped the reader
+                deliveries = await consumer.read()
+                if not deliveries:
                     continue
                 await writer.write(d.message for d in deliveries)
                 await consumer.ack(deliveries)
                 self._trace(deliveries)
                 ctx.counters["entries_stored"] += len(deliveries)
                 ctx.handled_batch(len(deliveries))
-        finally:
-            if reading is not None:
-                reading.cancel()
-                await asyncio.gather(reading, return_exceptions=True)
+        except BaseException:
+            conn.terminate()  # the server may be gone: a graceful close could wait forever
+            raise
+        else:
             await conn.close()
-
-    @staticmethod
-    async def _read_ahead(ctx: ServiceContext, consumer: bus.Consumer, batches: asyncio.Queue) -> None:
-        while not ctx.stopping.is_set():
-            deliveries = await consumer.read()
-            if deliveries:
-                await batches.put(deliveries)
 
     @staticmethod
     def _trace(deliveries: list[Delivery]) -> None:
