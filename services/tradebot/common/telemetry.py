@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
@@ -111,15 +111,21 @@ def current_traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
-@contextmanager
-def traced(name: str, span_name: str, parent: str | None = None, **attributes) -> Iterator[str | None]:
-    """A span (child of `parent` traceparent); yields the traceparent to pass downstream.
+_NOT_TRACED = nullcontext(None)
 
-    A no-op yielding None when tracing is off, so hot paths pay nothing.
+
+def traced(name: str, span_name: str, parent: str | None = None, **attributes) -> AbstractContextManager:
+    """A span (child of `parent` traceparent) whose context yields the traceparent to pass on.
+
+    A shared no-op yielding None when tracing is off, so hot paths pay almost nothing.
     """
     if not _tracing_enabled:
-        yield None
-        return
+        return _NOT_TRACED
+    return _span(name, span_name, parent, attributes)
+
+
+@contextmanager
+def _span(name: str, span_name: str, parent: str | None, attributes: dict) -> Iterator[str | None]:
     with tracer(name).start_as_current_span(
         span_name, context=context_from_traceparent(parent), attributes=attributes
     ):

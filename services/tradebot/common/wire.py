@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from tradebot.common.models import WIRE_MODELS, Message
 
 WIRE_VERSION = b"1"
+_MODELS_BY_KIND = {kind.encode(): model for kind, model in WIRE_MODELS.items()}
 
 
 class WireError(ValueError):
@@ -32,14 +33,14 @@ def decode(fields: Mapping[bytes, bytes]) -> Message:
     version = fields.get(b"v")
     if version != WIRE_VERSION:
         raise WireError(f"unsupported wire version {version!r} (this reader speaks {WIRE_VERSION!r})")
-    kind = fields.get(b"k", b"").decode(errors="replace")
-    model = WIRE_MODELS.get(kind)
+    model = _MODELS_BY_KIND.get(fields.get(b"k", b""))
     if model is None:
+        kind = fields.get(b"k", b"").decode(errors="replace")
         raise WireError(f"unknown message kind {kind!r}; known: {sorted(WIRE_MODELS)}")
     try:
         return model.model_validate_json(fields.get(b"d", b""))
     except ValidationError as error:
-        raise WireError(f"invalid {kind}: {error.errors(include_url=False)}") from None
+        raise WireError(f"invalid {model.kind}: {error.errors(include_url=False)}") from None
 
 
 def traceparent_of(fields: Mapping[bytes, bytes]) -> str | None:

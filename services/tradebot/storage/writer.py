@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from operator import attrgetter
 
 import asyncpg
 
@@ -47,10 +48,17 @@ class TableSpec:
         return f"stage_{self.table}"
 
     def record(self, message: Message) -> tuple:
-        return tuple(getattr(message, column) for column in self.columns)
+        return _row_getter(self.columns)(message)
 
     def insert_statement(self) -> str:
         return self.insert.format(stage=self.stage)
+
+
+@cache
+def _row_getter(columns: tuple[str, ...]):
+    """A C-level getter of the columns' attributes, as a tuple (always a tuple, even for one)."""
+    getter = attrgetter(*columns)
+    return getter if len(columns) > 1 else lambda message: (getter(message),)
 
 
 def insert_new(table: str, columns: tuple[str, ...], select: str = "", conflict: str = "") -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tradebot.common.models import PriceTick, Side, TradeSignal
 from tradebot.strategy.base import Strategy
@@ -11,12 +11,29 @@ from tradebot.strategy.base import Strategy
 FULL_STRENGTH_GAP = 0.002  # a 20 bp gap between the averages is a full-strength signal
 
 
+class RollingMean:
+    """The mean of the last `window` values, updated in O(1)."""
+
+    __slots__ = ("total", "values", "window")
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.values: deque[float] = deque()
+        self.total = 0.0
+
+    def push(self, value: float) -> float | None:
+        """Add a value; the mean once the window is full, else None."""
+        self.values.append(value)
+        self.total += value
+        if len(self.values) > self.window:
+            self.total -= self.values.popleft()
+        return self.total / self.window if len(self.values) == self.window else None
+
+
 @dataclass
 class _Averages:
-    short: deque = field(default_factory=deque)
-    long: deque = field(default_factory=deque)
-    short_sum: float = 0.0
-    long_sum: float = 0.0
+    short: RollingMean
+    long: RollingMean
     above: bool | None = None
 
 
@@ -31,9 +48,13 @@ class SmaCrossover(Strategy):
         self._state: dict[str, _Averages] = {}
 
     def on_tick(self, tick: PriceTick) -> TradeSignal | None:
-        state = self._state.setdefault(tick.symbol, _Averages())
-        short_sma = _push(state, "short", tick.price, self.short_window)
-        long_sma = _push(state, "long", tick.price, self.long_window)
+        state = self._state.get(tick.symbol)
+        if state is None:
+            state = self._state[tick.symbol] = _Averages(
+                RollingMean(self.short_window), RollingMean(self.long_window)
+            )
+        short_sma = state.short.push(tick.price)
+        long_sma = state.long.push(tick.price)
         if long_sma is None or short_sma is None or short_sma == long_sma:
             return None  # not warmed up, or touching: no side to compare yet
         above = short_sma > long_sma
@@ -49,14 +70,3 @@ class SmaCrossover(Strategy):
             f"SMA({self.long_window}) {long_sma:.4f}"
         )
         return self.signal(tick, side, gap / FULL_STRENGTH_GAP, reason)
-
-
-def _push(state: _Averages, which: str, price: float, window: int) -> float | None:
-    """Append a price to a running window; the window's mean once it is full."""
-    values: deque = getattr(state, which)
-    total = getattr(state, f"{which}_sum") + price
-    values.append(price)
-    if len(values) > window:
-        total -= values.popleft()
-    setattr(state, f"{which}_sum", total)
-    return total / window if len(values) == window else None
