@@ -1,0 +1,30 @@
+"""Pure functions from a TradingStack to every object it owns; no cluster, no I/O.
+
+`build_children` is what the handlers apply; unit tests call it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tradebot_operator.builders.common import APP_PORTS, Obj, Stack
+from tradebot_operator.builders.config import config_map, db_secret
+from tradebot_operator.builders.storage import headless_service, statefulset, stores
+from tradebot_operator.builders.workloads import app_service, service_deployment
+
+__all__ = ["Stack", "build_children"]
+
+
+def build_children(stack: Stack | Mapping[str, Any], db_password: str) -> list[Obj]:
+    """Every child, in an order that lets each start: config first, workloads last."""
+    if not isinstance(stack, Stack):
+        stack = Stack.from_body(stack)
+    return [
+        db_secret(stack, db_password),
+        config_map(stack),
+        *(headless_service(stack, store) for store in stores(stack)),
+        *(app_service(stack, sid) for sid in APP_PORTS),
+        *(statefulset(stack, store) for store in stores(stack)),
+        *(service_deployment(stack, sid) for sid in stack.service_ids),
+    ]

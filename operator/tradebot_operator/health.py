@@ -1,0 +1,182 @@
+"""Pure: a stack's status from what was observed (pods' readiness, heartbeats, config problems).
+
+Heartbeat states are the system's own (`tradebot.common.health`): healthy, degraded,
+unhealthy, dead, error. A service is judged on its heartbeat only once its pods are
+ready; before that it is still rolling out. The phase follows the conditions:
+Degraded wins over Progressing, and Ready means neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradebot.common.health import HealthState
+from tradebot.common.heartbeat import ServiceHealth
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Deployment or StatefulSet as observed (absent: exists=False)."""
+
+    component: str  # a service id, "redis" or "timescaledb"
+    name: str
+    replicas: int = 0
+    ready: int = 0
+    exists: bool = True
+    current: bool = True  # the controller has seen the latest spec and every pod is updated
+    stalled: str | None = None  # why the rollout cannot finish (ProgressDeadlineExceeded), if it cannot
+
+    @property
+    def rolled_out(self) -> bool:
+        return self.exists and self.current and self.ready >= self.replicas
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with the stack's configuration, e.g. its credentials Secret is missing."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observation:
+    generation: int
+    reconciled_generation: int | None
+    service_ids: Sequence[str]
+    market_data_service: str
+    workloads: Sequence[Workload]
+    heartbeats: Mapping[str, ServiceHealth] | None  # None: Redis could not be read
+    redis_error: str | None = None
+    problems: Sequence[Problem] = ()
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "True" if ok else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def _service_entry(workload: Workload | None, health: ServiceHealth | None, known: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "deployment": workload.name if workload else "",
+        "replicas": workload.replicas if workload else 0,
+        "readyReplicas": workload.ready if workload else 0,
+    }
+    if workload and workload.replicas == 0:
+        entry["state"] = "stopped"
+    elif not known or health is None:
+        entry["state"] = "unknown"
+    else:
+        entry["state"] = health.state.value
+        entry["errorCount"] = health.error_count
+        if health.heartbeat_age is not None:
+            entry["heartbeatAge"] = int(health.heartbeat_age)
+    return entry
+
+
+def _describe(sid: str, health: ServiceHealth) -> str:
+    if health.heartbeat_age is None:
+        return f"{sid} {health.state.value} (no heartbeat)"
+    if health.state is HealthState.ERROR:
+        return f"{sid} error ({health.error_count} errors)"
+    return f"{sid} {health.state.value} (heartbeat {int(health.heartbeat_age)}s old)"
+
+
+def compute_status(obs: Observation) -> dict[str, Any]:
+    """The status (conditions without transition times; see `merge_conditions`)."""
+    by_component = {w.component: w for w in obs.workloads}
+    known = obs.heartbeats is not None
+    heartbeats = obs.heartbeats or {}
+    services = {
+        sid: _service_entry(by_component.get(sid), heartbeats.get(sid), known) for sid in obs.service_ids
+    }
+
+    waiting = [w for w in obs.workloads if not w.rolled_out]
+    running = [sid for sid in obs.service_ids if (w := by_component.get(sid)) and w.replicas > 0]
+    judged = [sid for sid in running if by_component[sid].rolled_out]
+    unwell = [sid for sid in judged if known and heartbeats.get(sid) and heartbeats[sid].state != "healthy"]
+    healthy = [sid for sid in judged if known and sid not in unwell and heartbeats.get(sid)]
+
+    # Degraded: configuration first (a person must act), then stuck rollouts, then heartbeats.
+    degraded: list[Problem] = list(obs.problems)
+    degraded += [
+        Problem("ProgressDeadlineExceeded", f"{w.name}: {w.stalled}") for w in obs.workloads if w.stalled
+    ]
+    if not known and judged:
+        degraded.append(Problem("HeartbeatsUnavailable", f"cannot read heartbeats: {obs.redis_error}"))
+    if unwell:
+        message = ", ".join(_describe(sid, heartbeats[sid]) for sid in unwell)
+        degraded.append(Problem("ServiceUnhealthy", message))
+
+    if obs.reconciled_generation != obs.generation:
+        progressing = Problem("Reconciling", f"applying generation {obs.generation}")
+    elif waiting:
+        parts = [f"{w.name} {w.ready}/{w.replicas}" if w.exists else f"{w.name} missing" for w in waiting]
+        progressing = Problem("RollingOut", "waiting for " + ", ".join(parts))
+    else:
+        progressing = None
+
+    gen = obs.generation
+    is_degraded = bool(degraded)
+    conditions = [
+        _condition(
+            "Ready",
+            not is_degraded and progressing is None,
+            degraded[0].reason
+            if is_degraded
+            else progressing.reason
+            if progressing
+            else "AllServicesHealthy",
+            "; ".join(p.message for p in degraded)
+            if is_degraded
+            else progressing.message
+            if progressing
+            else f"{len(healthy)} services healthy",
+            gen,
+        ),
+        _condition(
+            "Progressing",
+            progressing is not None,
+            progressing.reason if progressing else "RolledOut",
+            progressing.message if progressing else "every workload is up to date and ready",
+            gen,
+        ),
+        _condition(
+            "Degraded",
+            is_degraded,
+            degraded[0].reason if is_degraded else "AsExpected",
+            "; ".join(p.message for p in degraded) if is_degraded else "no problems",
+            gen,
+        ),
+    ]
+    phase = "Degraded" if is_degraded else "Progressing" if progressing else "Ready"
+    return {
+        "observedGeneration": obs.reconciled_generation or 0,
+        "phase": phase,
+        "readyServices": f"{len(healthy)}/{len(running)}",
+        "activeMarketData": obs.market_data_service,
+        "conditions": conditions,
+        "services": services,
+        "endpoints": dict(obs.endpoints),
+    }
+
+
+def merge_conditions(
+    old: Sequence[Mapping[str, Any]] | None, new: Sequence[dict[str, Any]], now: str
+) -> list[dict[str, Any]]:
+    """Keep lastTransitionTime while a condition's status stays the same (the standard contract)."""
+    previous = {c.get("type"): c for c in old or ()}
+    merged = []
+    for cond in new:
+        before = previous.get(cond["type"])
+        same = before is not None and before.get("status") == cond["status"]
+        merged.append({**cond, "lastTransitionTime": before.get("lastTransitionTime", now) if same else now})
+    return merged

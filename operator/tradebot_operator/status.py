@@ -1,0 +1,224 @@
+"""Observe a stack (workloads, credentials Secret, heartbeats in its Redis) and write its status.
+
+The combination itself is pure (`health.compute_status`); this module only gathers
+its inputs, writes the result when it changed, and posts an Event when the phase changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from tradebot.common.heartbeat import read_health
+from tradebot_operator import API_VERSION, GROUP, KIND, MANAGED_BY, PLURAL, VERSION
+from tradebot_operator.apply import collection_path
+from tradebot_operator.builders.common import Stack
+from tradebot_operator.builders.config import CREDENTIAL_KEYS
+from tradebot_operator.builders.storage import stores
+from tradebot_operator.builders.workloads import endpoints
+from tradebot_operator.health import Observation, Problem, Workload, compute_status, merge_conditions
+from tradebot_operator.kube import Kube, KubeError
+from tradebot_operator.runtime import Runtime, StackKey
+
+log = logging.getLogger(__name__)
+
+
+def _workload(component: str, name: str, item: Mapping[str, Any] | None) -> Workload:
+    if item is None:
+        return Workload(component, name, exists=False)
+    spec, status, meta = item.get("spec", {}), item.get("status") or {}, item["metadata"]
+    replicas = int(spec.get("replicas", 1))
+    current = status.get("observedGeneration", 0) >= meta.get("generation", 0) and (
+        replicas == 0 or status.get("updatedReplicas", 0) >= replicas
+    )
+    stalled = next(
+        (
+            c.get("message", "")
+            for c in status.get("conditions") or []
+            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+        ),
+        None,
+    )
+    return Workload(component, name, replicas, int(status.get("readyReplicas", 0)), True, current, stalled)
+
+
+def read_workloads(kube: Kube, stack: Stack) -> list[Workload]:
+    selector = f"app.kubernetes.io/instance={stack.name},app.kubernetes.io/managed-by={MANAGED_BY}"
+    found: dict[str, Mapping[str, Any]] = {}
+    for plural in ("deployments", "statefulsets"):
+        listing = kube.request(
+            "GET", collection_path("apps/v1", plural, stack.namespace), query={"labelSelector": selector}
+        )
+        found.update({item["metadata"]["name"]: item for item in listing.get("items", [])})
+    components = [*stack.service_ids, *(store.component for store in stores(stack))]
+    return [_workload(c, stack.child_name(c), found.get(stack.child_name(c))) for c in components]
+
+
+def credential_problems(kube: Kube, stack: Stack) -> list[Problem]:
+    """A missing credentials Secret (or key) is a Degraded reason, never an operator crash."""
+    keys = CREDENTIAL_KEYS[stack.spec["dataSource"]]
+    if not keys:
+        return []
+    name = stack.spec["credentials"]["secretRef"]["name"]
+    try:
+        secret = kube.request("GET", f"{collection_path('v1', 'secrets', stack.namespace)}/{name}")
+    except KubeError as error:
+        if error.status == 404:
+            wanted = " and ".join(keys)
+            return [
+                Problem(
+                    "CredentialsSecretNotFound",
+                    f"Secret {name} (spec.credentials.secretRef) does not exist in namespace "
+                    f"{stack.namespace}; create it with {wanted}",
+                )
+            ]
+        return [Problem("CredentialsSecretUnreadable", f"Secret {name}: {error.message}")]
+    missing = [k for k in keys if k not in (secret.get("data") or {})]
+    if missing:
+        return [Problem("CredentialsKeyMissing", f"Secret {name} lacks {' and '.join(missing)}")]
+    return []
+
+
+async def read_heartbeats(runtime: Runtime, key: StackKey, stack: Stack) -> tuple[dict | None, str | None]:
+    try:
+        found = await read_health(runtime.redis_for(key), list(stack.service_ids))
+    except (RedisError, OSError) as error:
+        return None, str(error) or type(error).__name__
+    return {h.service: h for h in found}, None
+
+
+async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> Observation:
+    stack = Stack.from_body(body)
+    workloads, problems, (heartbeats, redis_error) = await asyncio.gather(
+        asyncio.to_thread(read_workloads, runtime.kube, stack),
+        asyncio.to_thread(credential_problems, runtime.kube, stack),
+        read_heartbeats(runtime, key, stack),
+    )
+    failure = runtime.apply_errors.get(key)
+    return Observation(
+        generation=body["metadata"].get("generation", 1),
+        reconciled_generation=runtime.reconciled.get(key),
+        service_ids=stack.service_ids,
+        market_data_service=stack.market_data_service,
+        workloads=workloads,
+        heartbeats=heartbeats,
+        redis_error=redis_error,
+        problems=[*problems, *([failure] if failure else [])],
+        endpoints=endpoints(stack),
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch from old to new status: maps lose keys only when set to null."""
+    patch = dict(new)
+    for field in ("services", "endpoints"):
+        gone = set(old.get(field) or {}) - set(new.get(field) or {})
+        if gone:
+            patch[field] = {**new.get(field, {}), **dict.fromkeys(gone)}
+    return patch
+
+
+def post_phase_event(kube: Kube, body: Mapping[str, Any], old_phase: str | None, status: Mapping) -> None:
+    meta = body["metadata"]
+    phase = status["phase"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    now = datetime.now(UTC).isoformat()
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "type": "Warning" if phase == "Degraded" else "Normal",
+        "reason": phase,
+        "message": f"phase {old_phase or 'Pending'} -> {phase}: {ready['reason']}: {ready['message']}"[:1000],
+        "source": {"component": MANAGED_BY},
+        "reportingComponent": MANAGED_BY,
+        "reportingInstance": socket.gethostname()[:128],
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    kube.request("POST", collection_path("v1", "events", meta["namespace"]), body=event)
+
+
+async def refresh(runtime: Runtime, key: StackKey) -> None:
+    """Observe one stack and write its status if anything changed."""
+    body = runtime.stacks.get(key)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    obs = await observe(runtime, key, body)
+    new = compute_status(obs)
+    old = runtime.written.get(key) or body.get("status") or {}
+    new["conditions"] = merge_conditions(old.get("conditions"), new["conditions"], _now())
+    if new == old:
+        return
+    namespace, name = key
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
+    try:
+        await asyncio.to_thread(
+            runtime.kube.request,
+            "PATCH",
+            path,
+            {"status": status_patch(old, new)},
+            None,
+            "application/merge-patch+json",
+        )
+    except KubeError as error:
+        if error.status == 404:  # deleted meanwhile
+            return
+        raise
+    runtime.written[key] = new
+    if old.get("phase") != new["phase"]:
+        log.info("stack %s/%s is %s", namespace, name, new["phase"])
+        await asyncio.to_thread(post_phase_event, runtime.kube, body, old.get("phase"), new)
+
+
+async def status_loop(runtime: Runtime, concurrency: int = 8) -> None:
+    """Refresh each stack every `health_interval` seconds, or at once when poked."""
+    loop = asyncio.get_running_loop()
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(key: StackKey) -> None:
+        async with limit:
+            try:
+                await refresh(runtime, key)
+            except Exception:  # one stack's failure must not stop the others' status
+                log.exception("status of %s/%s could not be refreshed", *key)
+            finally:  # unless poked meanwhile, the next refresh is one interval away
+                if key in runtime.stacks and runtime.due.get(key) == float("inf"):
+                    runtime.due[key] = loop.time() + runtime.config.health_interval
+
+    while True:
+        runtime.wake.clear()
+        now = loop.time()
+        for key in list(runtime.due):
+            if key not in runtime.stacks:
+                runtime.due.pop(key)
+        for key in runtime.stacks:
+            runtime.due.setdefault(key, now)
+        ready = [key for key, at in runtime.due.items() if at <= now]
+        for key in ready:
+            runtime.due[key] = float("inf")  # in flight
+        if ready:
+            await asyncio.gather(*(one(key) for key in ready))
+            continue
+        wait = min(runtime.due.values(), default=now + runtime.config.health_interval) - now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.wake.wait(), timeout=max(0.05, min(wait, 60)))
