@@ -71,3 +71,16 @@ async def test_serve_client_sends_the_first_frame_then_updates_and_leaves_cleanl
     assert [m["type"] for m in sent] == ["snapshot", "update"]
     assert sent[1]["prices"]["AAPL"]["price"] == 2.0
     assert not hub.mailboxes, "a client that left is forgotten"
+
+
+def test_a_new_client_starts_from_the_state_in_memory():
+    hub = Hub()
+    hub.seed(Frame(prices={"AAPL": {"price": 1.0}}, events=({"kind": "fill"},), health=[], kind="snapshot"))
+    hub.add(tick("MSFT", 2.0))
+    hub.set_account({"cash": 5})
+    hub.flush()
+    snapshot = hub.snapshot()
+    assert snapshot.kind == "snapshot"
+    assert {s: p["price"] for s, p in snapshot.prices.items()} == {"AAPL": 1.0, "MSFT": 2.0}
+    assert snapshot.events == ({"kind": "fill"},)
+    assert (snapshot.health, snapshot.account) == ([], {"cash": 5})

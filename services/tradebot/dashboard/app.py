@@ -23,7 +23,6 @@ from tradebot.common.heartbeat import discover_service_ids, reset_errors
 from tradebot.common.probes import ProbeCheck, probe_routes
 from tradebot.common.settings import Settings
 from tradebot.dashboard.fanout import Hub, serve_client
-from tradebot.dashboard.feed import snapshot
 
 STATIC = Path(__file__).parent / "static"
 SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -55,8 +54,7 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
     @app.websocket("/ws")
     async def live(websocket: WebSocket) -> None:
         await websocket.accept()
-        first = await snapshot(state.redis, settings.data_source, settings.starting_cash)
-        sending = asyncio.create_task(serve_client(state.hub, first, websocket.send_text))
+        sending = asyncio.create_task(serve_client(state.hub, state.hub.snapshot(), websocket.send_text))
         with contextlib.suppress(WebSocketDisconnect):
             while not sending.done():
                 await websocket.receive_text()  # nothing is expected; this notices the browser leaving

@@ -16,6 +16,7 @@ from tradebot.common.models import Message, PriceTick
 from tradebot.dashboard.frames import MAX_EVENTS, Frame, event, merge, price_update
 
 FRAME_INTERVAL = 0.25  # seconds: at most four frames a second per browser
+RECENT_EVENTS = 90  # events a new browser starts with
 
 
 class Mailbox:
@@ -43,7 +44,12 @@ class Mailbox:
 
 
 class Hub:
-    """Collects updates from the streams and publishes them as frames to every mailbox."""
+    """Collects updates from the streams and publishes them as frames to every mailbox.
+
+    It also keeps the current state (every symbol's price, recent events, health,
+    account), so a browser that connects gets its snapshot from memory: a hundred
+    browsers opening at once cost Redis nothing.
+    """
 
     def __init__(self) -> None:
         self.mailboxes: set[Mailbox] = set()
@@ -51,7 +57,18 @@ class Hub:
         self._events: list[dict[str, Any]] = []
         self._health: list[dict[str, Any]] | None = None
         self._account: dict[str, Any] | None = None
+        self.state = Frame(kind="snapshot")
         self.frames_sent = 0
+
+    def seed(self, snapshot: Frame) -> None:
+        """Start from a snapshot read from Redis (before any browser connects)."""
+        self.state = merge(snapshot, self.state)
+
+    def snapshot(self) -> Frame:
+        return Frame(
+            dict(self.state.prices), self.state.events[-RECENT_EVENTS:], self.state.health,
+            self.state.account, kind="snapshot",
+        )  # fmt: skip
 
     def add(self, message: Message) -> None:
         if isinstance(message, PriceTick):
@@ -71,6 +88,7 @@ class Hub:
         frame = Frame(self._prices, tuple(self._events), self._health, self._account)
         self._prices, self._events, self._health, self._account = {}, [], None, None
         if frame:
+            self.state = merge(self.state, frame)
             for mailbox in self.mailboxes:
                 mailbox.offer(frame)
             self.frames_sent += 1

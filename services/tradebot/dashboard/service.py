@@ -6,13 +6,14 @@ import asyncio
 import logging
 
 import httpx
+import uvicorn
 
-from tradebot.common.probes import bind_socket, embedded_server
+from tradebot.common.probes import EmbeddedServer, bind_socket
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.dashboard.app import DashboardState, create_app
 from tradebot.dashboard.fanout import Hub
-from tradebot.dashboard.feed import StreamFeed, live_account, live_health
+from tradebot.dashboard.feed import StreamFeed, live_account, live_health, snapshot
 
 log = logging.getLogger(__name__)
 STATE_PERIOD = 1.0  # seconds between health/account refreshes
@@ -28,12 +29,13 @@ class DashboardService:
         self.hub = Hub()
 
     async def run(self, ctx: ServiceContext) -> None:
+        self.hub.seed(await snapshot(ctx.redis, ctx.settings.data_source, ctx.settings.starting_cash))
         async with httpx.AsyncClient(base_url=ctx.settings.api_url, timeout=10.0) as api:
             state = DashboardState(ctx.settings, ctx.redis, self.hub, api)
             app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
             sock = bind_socket(self.host, self.requested_port)
             self.port = sock.getsockname()[1]
-            server = embedded_server(app)
+            server = websocket_server(app)
             tasks = [
                 asyncio.create_task(server.serve(sockets=[sock]), name="http"),
                 asyncio.create_task(self.hub.run(ctx.stopping), name="fan-out"),
@@ -71,6 +73,16 @@ class DashboardService:
             self.hub.set_health(await live_health(ctx.redis, settings.data_source))
             self.hub.set_account(await live_account(ctx.redis, settings.starting_cash))
             await ctx.sleep(STATE_PERIOD)
+
+
+def websocket_server(app) -> EmbeddedServer:
+    """Without per-message compression: each frame is serialised once for every browser, and
+    compressing it again per connection would cost more CPU than everything else (bench/dashboard.py).
+    """
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", ws_per_message_deflate=False
+    )
+    return EmbeddedServer(config)
 
 
 async def _raise_if_any_failed(tasks: list[asyncio.Task]) -> None:
