@@ -8,6 +8,7 @@ replay store nothing twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import asyncpg
@@ -41,21 +42,36 @@ class StorageService:
             await consumer.setup()
             ctx.ready = True
             log.info("storing streams", extra={"streams": list(STORED_STREAMS)})
-            while not ctx.stopping.is_set():
-                ctx.progressed()
-                deliveries = await consumer.read()
-                if not deliveries:
-                    continue
-                await writer.write(d.message for d in deliveries)
-                await consumer.ack(deliveries)
-                self._trace(deliveries)
-                ctx.counters["entries_stored"] += len(deliveries)
-                ctx.handled_batch(len(deliveries))
+            # The next batch is read from Redis while the previous one is written to PostgreSQL,
+            # so their round trips overlap; one write at a time keeps the connection's order.
+            writing: asyncio.Task | None = None
+            try:
+                while not ctx.stopping.is_set():
+                    ctx.progressed()
+                    deliveries = await consumer.read()
+                    if writing is not None:
+                        await writing
+                        writing = None
+                    if deliveries:
+                        writing = asyncio.create_task(self._store(ctx, writer, consumer, deliveries))
+            finally:
+                if writing is not None:
+                    await writing
         except BaseException:
             conn.terminate()  # the server may be gone: a graceful close could wait forever
             raise
         else:
             await conn.close()
+
+    async def _store(
+        self, ctx: ServiceContext, writer: BatchWriter, consumer: bus.Consumer, deliveries: list[Delivery]
+    ) -> None:
+        """Write a batch, then acknowledge it: nothing is acknowledged before it is committed."""
+        await writer.write(d.message for d in deliveries)
+        await consumer.ack(deliveries)
+        self._trace(deliveries)
+        ctx.counters["entries_stored"] += len(deliveries)
+        ctx.handled_batch(len(deliveries))
 
     @staticmethod
     def _trace(deliveries: list[Delivery]) -> None:
