@@ -54,6 +54,23 @@ def resume_key(source: str) -> str:
 Sink = Callable[[PriceTick], None]
 
 
+async def cancel_and_wait(*tasks: asyncio.Task) -> None:
+    """Cancel until done. In Python 3.11, asyncio.wait_for (which the SDKs' receive loops use)
+    can swallow a cancellation that lands as a message arrives; one cancel() is not enough."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+
+
+def outcome(task: asyncio.Task) -> object:
+    """A finished task's result, or the exception it ended with (CancelledError when cancelled)."""
+    if task.cancelled():
+        return asyncio.CancelledError()
+    return task.exception() or task.result()
+
+
 class FeedRejected(Exception):
     """The provider refused us (credentials, entitlement, connection limit): retrying soon won't help."""
 
@@ -108,9 +125,7 @@ class ProviderStreamService:
                 if delay and await self._wait(ctx, delay):
                     return
         finally:
-            for task in (flusher, *self._gap_fills):
-                task.cancel()
-            await asyncio.gather(flusher, *self._gap_fills, return_exceptions=True)
+            await cancel_and_wait(flusher, *self._gap_fills)
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self._flush(ctx, publisher)
 
@@ -144,22 +159,21 @@ class ProviderStreamService:
         ctx.status, ctx.ready = "connecting", False
         self._gap_from = self._newest_event
         self._last_message = time.monotonic()
+        silences = ctx.counters["silences"]
         session = asyncio.create_task(self.feed.stream(self.symbols, self._receive), name="feed")
         watchdog = asyncio.create_task(self._watch(ctx, session), name="watchdog")
         stopping = asyncio.create_task(ctx.stopping.wait(), name="stopping")
         try:
             await asyncio.wait({session, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (session, watchdog, stopping):
-                task.cancel()
-            results = await asyncio.gather(session, watchdog, stopping, return_exceptions=True)
+            await cancel_and_wait(session, watchdog, stopping)
         if ctx.stopping.is_set():
             return 0.0
-        error = results[0]
+        error = outcome(session)
         if isinstance(error, FeedRejected):
             await self._rejected(ctx, str(error))
             return ctx.settings.provider_auth_retry
-        if isinstance(results[1], bool) and results[1]:
+        if ctx.counters["silences"] > silences:
             reason = f"no data for {ctx.settings.provider_silence_timeout:g}s"
         elif isinstance(error, BaseException) and not isinstance(error, asyncio.CancelledError):
             reason = f"{type(error).__name__}: {error}"
@@ -181,7 +195,7 @@ class ProviderStreamService:
             if silent >= timeout:
                 log.warning("provider feed silent; reconnecting", extra={"silent_for": round(silent, 1)})
                 ctx.counters["silences"] += 1
-                session.cancel()
+                await cancel_and_wait(session)
                 return True
             await asyncio.sleep(min(1.0, timeout - silent))
         return False
