@@ -12,7 +12,7 @@ for the dashboard) and the p99 latency stays under --max-latency seconds.
 The baseline, in the same run: a naive server that sends every tick to every
 client as its own message (no coalescing), at the same rate.
 
-Usage: python bench/dashboard.py [--rate 1000] [--symbols 100] [--clients 10,25,50,100,200,400]
+Usage: python bench/dashboard.py [--rate 1000] [--symbols 100] [--clients 10,25,50,100,200,400,800]
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=1_000, help="ticks per second offered")
     parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--clients", default="10,25,50,100,200,400")
+    parser.add_argument("--clients", default="10,25,50,100,200,400,800")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--max-latency", type=float, default=1.0, help="p99 seconds that still keeps up")
     args = parser.parse_args()

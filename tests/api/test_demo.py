@@ -1,0 +1,47 @@
+"""`tradebot demo`: history made by the real strategies and paper broker, readable through the API."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tradebot.api.app import create_app
+from tradebot.api.deps import ApiState
+from tradebot.api.sources import SourceCatalog
+from tradebot.api.store import HistoryStore
+from tradebot.common import bus
+from tradebot.common.connections import connect_postgres
+from tradebot.demo import seed_demo
+from tradebot.execution.service import PORTFOLIO_KEY
+from tradebot.market_data.publishing import LATEST_PRICES_KEY
+
+pytestmark = pytest.mark.integration
+
+
+async def test_the_demo_fills_the_database_and_redis(make_settings, redis):
+    settings = make_settings(symbols="AAPL,MSFT,TSLA")
+    history = await seed_demo(settings, hours=1, step_seconds=10, redis=redis)
+    assert history.ticks == 3 * 360 and history.signals > 0 and history.fills > 0
+    assert await redis.hlen(LATEST_PRICES_KEY) == 3
+    assert await redis.get(PORTFOLIO_KEY) is not None
+    assert await redis.xlen(bus.FILLS) > 0
+    assert await redis.xlen(bus.SIGNALS) == 0, "signals stay off the stream: execution would trade them again"
+
+    pool = await connect_postgres(settings.database_url)
+    catalog = SourceCatalog(pool)
+    app = create_app(
+        ApiState(settings, catalog, HistoryStore(pool, catalog), redis),
+        lambda: (True, {}),
+        lambda: (True, {}),
+    )
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+            [stats] = (await http.get("/sources")).json()
+            assert stats["symbols"] == 3 and stats["approximate_ticks"] == history.ticks
+            bars = (await http.get("/sources/synthetic/symbols/AAPL/bars", params={"interval": "5m"})).json()
+            assert 12 <= len(bars["bars"]) <= 13
+            assert len((await http.get("/fills", params={"limit": 1000})).json()) == history.fills
+            account = (await http.get("/account")).json()
+            assert account["orders_filled"] == history.fills
+    finally:
+        await pool.close()
