@@ -345,9 +345,10 @@ def crd() -> dict[str, Any]:
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": {**spec_schema(), "default": {}},
+                                "spec": spec_schema(),
                                 "status": status_schema(),
                             },
+                            required=["spec"],
                         )
                     },
                 }

