@@ -104,6 +104,7 @@ class ProviderStreamService:
         self._rejection: str | None = None
         self._gap_fills: set[asyncio.Task] = set()
         self._resume_saved_at = 0.0
+        self._session_had_data = False
 
     def make_feed(self, settings: Settings) -> Feed:
         raise NotImplementedError
@@ -160,6 +161,7 @@ class ProviderStreamService:
         self._gap_from = self._newest_event
         self._last_message = time.monotonic()
         silences = ctx.counters["silences"]
+        self._session_had_data = False
         session = asyncio.create_task(self.feed.stream(self.symbols, self._receive), name="feed")
         watchdog = asyncio.create_task(self._watch(ctx, session), name="watchdog")
         stopping = asyncio.create_task(ctx.stopping.wait(), name="stopping")
@@ -179,7 +181,7 @@ class ProviderStreamService:
             reason = f"{type(error).__name__}: {error}"
         else:
             reason = "connection closed"
-        if self._rejection is None and ctx.counters["messages"]:
+        if self._session_had_data:  # the connection worked: start the next backoff from the bottom
             backoff.reset()
         ctx.counters["reconnects"] += 1
         ctx.status, ctx.ready, ctx.status_message = "reconnecting", False, reason
@@ -202,6 +204,7 @@ class ProviderStreamService:
 
     def _receive(self, tick: PriceTick) -> None:
         self._last_message = time.monotonic()
+        self._session_had_data = True
         self._pending.append(tick)
         if tick.id.startswith("t") and (self._newest_event is None or tick.time > self._newest_event):
             self._newest_event = tick.time
