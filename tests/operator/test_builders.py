@@ -1,0 +1,234 @@
+"""The pure builders: every child of a stack, from its spec alone (no cluster)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from tradebot.common.settings import Settings
+from tradebot_operator.builders import Stack, build_children
+from tradebot_operator.builders.config import (
+    CREDENTIAL_KEYS,
+    SERVICE_VARIABLES,
+    config_checksum,
+    environment,
+    password_from_secret,
+)
+
+PASSWORD = "s3cret-Pass_word"
+
+
+def body(name: str = "demo", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "trading", "uid": "uid-1", "generation": 1},
+        "spec": {"symbols": ["AAPL", "MSFT"], **spec},
+    }
+
+
+def by_name(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def deployment_names(objs: list[dict[str, Any]]) -> list[str]:
+    return sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Deployment")
+
+
+def container(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return by_name(objs)[("Deployment", name)]["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_a_synthetic_stack_has_every_child_named_as_the_architecture_says() -> None:
+    objs = build_children(body(), PASSWORD)
+    assert sorted(by_name(objs)) == sorted(
+        [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
+        + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
+        + [("StatefulSet", "demo-redis"), ("StatefulSet", "demo-timescaledb")]
+        + [
+            ("Deployment", f"demo-{c}")
+            for c in ("market-data", "strategy", "execution", "storage", "api", "dashboard")
+        ]
+    )
+    for obj in objs:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "trading"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": "tradebot.dev/v1alpha1",
+                "kind": "TradingStack",
+                "name": "demo",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"] == {
+            "app.kubernetes.io/name": "tradebot",
+            "app.kubernetes.io/instance": "demo",
+            "app.kubernetes.io/component": meta["labels"]["app.kubernetes.io/component"],
+            "app.kubernetes.io/part-of": "tradebot",
+            "app.kubernetes.io/managed-by": "tradebot-operator",
+        }
+
+
+@pytest.mark.parametrize(
+    ("source", "deployment"),
+    [
+        ("synthetic", "demo-market-data"),
+        ("alpaca", "demo-alpaca-market-data"),
+        ("polygon", "demo-polygon-market-data"),
+    ],
+)
+def test_only_the_market_data_service_of_the_source_runs(source: str, deployment: str) -> None:
+    objs = build_children(body(dataSource=source, credentials={"secretRef": {"name": "keys"}}), PASSWORD)
+    feeds = [n for n in deployment_names(objs) if n.endswith("market-data")]
+    assert feeds == [deployment]
+    env = container(objs, deployment)["env"]
+    for key in CREDENTIAL_KEYS[source]:
+        assert {"name": key, "valueFrom": {"secretKeyRef": {"name": "keys", "key": key}}} in env
+    # No other service sees the provider's keys.
+    for name in deployment_names(objs):
+        if name != deployment:
+            assert not any(
+                e["name"] in ("ALPACA_KEY", "ALPACA_SECRET", "POLYGON_API_KEY")
+                for e in container(objs, name)["env"]
+            )
+
+
+def test_the_configmap_is_an_environment_the_services_accept(monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = Stack.from_body(
+        body(
+            symbolMode="custom",
+            symbols=["AAPL", "BRK.B"],
+            risk={"maxOrderNotional": 12500.5, "maxOpenPositions": 7},
+        )
+    )
+    env = environment(stack)
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    assert env["REDIS_URL"] == "redis://demo-redis:6379"
+    assert env["API_URL"] == "http://demo-api:8000"
+    for key, value in {
+        **env,
+        "DATABASE_URL": "postgresql://tradebot:x@demo-timescaledb:5432/tradebot",
+    }.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings(_env_file=None)
+    assert settings.symbols == ("AAPL", "BRK.B")
+    assert settings.max_order_notional == 12500.5 and settings.max_open_positions == 7
+    assert settings.max_position_per_symbol == 1000  # the default, written as "1000"
+    assert (settings.data_source, settings.log_format, settings.probe_port) == ("synthetic", "json", 8080)
+
+
+def test_the_database_secret_holds_the_generated_password_and_url() -> None:
+    secret = by_name(build_children(body(), PASSWORD))[("Secret", "demo-db")]
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["POSTGRES_PASSWORD"] == PASSWORD
+    assert data["DATABASE_URL"] == f"postgresql://tradebot:{PASSWORD}@demo-timescaledb:5432/tradebot"
+    assert password_from_secret(secret) == PASSWORD
+    assert password_from_secret(None) is None
+
+
+def test_only_services_that_use_the_database_get_its_url() -> None:
+    objs = build_children(body(), PASSWORD)
+    with_db = [
+        n
+        for n in deployment_names(objs)
+        if any(e["name"] == "DATABASE_URL" for e in container(objs, n)["env"])
+    ]
+    assert with_db == ["demo-api", "demo-storage"]
+
+
+def checksums(**spec: Any) -> dict[str, str]:
+    objs = build_children(body(**spec), PASSWORD)
+    return {
+        o["metadata"]["name"]: o["spec"]["template"]["metadata"]["annotations"][
+            "tradebot.dev/config-checksum"
+        ]
+        for o in objs
+        if o["kind"] == "Deployment"
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "rolled"),
+    [
+        ({"symbolMode": "popular"}, {"demo-market-data"}),
+        ({"symbols": ["TSLA"]}, {"demo-market-data"}),
+        ({"risk": {"dailyLossLimit": 100}}, {"demo-execution"}),
+        ({"services": {"strategy": {"replicas": 4}}}, set()),
+    ],
+)
+def test_a_spec_change_rolls_only_the_deployments_it_affects(change: dict, rolled: set[str]) -> None:
+    before, after = checksums(), checksums(**change)
+    assert {name for name in before if before[name] != after[name]} == rolled
+
+
+def test_every_service_declares_which_variables_it_reads() -> None:
+    env = environment(Stack.from_body(body()))
+    for sid, names in SERVICE_VARIABLES.items():
+        assert set(names) <= set(env), sid
+        assert config_checksum(env, sid) == config_checksum(dict(env), sid)
+
+
+def test_pods_are_probed_hardened_and_sized() -> None:
+    objs = build_children(body(services={"storage": {"resources": {"limits": {"memory": "1Gi"}}}}), PASSWORD)
+    ports = {"demo-api": 8000, "demo-dashboard": 8001}
+    for name in deployment_names(objs):
+        deployment = by_name(objs)[("Deployment", name)]
+        pod = deployment["spec"]["template"]["spec"]
+        main = pod["containers"][0]
+        port = ports.get(name, 8080)
+        assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": port}
+        assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+        assert main["args"][0] == "service" and main["image"] == "ghcr.io/tradebot/tradebot:0.1.0"
+        assert main["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        if name != "demo-storage":  # its resources are given below; the others have the defaults
+            assert main["resources"]["requests"] and main["resources"]["limits"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert container(objs, "demo-storage")["resources"] == {"limits": {"memory": "1Gi"}}
+    assert by_name(objs)[("Deployment", "demo-execution")]["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_stores_are_statefulsets_with_claims_behind_headless_services() -> None:
+    objs = by_name(
+        build_children(body(timescaledb={"storage": {"size": "50Gi", "storageClassName": "fast"}}), PASSWORD)
+    )
+    for store, port in (("redis", 6379), ("timescaledb", 5432)):
+        service = objs[("Service", f"demo-{store}")]
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["ports"][0]["port"] == port
+        sts = objs[("StatefulSet", f"demo-{store}")]
+        assert sts["spec"]["serviceName"] == f"demo-{store}"
+        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+        main = sts["spec"]["template"]["spec"]["containers"][0]
+        assert main["securityContext"]["readOnlyRootFilesystem"] is True
+        assert sts["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    claim = objs[("StatefulSet", "demo-timescaledb")]["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "50Gi" and claim["storageClassName"] == "fast"
+    redis_claim = objs[("StatefulSet", "demo-redis")]["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert redis_claim["resources"]["requests"]["storage"] == "1Gi" and "storageClassName" not in redis_claim
+    db_env = objs[("StatefulSet", "demo-timescaledb")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {
+        "name": "POSTGRES_PASSWORD",
+        "valueFrom": {"secretKeyRef": {"name": "demo-db", "key": "POSTGRES_PASSWORD"}},
+    } in db_env
+
+
+def test_api_and_dashboard_have_cluster_ip_services() -> None:
+    objs = by_name(build_children(body(), PASSWORD))
+    for sid, port in (("api", 8000), ("dashboard", 8001)):
+        spec = objs[("Service", f"demo-{sid}")]["spec"]
+        assert spec["type"] == "ClusterIP" and spec["ports"][0]["port"] == port
+        assert spec["selector"]["app.kubernetes.io/component"] == sid
+
+
+def test_building_is_pure_and_deterministic() -> None:
+    assert build_children(body(), PASSWORD) == build_children(body(), PASSWORD)

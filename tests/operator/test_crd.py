@@ -1,0 +1,92 @@
+"""The CRD: the chart's file is the generated one, and the schema teaches and defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tradebot_operator.apply import CHILD_KINDS
+from tradebot_operator.crd import apply_defaults, crd, crd_yaml, spec_schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_chart_carries_the_generated_crd() -> None:
+    on_disk = (REPO / "charts" / "tradebot" / "crds" / "tradingstacks.yaml").read_text()
+    assert on_disk == crd_yaml(), (
+        "regenerate: python -m tradebot_operator crd > charts/tradebot/crds/tradingstacks.yaml"
+    )
+
+
+def walk(schema: dict[str, Any], path: str = "spec"):
+    yield path, schema
+    for key, sub in (schema.get("properties") or {}).items():
+        yield from walk(sub, f"{path}.{key}")
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from walk(schema["additionalProperties"], f"{path}.*")
+    if isinstance(schema.get("items"), dict):
+        yield from walk(schema["items"], f"{path}[]")
+
+
+def test_every_spec_field_is_described_for_kubectl_explain() -> None:
+    undescribed = [path for path, schema in walk(spec_schema()) if not schema.get("description")]
+    assert not undescribed
+
+
+def test_names_columns_and_subresources() -> None:
+    spec = crd()["spec"]
+    assert spec["names"]["shortNames"] == ["tstack"] and spec["scope"] == "Namespaced"
+    version = spec["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Source", "Symbols", "Phase", "Ready", "Age"]
+    rules = spec_schema()["x-kubernetes-validations"]
+    assert any("credentials" in r["rule"] for r in rules) and any("symbols" in r["rule"] for r in rules)
+
+
+def test_defaults_fill_a_minimal_spec_like_the_api_server() -> None:
+    spec = apply_defaults({"symbols": ["AAPL"]})
+    assert spec["dataSource"] == "synthetic" and spec["symbolMode"] == "custom"
+    assert (spec["maxSymbols"], spec["maxWebsocketSymbols"]) == (500, 30)
+    assert spec["risk"] == {
+        "maxPositionPerSymbol": 1000,
+        "maxOrderNotional": 50000,
+        "maxOpenPositions": 20,
+        "dailyLossLimit": 5000,
+    }
+    assert spec["services"]["strategy"]["replicas"] == 1
+    assert spec["services"]["api"]["resources"]["requests"]["memory"] == "192Mi"
+    assert spec["redis"]["storage"]["size"] == "1Gi" and spec["timescaledb"]["storage"]["size"] == "10Gi"
+    assert spec["images"]["pullPolicy"] == "IfNotPresent"
+    # What is given stays; only what is absent is defaulted.
+    given = apply_defaults(
+        {"symbols": ["AAPL"], "risk": {"dailyLossLimit": 10}, "services": {"api": {"replicas": 3}}}
+    )
+    assert given["risk"]["dailyLossLimit"] == 10 and given["risk"]["maxOpenPositions"] == 20
+    assert given["services"]["api"]["replicas"] == 3 and "resources" in given["services"]["api"]
+
+
+def test_the_example_stack_is_valid_against_the_schema_enums() -> None:
+    stack = yaml.safe_load((REPO / "k8s" / "stack.yaml").read_text())
+    assert stack["kind"] == "TradingStack"
+    spec = apply_defaults(stack["spec"])
+    props = spec_schema()["properties"]
+    assert spec["dataSource"] in props["dataSource"]["enum"]
+    assert spec["symbolMode"] in props["symbolMode"]["enum"]
+
+
+def test_the_rbac_rules_grant_what_the_operator_uses_and_no_more() -> None:
+    rules = yaml.safe_load((REPO / "charts" / "tradebot" / "files" / "operator-rbac-rules.yaml").read_text())
+    granted = {
+        (group, res): set(r["verbs"]) for r in rules for group in r["apiGroups"] for res in r["resources"]
+    }
+    for api_version, plural in CHILD_KINDS.values():
+        group = api_version.rpartition("/")[0]
+        assert granted[(group, plural)] == {"get", "list", "watch", "create", "patch", "delete"}
+    assert granted[("tradebot.dev", "tradingstacks")] == {"get", "list", "watch", "patch"}
+    assert granted[("tradebot.dev", "tradingstacks/status")] == {"patch"}
+    assert granted[("", "events")] == {"create"}
+    assert all("*" not in verbs for verbs in granted.values())
+    assert ("", "pods") not in granted and ("", "namespaces") not in granted
