@@ -21,8 +21,15 @@ Limit = Annotated[int, Query(ge=1, le=MAX_ROWS, description="rows, newest first"
 
 
 async def recent_rows(
-    state: State, sql: str, model: type[BaseModel], symbol: str | None, start, end, limit: int
+    state: State,
+    sql: str,
+    model: type[BaseModel],
+    symbol: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
 ) -> list:
+    """Rows of one trading table in [start, end) (all time by default), newest first."""
     start, end = time_range(start or EARLIEST, end or LATEST, LATEST - EARLIEST, LATEST)
     return await state.store.recent(sql, model, symbol, start, end, limit)
 
