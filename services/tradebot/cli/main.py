@@ -112,6 +112,22 @@ service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.
 app.command()(service)
 app.command()(dashboard)
 app.command()(demo)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)
+def operator(ctx: typer.Context) -> None:
+    """Run the **TradingStack operator** (Kubernetes); `tradebot operator --help` lists its options.
+
+    Watches `--namespace NS` (repeatable) or the whole cluster; `tradebot operator crd` prints the CRD.
+    Needs the `operator` extra (kopf, kubernetes).
+    """
+    from tradebot_operator.run import main as operator_main
+
+    raise typer.Exit(operator_main(ctx.args))
+
+
 app.add_typer(backfill_cli.app, name="backfill")
 app.add_typer(symbols_cli.app, name="symbols")
 app.add_typer(sources_cli.app, name="sources")
