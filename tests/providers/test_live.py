@@ -188,3 +188,17 @@ async def test_missing_credentials_name_the_variable(make_settings, redis, provi
         await eventually(lambda: _true(market.ctx.counters["errors"] == 1), what="the error counted")
         assert int(await redis.get(errors_key(service.service_id))) == 1
         assert provider.fake.clients.connections == 0
+
+
+@pytest.mark.parametrize("name", ["alpaca", "polygon"])
+async def test_subscribed_but_quiet_is_ready(make_settings, name):
+    fake = (FakeAlpaca if name == "alpaca" else FakePolygon)(SYMBOLS).start()  # no live tape: a quiet market
+    try:
+        values = alpaca_settings(fake) if name == "alpaca" else polygon_settings(fake)
+        settings = make_settings(**values, symbols=",".join(SYMBOLS), provider_silence_timeout=30)
+        service = (AlpacaMarketDataService if name == "alpaca" else PolygonMarketDataService)(settings)
+        async with running(service, settings=settings) as [market]:
+            await eventually(lambda: _true(market.ctx.ready and market.ctx.status == "running"), what="ready")
+            assert market.ctx.counters["messages"] == 0
+    finally:
+        fake.stop()

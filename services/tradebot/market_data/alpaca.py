@@ -20,7 +20,7 @@ from tradebot.backfill.ratelimit import Pacer
 from tradebot.backfill.sources import credentials_problem
 from tradebot.common.models import PriceTick
 from tradebot.common.settings import Settings
-from tradebot.market_data.providers_stream import FeedRejected, ProviderStreamService, Sink
+from tradebot.market_data.providers_stream import FeedRejected, Live, ProviderStreamService, Sink
 from tradebot.market_data.providers_ticks import bar_tick, quote_tick, trade_tick
 
 SOURCE = "alpaca"
@@ -67,7 +67,7 @@ class AlpacaFeed:
     def credentials_problem(self) -> str | None:
         return credentials_problem(SOURCE, self.settings)
 
-    async def stream(self, symbols: list[str], sink: Sink) -> None:
+    async def stream(self, symbols: list[str], sink: Sink, live: Live) -> None:
         stream = StockDataStream(
             self.settings.alpaca_key or "",
             self.settings.alpaca_secret or "",
@@ -90,6 +90,7 @@ class AlpacaFeed:
             except ValueError as error:  # the SDK raises the error frame's message
                 raise rejection(str(error)) from None
             await stream._send_subscribe_msg()
+            live()
             await stream._consume()
         finally:
             await stream.close()

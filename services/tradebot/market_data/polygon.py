@@ -1,7 +1,9 @@
 """`polygon_market_data`: Polygon's stocks WebSocket through polygon-api-client's WebSocketClient.
 
 `WebSocketClient.connect(processor)` is a coroutine: it authenticates (raising
-AuthError with Polygon's message), subscribes and calls us with parsed events.
+AuthError with Polygon's message), subscribes and calls us with each frame; we
+take it raw to see the subscription acknowledgement, then parse the events with
+the SDK's own parser.
 With `max_reconnects=0` a dropped socket ends it with the error, so reconnects,
 resubscription and gap fills are the shared loop's, the same as for Alpaca.
 POLYGON_WS_URL's host becomes the client's `feed`, its scheme `secure`.
@@ -9,21 +11,25 @@ POLYGON_WS_URL's host becomes the client's `feed`, its scheme `secure`.
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 from urllib.parse import urlsplit
 
 from polygon.exceptions import AuthError
 from polygon.websocket import WebSocketClient
+from polygon.websocket.models import Market, parse
 
 from tradebot.backfill.polygon_rest import PolygonHistory
 from tradebot.backfill.ratelimit import Pacer
 from tradebot.backfill.sources import credentials_problem
 from tradebot.common.models import PriceTick
 from tradebot.common.settings import Settings
-from tradebot.market_data.providers_stream import FeedRejected, ProviderStreamService, Sink
+from tradebot.market_data.providers_stream import FeedRejected, Live, ProviderStreamService, Sink
 from tradebot.market_data.providers_ticks import bar_tick, from_unix_ms, quote_tick, trade_tick
 
 SOURCE = "polygon"
+log = logging.getLogger(__name__)
 CHANNELS = ("T", "Q", "AM")
 
 
@@ -62,7 +68,7 @@ class PolygonFeed:
     def credentials_problem(self) -> str | None:
         return credentials_problem(SOURCE, self.settings)
 
-    async def stream(self, symbols: list[str], sink: Sink) -> None:
+    async def stream(self, symbols: list[str], sink: Sink, live: Live) -> None:
         feed, secure = client_endpoint(self.settings.polygon_ws_url)
         client = WebSocketClient(
             api_key=self.settings.polygon_api_key,
@@ -71,10 +77,14 @@ class PolygonFeed:
             secure=secure,
             subscriptions=subscriptions(symbols),
             max_reconnects=0,
+            raw=True,  # to see the subscription acknowledgements; events still go through the SDK's parser
         )
 
-        async def process(events: list[Any]) -> None:
-            for event in events:
+        async def process(frame: str | bytes) -> None:
+            messages = json.loads(frame)
+            if any(m.get("ev") == "status" and m.get("status") == "success" for m in messages):
+                live()
+            for event in parse(messages, log, Market.Stocks):
                 tick = tick_of(event)
                 if tick is not None:
                     sink(tick)

@@ -52,6 +52,7 @@ def resume_key(source: str) -> str:
 
 
 Sink = Callable[[PriceTick], None]
+Live = Callable[[], None]
 
 
 async def cancel_and_wait(*tasks: asyncio.Task) -> None:
@@ -81,8 +82,8 @@ class Feed(Protocol):
     def credentials_problem(self) -> str | None:
         """Which variable is missing, before we even try."""
 
-    async def stream(self, symbols: list[str], sink: Sink) -> None:
-        """Connect, authenticate, subscribe; deliver ticks to `sink` until the connection ends."""
+    async def stream(self, symbols: list[str], sink: Sink, live: Live) -> None:
+        """Connect, authenticate, subscribe (then call `live`); deliver ticks to `sink` until the end."""
 
     def history(self, pacer: Pacer) -> HistorySource:
         """The provider's REST history, for gap fills."""
@@ -162,7 +163,8 @@ class ProviderStreamService:
         self._last_message = time.monotonic()
         silences = ctx.counters["silences"]
         self._session_had_data = False
-        session = asyncio.create_task(self.feed.stream(self.symbols, self._receive), name="feed")
+        feed = self.feed.stream(self.symbols, self._receive, lambda: self._connected(ctx))
+        session = asyncio.create_task(feed, name="feed")
         watchdog = asyncio.create_task(self._watch(ctx, session), name="watchdog")
         stopping = asyncio.create_task(ctx.stopping.wait(), name="stopping")
         try:
@@ -214,7 +216,7 @@ class ProviderStreamService:
             await asyncio.sleep(FLUSH_PERIOD)
             try:
                 if self._pending and not ctx.ready:
-                    await self._connected(ctx)
+                    self._connected(ctx)
                 await self._flush(ctx, publisher)
             except Exception as error:  # never let publishing die silently
                 log.exception("publishing ticks failed")
@@ -235,8 +237,8 @@ class ProviderStreamService:
         ctx.counters["ticks_published"] += len(ticks)
         await self._save_resume_point(ctx)
 
-    async def _connected(self, ctx: ServiceContext) -> None:
-        """First data of a session: we are live; fill the gap the previous session left."""
+    def _connected(self, ctx: ServiceContext) -> None:
+        """Subscribed (or, failing a signal, first data): we are live; fill the previous session's gap."""
         ctx.status, ctx.ready, ctx.status_message = "running", True, None
         self._rejection = None
         gap_from, self._gap_from = self._gap_from, None
