@@ -282,8 +282,8 @@ def status_schema() -> Schema:
         {
             "observedGeneration": {"type": "integer", "description": "The spec generation last reconciled."},
             "phase": _str(
-                "Pending, Progressing, Ready or Degraded.",
-                enum=["Pending", "Progressing", "Ready", "Degraded"],
+                "Progressing (applying or rolling out), Ready, or Degraded (see the Degraded condition).",
+                enum=["Progressing", "Ready", "Degraded"],
             ),
             "readyServices": _str("Services whose pods are ready and heartbeat is healthy, e.g. 6/6."),
             "activeMarketData": _str("The market-data service id of the data source."),

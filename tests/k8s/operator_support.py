@@ -18,7 +18,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from k8s.controlplane import REPO_ROOT, ControlPlane
+from k8s.controlplane import REPO_ROOT
 from tradebot.common.health import errors_key, heartbeat_key
 from tradebot_operator import GROUP, PLURAL, VERSION
 from tradebot_operator.config import OperatorConfig
@@ -178,15 +178,7 @@ def write_heartbeat(redis: Any, service_id: str, age: float = 0.0, errors: int =
         redis.delete(errors_key(service_id))
 
 
-def read_rbac_rules(path: Path = RBAC_FILE) -> list[dict[str, Any]]:
-    return yaml.safe_load(path.read_text())
-
-
 def operator_config(kubeconfig: Path, namespace: str, redis_url: str) -> OperatorConfig:
     return OperatorConfig(
         namespaces=(namespace,), kubeconfig=str(kubeconfig), redis_url=redis_url, health_interval=1.0
     )
-
-
-def admin_kubeconfig(cp: ControlPlane) -> Path:
-    return cp.admin_kubeconfig

@@ -221,6 +221,12 @@ def test_example_stack_becomes_ready_with_every_child(
     assert "kopf" not in json.dumps(status)  # kopf keeps its bookkeeping in annotations
     assert not stacks.get("demo")["metadata"].get("finalizers")
 
+    def phase_events() -> list[str]:
+        listing = admin.request("GET", f"/api/v1/namespaces/{namespace}/events")
+        return [e["reason"] for e in listing["items"] if e["involvedObject"]["name"] == "demo"]
+
+    assert {"Degraded", "Ready"} <= set(phase_events())  # Progressing too, unless kwok beat the first look
+
     table = kubectl(control_plane, "get", "tstack", "-n", namespace)
     header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
     assert header == ["NAME", "SOURCE", "SYMBOLS", "PHASE", "READY", "AGE"]
