@@ -10,13 +10,14 @@ services keep theirs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from redis.asyncio import Redis
 
+from tradebot.api.account import prices_from_hash
 from tradebot.common import bus
 from tradebot.common.models import Message, PriceTick
 from tradebot.common.settings import Settings
@@ -26,7 +27,7 @@ from tradebot.execution.portfolio import Portfolio
 from tradebot.execution.risk import RiskLimits
 from tradebot.execution.service import PORTFOLIO_KEY
 from tradebot.market_data.publishing import LATEST_PRICES_KEY
-from tradebot.market_data.synthetic import SyntheticMarket
+from tradebot.market_data.synthetic import SyntheticMarket, reference_price
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 from tradebot.strategy.registry import build_strategies
@@ -45,20 +46,54 @@ class DemoHistory:
     fills: int = 0
 
 
+@dataclass(frozen=True)
+class DemoMarket:
+    """The synthetic market over [start, end), one tick per symbol per step, reproducible by seed."""
+
+    symbols: list[str]
+    source: str
+    start: datetime
+    end: datetime
+    step: timedelta
+    seed: int
+
+    def rounds(self) -> Iterator[list[PriceTick]]:
+        market = SyntheticMarket(self.symbols, self.step.total_seconds(), source=self.source, seed=self.seed)
+        moment = self.start
+        while moment < self.end:
+            yield market.next_ticks(len(self.symbols), moment)
+            moment += self.step
+
+    def scale_to(self, targets: Mapping[str, float]) -> dict[str, float]:
+        """Per symbol, the factor that makes its walk end at `targets` (where live prices are now)."""
+        closing: dict[str, float] = {}
+        for ticks in self.rounds():
+            closing.update((tick.symbol, tick.price) for tick in ticks)
+        return {s: targets[s] / closing[s] for s in closing if s in targets and closing[s] > 0}
+
+
+def scaled(tick: PriceTick, factor: float) -> PriceTick:
+    if factor == 1.0:
+        return tick
+    return tick.model_copy(
+        update={
+            "price": round(tick.price * factor, 4),
+            "bid": round(tick.bid * factor, 4) if tick.bid is not None else None,
+            "ask": round(tick.ask * factor, 4) if tick.ask is not None else None,
+        }
+    )
+
+
 def generate(
-    settings: Settings, start: datetime, end: datetime, step: timedelta, seed: int, history: DemoHistory
+    settings: Settings, market: DemoMarket, factors: Mapping[str, float], history: DemoHistory
 ) -> Iterator[Message]:
     """Pure apart from `history`'s counters: every tick, signal, order, fill and position, in time order."""
-    symbols = select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols)
-    market = SyntheticMarket(
-        symbols, seconds_per_tick=step.total_seconds(), source=settings.data_source, seed=seed
-    )
     strategies = build_strategies(settings)
     limits = RiskLimits.from_settings(settings)
     costs = TradingCosts(settings.slippage_bps, settings.fee_per_share, settings.min_fee)
-    moment = start
-    while moment < end:
-        for tick in market.next_ticks(len(symbols), moment):
+    for ticks in market.rounds():
+        for raw in ticks:
+            tick = scaled(raw, factors.get(raw.symbol, 1.0))
             history.ticks += 1
             yield tick
             for strategy in strategies:
@@ -75,7 +110,6 @@ def generate(
                     history.fills += 1
                     yield result.fill
                     yield result.position
-        moment += step
 
 
 async def seed_demo(
@@ -85,12 +119,19 @@ async def seed_demo(
     seed: int = 42,
     redis: Redis | None = None,
 ) -> DemoHistory:
-    """Write `hours` of history ending now; set prices, account and recent trades in Redis."""
+    """Write `hours` of history ending now; set prices, account and recent trades in Redis.
+
+    Each symbol's history ends where its live price is now (or where the synthetic market
+    starts), so the chart runs on into live ticks without a jump.
+    """
     end = datetime.now(UTC).replace(microsecond=0)
+    symbols = select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols)
+    start, step = end - timedelta(hours=hours), timedelta(seconds=step_seconds)
+    market = DemoMarket(symbols, settings.data_source, start, end, step, seed)
+    live = prices_from_hash(await redis.hgetall(LATEST_PRICES_KEY)) if redis is not None else {}
+    factors = market.scale_to({s: live.get(s, reference_price(s)) for s in symbols})
     history = DemoHistory(Portfolio.opening(settings.starting_cash))
-    messages = generate(
-        settings, end - timedelta(hours=hours), end, timedelta(seconds=step_seconds), seed, history
-    )
+    messages = generate(settings, market, factors, history)
     latest: dict[str, PriceTick] = {}
     trades: list[Message] = []
     conn = await asyncpg.connect(settings.database_url)
