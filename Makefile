@@ -8,6 +8,7 @@ EXTRAS ?= embedded,operator,providers,test
 export TICK_INTERVAL ?= 0.25
 
 .PHONY: install run test test-unit test-integration lint format bench controlplane clean browser vendor-chart bench-api bench-dashboard
+.PHONY: images kind-up kind-load dev deploy port-forward kind-down e2e lint-docker lint-chart test-chart
 
 install: $(VENV)/.installed
 
@@ -61,6 +62,59 @@ bench-dashboard: install  ## WebSocket fan-out: browsers served at the live tick
 
 controlplane:  ## build (once, cached outside the repo) the Kubernetes control plane for tests
 	bash scripts/controlplane/build.sh
+
+# ---------------------------------------------------------------------------- Kubernetes
+# Images, a kind cluster, the chart and a stack (README: Kubernetes quick start). These need
+# docker, kind, kubectl and helm (skaffold for `make dev`); `make e2e` runs the whole path.
+IMAGE_TAG ?= $(shell awk '$$1 == "appVersion:" {gsub(/"/, "", $$2); print $$2}' charts/tradebot/Chart.yaml)
+SERVICES_IMAGE ?= ghcr.io/tradebot/tradebot:$(IMAGE_TAG)
+OPERATOR_IMAGE ?= ghcr.io/tradebot/tradebot-operator:$(IMAGE_TAG)
+KIND_CLUSTER ?= tradebot
+K8S_NAMESPACE ?= tradebot
+STACK ?= demo
+STACK_FILE ?= k8s/stack.yaml
+HELM_BIN ?= helm
+HADOLINT ?= $(VENV)/bin/hadolint
+
+images:  ## build the services and operator images (docker/*.Dockerfile)
+	docker build -f docker/services.Dockerfile -t $(SERVICES_IMAGE) --build-arg VERSION=$(IMAGE_TAG) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD) --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+	docker build -f docker/operator.Dockerfile -t $(OPERATOR_IMAGE) --build-arg VERSION=$(IMAGE_TAG) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD) --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) .
+
+kind-up:  ## a kind cluster from k8s/kind-config.yaml (kept if it exists)
+	kind get clusters 2>/dev/null | grep -qx $(KIND_CLUSTER) || kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml --wait 120s
+
+kind-load: images  ## build the images and load them into the kind cluster
+	kind load docker-image $(SERVICES_IMAGE) $(OPERATOR_IMAGE) --name $(KIND_CLUSTER)
+
+dev:  ## skaffold dev on the kind cluster: rebuild and redeploy on change, dashboard on :8001, API on :8000
+	skaffold dev --port-forward=user $(if $(PROFILE),--profile $(PROFILE))
+
+deploy:  ## helm install the chart, then the stack (STACK_FILE=k8s/stack-alpaca.yaml for real data)
+	$(HELM_BIN) upgrade --install tradebot charts/tradebot -n $(K8S_NAMESPACE) --create-namespace --wait \
+	  --set image.tag=$(IMAGE_TAG) --set tests.image.tag=$(IMAGE_TAG)
+	kubectl apply -n $(K8S_NAMESPACE) -f $(STACK_FILE)
+	@echo "kubectl get tstack -n $(K8S_NAMESPACE) -w   # until PHASE is Ready; then: make port-forward"
+
+port-forward:  ## the dashboard on http://localhost:8001 and the API on http://localhost:8000 (Ctrl-C stops)
+	kubectl port-forward -n $(K8S_NAMESPACE) svc/$(STACK)-api 8000:8000 & \
+	  trap "kill $$! 2>/dev/null" EXIT; kubectl port-forward -n $(K8S_NAMESPACE) svc/$(STACK)-dashboard 8001:8001
+
+kind-down:  ## delete the kind cluster
+	kind delete cluster --name $(KIND_CLUSTER)
+
+e2e:  ## the whole path on a throwaway kind cluster (needs Docker): build, load, install, stack Ready, curl, tear down
+	bash scripts/e2e.sh
+
+lint-docker: install  ## hadolint (from its wheel) on both Dockerfiles
+	$(HADOLINT) docker/services.Dockerfile docker/operator.Dockerfile
+
+lint-chart: controlplane  ## helm lint --strict with the pinned helm of the test control plane
+	$$(bash scripts/controlplane/build.sh | tail -1)/helm lint --strict charts/tradebot
+
+test-chart: install  ## the chart, manifests, images and wheel checks (tests/chart; k8s ones on the control plane)
+	$(PY) -m pytest tests/chart
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .tradebot
