@@ -42,9 +42,9 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def current_universe() -> tuple[Universe, str]:
+def current_universe(settings: Settings) -> tuple[Universe, str]:
     """The universe services use (a refreshed file when present), and where it came from."""
-    path = refreshed_universe_path()
+    path = refreshed_universe_path(settings.symbols_file)
     if path is None:
         return Universe.load(), "packaged"
     try:
@@ -67,7 +67,7 @@ def list_symbols(
     """List the symbols of a mode, capped by MAX_SYMBOLS (and --limit)."""
     check_mode(mode)
     settings = settings_or_exit()
-    universe, origin = current_universe()
+    universe, origin = current_universe(settings)
     cap = min(limit or settings.max_symbols, settings.max_symbols)
     symbols = select_symbols(mode, settings.symbols, cap, universe)
     out.print(f"Universe: {origin}", highlight=False, soft_wrap=True)
@@ -86,7 +86,7 @@ def list_symbols(
 def test() -> None:
     """Check the configuration: every mode resolves, and what the configured one selects."""
     settings = settings_or_exit()
-    universe, origin = current_universe()
+    universe, origin = current_universe(settings)
     out.print(f"Universe: {origin}", highlight=False, soft_wrap=True)
     table = Table(title="Symbol modes")
     for header in ("mode", "symbols", "after MAX_SYMBOLS", "live", "first symbols"):

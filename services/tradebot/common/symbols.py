@@ -67,9 +67,10 @@ class Universe:
 DEFAULT_SYMBOLS_FILE = "~/.cache/tradebot/symbols.json"
 
 
-def refreshed_universe_path() -> Path | None:
-    """The universe `tradebot symbols fetch` wrote (SYMBOLS_FILE, default in the user's cache), if any."""
-    path = Path(os.environ.get("SYMBOLS_FILE") or DEFAULT_SYMBOLS_FILE).expanduser()
+def refreshed_universe_path(configured: str | None = None) -> Path | None:
+    """The universe `tradebot symbols fetch` wrote, if any: at `configured` (Settings.symbols_file,
+    which also reads `.env`), else SYMBOLS_FILE from the environment, else in the user's cache."""
+    path = Path(configured or os.environ.get("SYMBOLS_FILE") or DEFAULT_SYMBOLS_FILE).expanduser()
     return path if path.is_file() else None
 
 
