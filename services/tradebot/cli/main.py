@@ -104,12 +104,6 @@ service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.
     f"* `{k}`: {v}" for k, v in SERVICE_SUMMARIES.items()
 )
 app.command()(service)
-
-
-service.__doc__ = "Run **one service** (the container entrypoint) until SIGTERM.\n\n" + "\n\n".join(
-    f"* `{k}`: {v}" for k, v in SERVICE_SUMMARIES.items()
-)
-app.command()(service)
 app.command()(dashboard)
 app.command()(demo)
 
