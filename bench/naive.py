@@ -36,18 +36,15 @@ async def produce(redis_url: str, symbols: list[str], rate: float, duration: flo
     return sent
 
 
-async def store(redis_url: str, database_url: str, stop_after_idle: float = 3.0) -> int:
-    """Read one entry at a time, INSERT it, acknowledge it; stop once the stream stays idle."""
+async def store(redis_url: str, database_url: str, duration: float) -> int:
+    """Read one entry at a time, INSERT it, acknowledge it, for `duration` seconds."""
     redis = connect_redis(redis_url)
     conn = await asyncpg.connect(database_url)
     await redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-    stored, idle_since = 0, time.monotonic()
-    while time.monotonic() - idle_since < stop_after_idle:
+    stored, deadline = 0, time.monotonic() + duration
+    while time.monotonic() < deadline:
         response = await redis.xreadgroup(GROUP, "naive", {STREAM: ">"}, count=1, block=200)
-        if not response:
-            continue
-        idle_since = time.monotonic()
-        for entry_id, fields in response[0][1]:
+        for entry_id, fields in response[0][1] if response else []:
             tick = wire.decode(fields)
             await conn.execute(
                 "INSERT INTO price_ticks_naive (time, symbol, price, size, bid, ask, volume, id)"

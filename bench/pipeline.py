@@ -28,12 +28,11 @@ import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import naive  # noqa: E402
-
-from tradebot.common import bus, wire  # noqa: E402
-from tradebot.common.connections import connect_redis  # noqa: E402
-from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis  # noqa: E402
-from tradebot.storage.schema import ensure_schema  # noqa: E402
+import naive
+from tradebot.common import bus, wire
+from tradebot.common.connections import connect_redis
+from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis
+from tradebot.storage.schema import ensure_schema
 
 SYMBOLS = "AAPL,MSFT,AMZN,GOOG,TSLA,NVDA,META,JPM,V,NFLX,AMD,INTC,ORCL,CRM,ADBE,QCOM,TXN,IBM,CSCO,PEP"
 SERVICES = ("storage", "strategy", "execution", "market_data")
@@ -65,7 +64,9 @@ async def reset(redis_url: str, database_url: str) -> None:
     await redis.flushall()
     await redis.aclose()
     conn = await asyncpg.connect(database_url)
-    await conn.execute("DROP TABLE IF EXISTS price_ticks_synthetic, price_bars_1m_synthetic, price_ticks_naive")
+    await conn.execute(
+        "DROP TABLE IF EXISTS price_ticks_synthetic, price_bars_1m_synthetic, price_ticks_naive"
+    )
     await ensure_schema(conn, ("synthetic", "naive"))
     await conn.close()
 
@@ -132,16 +133,16 @@ async def baseline(env: dict[str, str], rate: int, seconds: float) -> dict:
     """The same offered load through the naive path, each side in its own process."""
     symbols = SYMBOLS.split(",")
     with multiprocessing.get_context("spawn").Pool(2) as pool:
-        stored_result = pool.apply_async(_run, (naive.store, env["REDIS_URL"], env["DATABASE_URL"]))
+        stored_result = pool.apply_async(_run, (naive.store, env["REDIS_URL"], env["DATABASE_URL"], seconds))
         produced_result = pool.apply_async(_run, (naive.produce, env["REDIS_URL"], symbols, rate, seconds))
         conn = await asyncpg.connect(env["DATABASE_URL"])
-        await asyncio.sleep(3)
+        await asyncio.sleep(3)  # warm-up, as for the pipeline
         first, t0 = await count_rows(conn, "price_ticks_naive"), time.monotonic()
         await asyncio.sleep(seconds - 4)
         last, t1 = await count_rows(conn, "price_ticks_naive"), time.monotonic()
         await conn.close()
-        produced = produced_result.get(timeout=seconds + 600)
-        stored = stored_result.get(timeout=3600)
+        produced = produced_result.get(timeout=seconds + 60)
+        stored = stored_result.get(timeout=seconds + 60)
     return {"persisted_per_s": (last - first) / (t1 - t0), "published": produced, "stored": stored}
 
 
@@ -164,8 +165,10 @@ async def main(rate: int, seconds: float, latency_rate: int) -> None:
             await reset(env["REDIS_URL"], env["DATABASE_URL"])
             ours = await throughput(env, rate, seconds)
             lost = ours["published"] - ours["stored"]
-            print(f"pipeline  offered {rate:>7,} ticks/s → persisted {ours['persisted_per_s']:>9,.0f} ticks/s"
-                  f"  (published {ours['published']:,}, stored {ours['stored']:,}, lost {lost:,})")  # fmt: skip
+            print(
+                f"pipeline  offered {rate:>7,} ticks/s → persisted {ours['persisted_per_s']:>9,.0f} ticks/s"
+                f"  (published {ours['published']:,}, stored {ours['stored']:,}, lost {lost:,})"
+            )
 
             await reset(env["REDIS_URL"], env["DATABASE_URL"])
             samples = await latency(env, latency_rate, seconds)
@@ -174,8 +177,10 @@ async def main(rate: int, seconds: float, latency_rate: int) -> None:
 
             await reset(env["REDIS_URL"], env["DATABASE_URL"])
             slow = await baseline(env, rate, seconds)
-            print(f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:>9,.0f}"
-                  f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,})")  # fmt: skip
+            print(
+                f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:>9,.0f}"
+                f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,} in the same time)"
+            )
             print(f"\nratio     pipeline / naive = {ours['persisted_per_s'] / slow['persisted_per_s']:.1f}x")
         finally:
             redis_server.stop()
@@ -183,7 +188,9 @@ async def main(rate: int, seconds: float, latency_rate: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rate", type=int, default=40_000, help="offered ticks/s for the throughput runs")
     parser.add_argument("--seconds", type=float, default=20, help="measurement window per run")
     parser.add_argument("--latency-rate", type=int, default=2_000, help="ticks/s for the latency run")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import uvloop
 from opentelemetry.metrics import Histogram
 from redis.asyncio import Redis
 
@@ -216,4 +217,4 @@ def run_service(make_service: Callable[[Settings], Service], settings: Settings)
             loop.add_signal_handler(sig, runtime.stop)
         await runtime.run()
 
-    asyncio.run(main())
+    uvloop.run(main())  # libuv's event loop: cheaper socket I/O on every hot path
