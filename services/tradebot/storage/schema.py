@@ -126,7 +126,8 @@ def timescale_ddl(source: str) -> list[str]:
         " chunk_time_interval => INTERVAL '1 day', migrate_data => TRUE)",
         f"ALTER TABLE {ticks} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol')",
         f"SELECT add_compression_policy('{ticks}', INTERVAL '1 day', if_not_exists => TRUE)",
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {bars} WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {bars}
+            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
             SELECT time_bucket(INTERVAL '1 minute', time) AS bucket, symbol,
                    first(price, time) AS open, max(price) AS high, min(price) AS low,
                    last(price, time) AS close, sum(size) AS volume, count(*) AS trades,
