@@ -76,10 +76,15 @@ app.kubernetes.io/managed-by: {{ $.Release.Service }}
 {{- printf "%s-credentials" .Values.stack.name }}
 {{- end }}
 
+{{/* "true" when the chart makes the credentials Secret: asked to, for a source that has credentials. */}}
+{{- define "tradebot.makeCredentials" -}}
+{{- if and .Values.stack.create .Values.stack.credentials.create (ne (default "synthetic" .Values.stack.spec.dataSource) "synthetic") }}true{{ end }}
+{{- end }}
+
 {{/* The default stack's spec: the values' spec, pointed at the chart's Secret when it makes one. */}}
 {{- define "tradebot.stackSpec" -}}
 {{- $spec := deepCopy .Values.stack.spec }}
-{{- if .Values.stack.credentials.create }}
+{{- if include "tradebot.makeCredentials" . }}
 {{- $_ := set $spec "credentials" (dict "secretRef" (dict "name" (include "tradebot.credentialsSecretName" .))) }}
 {{- end }}
 {{- toYaml $spec }}
@@ -110,7 +115,7 @@ value and what to do.
 {{- fail "stack.credentials.create and stack.spec.credentials.secretRef.name both name a Secret: keep one" }}
 {{- end }}
 {{- end }}
-{{- if .Values.stack.credentials.create }}
+{{- if include "tradebot.makeCredentials" . }}
 {{- range $key := include "tradebot.credentialKeys" . | fromJsonArray }}
 {{- $value := get $.Values.stack.credentials.data $key | default "" | toString }}
 {{- if or (not $value) (eq $value "<no value>") }}
