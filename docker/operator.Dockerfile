@@ -3,7 +3,8 @@
 # chart (charts/tradebot). Build from the repository root:
 #   docker build -f docker/operator.Dockerfile -t ghcr.io/tradebot/tradebot-operator:0.1.0 .
 # Runs as uid 10001 with a read-only root filesystem: only /tmp (HOME) must be writable.
-ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+# Pinned by tag and by digest (the multi-platform index of that tag): rebuilds get the same base.
+ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d
 
 # --------------------------------------------------------------------------- build
 FROM ${PYTHON_IMAGE} AS build
