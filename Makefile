@@ -9,6 +9,7 @@ export TICK_INTERVAL ?= 0.25
 
 .PHONY: install run test test-unit test-integration lint format bench controlplane clean browser vendor-chart bench-api bench-dashboard
 .PHONY: images kind-up kind-load dev deploy port-forward kind-down e2e lint-docker lint-chart test-chart
+.PHONY: operator crd bench-operator test-operator
 
 install: $(VENV)/.installed
 
@@ -62,6 +63,20 @@ bench-dashboard: install  ## WebSocket fan-out: browsers served at the live tick
 
 controlplane:  ## build (once, cached outside the repo) the Kubernetes control plane for tests
 	bash scripts/controlplane/build.sh
+
+# ---------------------------------------------------------------------------- TradingStack operator
+OPERATOR_ARGS ?=
+operator: install  ## run the TradingStack operator against the current kubeconfig (OPERATOR_ARGS="-n NS")
+	$(VENV)/bin/tradebot operator $(OPERATOR_ARGS)
+
+crd: install  ## regenerate the chart's CRD from operator/tradebot_operator/crd.py
+	$(PY) -m tradebot_operator crd > charts/tradebot/crds/tradingstacks.yaml
+
+test-operator: install  ## the operator's unit tests and its acceptance tests on the control plane
+	$(PY) -m pytest tests/operator tests/k8s/test_operator.py
+
+bench-operator: install  ## apply -> Ready for 1 stack and 20 at once, and the operator's peak memory
+	$(PY) bench/operator.py
 
 # ---------------------------------------------------------------------------- Kubernetes
 # Images, a kind cluster, the chart and a stack (README: Kubernetes quick start). These need

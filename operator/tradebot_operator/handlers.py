@@ -179,7 +179,8 @@ async def repair_child(type: str | None, body: Any, memo: Any, logger: Any, **_:
     deleted = type == "DELETED"
     seen = runtime.applied_generation.get((kind, meta["namespace"], meta["name"]))
     if not deleted and kind in GENERATION_KINDS and seen == meta.get("generation"):
-        return  # a status update, or our own apply
+        runtime.poke(key)  # a status update (pods became ready, say): the stack's status follows now
+        return
     async with runtime.lock(key):
         restored = await asyncio.to_thread(_restore, runtime, key, kind, meta["name"], deleted)
     if restored and deleted:

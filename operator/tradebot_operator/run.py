@@ -18,6 +18,15 @@ from tradebot_operator.kube import Kube, load_configuration
 from tradebot_operator.runtime import Runtime
 
 
+class QuietWatchers(logging.Filter):
+    """kopf logs each handler's success; for the per-event watchers that is one line per event."""
+
+    NOISE = ("Handler 'track_stack' succeeded.", "Handler 'repair_child' succeeded.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self.NOISE
+
+
 def kopf_settings() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
     # kopf's bookkeeping goes to annotations: the status is ours alone.
@@ -89,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietWatchers())
     config = OperatorConfig.from_env(
         kubeconfig=args.kubeconfig, redis_url=args.redis_url, health_interval=args.health_interval
     )
