@@ -31,11 +31,6 @@ async def open_dashboard(browser, url: str) -> Page:
     return page
 
 
-async def card_colour(page: Page, service: str) -> str:
-    card = page.locator(f'.service[data-service="{service}"]')
-    return await card.evaluate("node => getComputedStyle(node).backgroundColor")
-
-
 async def test_prices_change_live_and_the_chart_renders(stack, browser):
     page = await open_dashboard(browser, stack.url)
     price = page.locator('#prices tr[data-symbol="AAPL"] td.price')
@@ -76,7 +71,8 @@ async def test_health_panel_colours_follow_heartbeats_and_errors(stack, browser,
     for service, state in expected.items():
         card = page.locator(f'.service[data-service="{service}"]')
         await expect(card).to_have_attribute("data-state", state, timeout=WAIT_MS)
-        assert await card_colour(page, service) == COLOURS[state]
+        # The panel re-renders as heartbeats arrive: a retrying check, never a one-off read.
+        await expect(card).to_have_css("background-color", COLOURS[state], timeout=WAIT_MS)
     active = page.locator('.service[data-service="market_data"]')
     await expect(active.locator(".name")).to_have_text("market dataactive")
     await expect(page.locator('.service[data-service="polygon_market_data"] .name')).to_have_text(
@@ -88,7 +84,7 @@ async def test_health_panel_colours_follow_heartbeats_and_errors(stack, browser,
     await page.locator('.service[data-service="storage"] button.reset').click()
     storage = page.locator('.service[data-service="storage"]')
     await expect(storage).to_have_attribute("data-state", "healthy", timeout=WAIT_MS)
-    assert await card_colour(page, "storage") == COLOURS["healthy"]
+    await expect(storage).to_have_css("background-color", COLOURS["healthy"], timeout=WAIT_MS)
     assert await redis.get(errors_key("storage")) is None
 
 
