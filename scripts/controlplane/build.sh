@@ -94,7 +94,7 @@ complete() {
 }
 
 case "$mode" in
-  print) echo "$BIN_DIR"; complete ;; # exit status tells whether it is built
+  print) echo "$BIN_DIR"; complete; exit $? ;; # exit status tells whether it is built
   check)
     if complete; then log "cached: $BIN_DIR"; exit 0; fi
     log "not built: $BIN_DIR"; exit 1 ;;
