@@ -72,19 +72,25 @@ def _served(custom: client.CustomObjectsApi) -> bool:
         raise
 
 
-def grant_operator_rbac(api: client.ApiClient, namespace: str) -> None:
-    """A Role with the chart's rules, bound to the operator's ServiceAccount."""
+def grant_operator_rbac(api: client.ApiClient, namespace: str, cluster_wide: bool = False) -> str:
+    """The chart's rules in a Role (or a ClusterRole), bound to the operator's ServiceAccount."""
     rbac = client.RbacAuthorizationV1Api(api)
     rules = yaml.safe_load(RBAC_FILE.read_text())
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": SERVICE_ACCOUNT}, "rules": rules})
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": SERVICE_ACCOUNT},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_ACCOUNT},
-            "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
-        },
-    )
+    name = f"{SERVICE_ACCOUNT}-{namespace}" if cluster_wide else SERVICE_ACCOUNT
+    kind = "ClusterRole" if cluster_wide else "Role"
+    role = {"metadata": {"name": name}, "rules": rules}
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}],
+    }
+    if cluster_wide:
+        rbac.create_cluster_role(role)
+        rbac.create_cluster_role_binding(binding)
+    else:
+        rbac.create_namespaced_role(namespace, role)
+        rbac.create_namespaced_role_binding(namespace, binding)
+    return name
 
 
 class OperatorThread:

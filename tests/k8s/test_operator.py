@@ -32,6 +32,7 @@ from k8s.operator_support import (
 )
 from tradebot_operator.apply import CHILD_KINDS, get
 from tradebot_operator.builders.config import password_from_secret
+from tradebot_operator.config import OperatorConfig
 from tradebot_operator.kube import Kube, load_configuration
 
 pytestmark = pytest.mark.k8s
@@ -488,3 +489,30 @@ def test_operator_runs_with_only_the_charts_rbac(control_plane: ControlPlane, na
     assert can_i("create", "pods") == "no"
     assert can_i("delete", "tradingstacks.tradebot.dev") == "no"
     assert can_i("list", "nodes") == "no"
+
+
+def test_cluster_wide_watch_with_a_cluster_role(
+    control_plane: ControlPlane, api: client.ApiClient, admin: Kube, redis_server_url: str
+) -> None:
+    """`--all-namespaces`: one ClusterRole with the same rules; a stack in any namespace is reconciled."""
+    home, elsewhere = f"cw-op-{uuid.uuid4().hex[:6]}", f"cw-{uuid.uuid4().hex[:6]}"
+    kubeconfig = control_plane.service_account_kubeconfig(home, SERVICE_ACCOUNT, create=True)
+    role = grant_operator_rbac(api, home, cluster_wide=True)
+    control_plane.ensure_namespace(elsewhere)
+    config = OperatorConfig(
+        namespaces=(), kubeconfig=str(kubeconfig), redis_url=redis_server_url, health_interval=1
+    )
+    rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
+    running = OperatorThread(config).start()
+    try:
+        stacks = Stacks(api, elsewhere)
+        new_stack(control_plane, stacks, "wide")
+        wait_for("its Deployments", lambda: len(deployments(admin, elsewhere, "wide")) == 6)
+        wait_for("its status", lambda: stacks.status("wide").get("observedGeneration") == 1)
+        stacks.delete("wide")
+    finally:
+        running.stop()
+        rbac.delete_cluster_role_binding(role)
+        rbac.delete_cluster_role(role)
+        core.delete_namespace(elsewhere)
+        core.delete_namespace(home)
