@@ -424,9 +424,15 @@ def test_operator_restart_resumes_without_duplicates(
     }
     password = password_from_secret(get(admin, "Secret", namespace, "resume-db"))
 
-    operator.stop()
+    new_stack(control_plane, stacks, "midway")
+    wait_for(
+        "midway's reconcile to begin", lambda: get(admin, "Secret", namespace, "midway-db"), interval=0.02
+    )
+    operator.stop()  # wherever its reconcile was: applied objects are re-applied, never duplicated
     stacks.patch_spec("resume", {"services": {"api": {"replicas": 2}}})  # changed while nobody watches
     operator.start()
+    wait_for("midway complete", lambda: len(children(admin, namespace, "midway")) == 14)
+    wait_for("midway reconciled", lambda: stacks.status("midway").get("observedGeneration") == 1)
 
     wait_for(
         "the missed update applied",
@@ -438,7 +444,26 @@ def test_operator_restart_resumes_without_duplicates(
         d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
     } == uids
     assert password_from_secret(get(admin, "Secret", namespace, "resume-db")) == password
+    assert len(children(admin, namespace, "midway")) == 14
     stacks.delete("resume")
+    stacks.delete("midway")
+
+
+def test_a_child_the_api_server_refuses_degrades_the_stack(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    """The CRD cannot see every rule of a Deployment: a refusal is reported, and retried after a fix."""
+    too_little = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}  # requests above limits
+    new_stack(control_plane, stacks, "refused", services={"storage": {"resources": too_little}})
+    wait_for("ApplyFailed", lambda: stacks.condition("refused", "Degraded").get("reason") == "ApplyFailed")
+    assert "must be less than or equal to cpu limit" in stacks.condition("refused", "Degraded")["message"]
+    stacks.patch_spec("refused", {"services": {"storage": {"resources": {"requests": {"cpu": "1"}}}}})
+    wait_for("the storage Deployment", lambda: get(admin, "Deployment", namespace, "refused-storage"))
+    wait_for(
+        "the failure to clear",
+        lambda: stacks.condition("refused", "Degraded").get("reason") not in (None, "ApplyFailed"),
+    )
+    stacks.delete("refused")
 
 
 def test_heartbeats_drive_service_health_and_conditions(
