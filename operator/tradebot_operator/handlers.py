@@ -84,11 +84,13 @@ def _password(runtime: Runtime, stack: Stack) -> str:
     return runtime.passwords[stack.uid]
 
 
-def _apply(runtime: Runtime, obj: Mapping[str, Any]) -> None:
+def _apply(runtime: Runtime, obj: Mapping[str, Any]) -> str:
+    """Apply one child; its resourceVersion afterwards (unchanged when it already matched)."""
     result = apply(runtime.kube, obj)
+    meta = result["metadata"]
     if obj["kind"] in GENERATION_KINDS:
-        meta = result["metadata"]
         runtime.applied_generation[(obj["kind"], meta["namespace"], meta["name"])] = meta["generation"]
+    return meta["resourceVersion"]
 
 
 def _reconcile(runtime: Runtime, stack: Stack) -> list[str]:
@@ -143,7 +145,9 @@ def _stack_alive(runtime: Runtime, namespace: str, owner: Mapping[str, Any]) -> 
     return live["metadata"]["uid"] == owner["uid"] and not live["metadata"].get("deletionTimestamp")
 
 
-def _restore(runtime: Runtime, key: StackKey, kind: str, name: str, deleted: bool) -> bool:
+def _restore(runtime: Runtime, key: StackKey, child: Mapping[str, Any], deleted: bool) -> bool:
+    """Apply one child again from its stack's spec; whether that changed it (a hand edit undone)."""
+    kind, name = child["kind"], child["metadata"]["name"]
     body = runtime.stacks.get(key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return False
@@ -155,8 +159,7 @@ def _restore(runtime: Runtime, key: StackKey, kind: str, name: str, deleted: boo
     ]
     if not wanted or (deleted and not _stack_alive(runtime, key[0], {"name": key[1], "uid": stack.uid})):
         return False
-    _apply(runtime, wanted[0])
-    return True
+    return _apply(runtime, wanted[0]) != child["metadata"].get("resourceVersion")
 
 
 async def repair_child(type: str | None, body: Any, memo: Any, logger: Any, **_: Any) -> None:
@@ -182,10 +185,9 @@ async def repair_child(type: str | None, body: Any, memo: Any, logger: Any, **_:
         runtime.poke(key)  # a status update (pods became ready, say): the stack's status follows now
         return
     async with runtime.lock(key):
-        restored = await asyncio.to_thread(_restore, runtime, key, kind, meta["name"], deleted)
-    if restored and deleted:
-        logger.info("restored %s %s", kind, meta["name"])
+        restored = await asyncio.to_thread(_restore, runtime, key, body, deleted)
     if restored:
+        logger.info("restored %s %s (%s by hand)", kind, meta["name"], "deleted" if deleted else "edited")
         runtime.poke(key)
 
 
