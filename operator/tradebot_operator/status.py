@@ -119,13 +119,15 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch from old to new status: maps lose keys only when set to null."""
-    patch = dict(new)
-    for field in ("services", "endpoints"):
-        gone = set(old.get(field) or {}) - set(new.get(field) or {})
-        if gone:
-            patch[field] = {**new.get(field, {}), **dict.fromkeys(gone)}
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386) turning old into new: a key that went away is set to null."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            patch[key] = merge_patch(before, value)
+        else:
+            patch[key] = value
     return patch
 
 
@@ -176,7 +178,7 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
             runtime.kube.request,
             "PATCH",
             path,
-            {"status": status_patch(old, new)},
+            {"status": merge_patch(old, new)},
             None,
             "application/merge-patch+json",
         )

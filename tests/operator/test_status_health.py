@@ -9,7 +9,7 @@ import pytest
 from tradebot.common.heartbeat import health_from_raw
 from tradebot_operator.config import OperatorConfig
 from tradebot_operator.health import Observation, Problem, Workload, compute_status, merge_conditions
-from tradebot_operator.status import status_patch
+from tradebot_operator.status import merge_patch
 
 SERVICES = ("market_data", "strategy", "execution", "storage", "api", "dashboard")
 NOW = 1_000_000.0
@@ -133,12 +133,26 @@ def test_transition_times_change_only_with_the_status() -> None:
     assert times == {"Ready": "t3", "Progressing": "t3", "Degraded": "t1"}
 
 
-def test_status_patch_removes_services_no_longer_there() -> None:
-    old = {"services": {"market_data": {}, "strategy": {}}, "endpoints": {"api": "x"}}
-    new = {"services": {"polygon_market_data": {}, "strategy": {}}, "endpoints": {"api": "x"}}
-    patch = status_patch(old, new)
-    assert patch["services"] == {"polygon_market_data": {}, "strategy": {}, "market_data": None}
-    assert patch["endpoints"] == {"api": "x"}
+def test_the_status_patch_removes_what_is_no_longer_there() -> None:
+    old = {
+        "services": {
+            "market_data": {"state": "healthy"},
+            "strategy": {"state": "healthy", "heartbeatAge": 3},
+        },
+        "endpoints": {"api": "x"},
+    }
+    new = {
+        "services": {"polygon_market_data": {"state": "dead"}, "strategy": {"state": "unknown"}},
+        "endpoints": {"api": "x"},
+    }
+    assert merge_patch(old, new) == {
+        "services": {
+            "market_data": None,
+            "polygon_market_data": {"state": "dead"},
+            "strategy": {"state": "unknown", "heartbeatAge": None},
+        },
+        "endpoints": {"api": "x"},
+    }
 
 
 def test_operator_config_from_the_environment() -> None:
