@@ -16,6 +16,9 @@ from support.servers import create_database, drop_database, postgres_server, red
 from tradebot.common.connections import connect_redis
 from tradebot.common.settings import Settings
 
+# The control plane is one session fixture for every test that needs it (k8s, operator, chart).
+pytest_plugins = ["k8s.fixtures"]
+
 
 @pytest.fixture(scope="session")
 def servers_dir() -> Iterator[Path]:

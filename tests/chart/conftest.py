@@ -2,7 +2,7 @@
 
 `helm` is the pinned helm v3 of the test control plane (scripts/controlplane/build.sh, cached);
 `render` runs `helm template` with values and returns the objects. `control_plane` is the k8s
-tests' session fixture, reused here for the install tests (marked k8s).
+tests' session fixture (tests/k8s/fixtures.py, a plugin of the root conftest), shared with them.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from chart.support import CHART, Helm, Obj, load_objects, values_args
-from k8s.conftest import control_plane  # noqa: F401  (the session fixture, for test_chart_cluster)
 from k8s.controlplane import ControlPlaneError, ensure_binaries
 
 
