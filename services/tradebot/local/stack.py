@@ -18,8 +18,6 @@ from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedSer
 from tradebot.local.supervisor import Supervisor
 from tradebot.storage.schema import ensure_schema
 
-API_PORT = 8000
-DASHBOARD_PORT = 8001
 CONNECTION_FILE = "stack.env"
 PIPELINE_ORDER = ("strategy", "execution", "storage", "api", "dashboard")
 
@@ -43,6 +41,8 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
         console.print(f"[bold red]{error}[/]")
         return 2
     env = dict(os.environ)
+    if "API_URL" not in settings.model_fields_set:  # the dashboard follows a non-default API_PORT
+        env["API_URL"] = f"http://127.0.0.1:{settings.api_port}"
     embedded = []
     try:
         if "REDIS_URL" not in settings.model_fields_set:
@@ -100,8 +100,8 @@ def _announce(
         f"[bold]Services[/]   {', '.join(services)}",
         f"[bold]Data[/]       {settings.data_source}, symbol mode {settings.symbol_mode}",
         f"[bold]Storage[/]    {where}",
-        f"[bold]Dashboard[/]  http://localhost:{DASHBOARD_PORT}",
-        f"[bold]API[/]        http://localhost:{API_PORT}/docs",
+        f"[bold]Dashboard[/]  http://localhost:{settings.dashboard_port}",
+        f"[bold]API[/]        http://localhost:{settings.api_port}/docs",
         f"[bold]Servers[/]    {data_dir / CONNECTION_FILE} (REDIS_URL, DATABASE_URL)",
         "Press Ctrl-C to stop.",
     ]
