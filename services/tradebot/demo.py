@@ -21,7 +21,7 @@ from tradebot.api.account import prices_from_hash
 from tradebot.common import bus
 from tradebot.common.models import Message, PriceTick
 from tradebot.common.settings import Settings
-from tradebot.common.symbols import select_symbols
+from tradebot.common.symbols import configured_symbols
 from tradebot.execution.paper import TradingCosts, execute_signal
 from tradebot.execution.portfolio import Portfolio
 from tradebot.execution.risk import RiskLimits
@@ -125,7 +125,7 @@ async def seed_demo(
     starts), so the chart runs on into live ticks without a jump.
     """
     end = datetime.now(UTC).replace(microsecond=0)
-    symbols = select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols)
+    symbols = configured_symbols(settings)
     start, step = end - timedelta(hours=hours), timedelta(seconds=step_seconds)
     market = DemoMarket(symbols, settings.data_source, start, end, step, seed)
     live = prices_from_hash(await redis.hgetall(LATEST_PRICES_KEY)) if redis is not None else {}

@@ -14,7 +14,7 @@ from rich.table import Table
 from tradebot.backfill.http import ProviderAuthError, ProviderError
 from tradebot.backfill.sources import KINDS, Kind, credentials_problem
 from tradebot.common.settings import Settings
-from tradebot.common.symbols import Universe, normalise_symbol, refreshed_universe_path, select_symbols
+from tradebot.common.symbols import configured_symbols, normalise_symbol
 
 console = Console(stderr=True)
 out = Console()
@@ -76,9 +76,7 @@ def resolve_symbols(symbols: str | None, settings: Settings) -> list[str]:
             return list(dict.fromkeys(normalise_symbol(s) for s in symbols.split(",") if s.strip()))
         except ValueError as error:
             raise fail(f"--symbols: {error}") from None
-    path = refreshed_universe_path(settings.symbols_file)
-    universe = Universe.load(path) if path else None
-    return select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols, universe)
+    return configured_symbols(settings)
 
 
 def resolve_kinds(kinds: list[str] | None) -> list[Kind]:

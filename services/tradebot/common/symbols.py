@@ -14,8 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tradebot.common.models import SYMBOL_PATTERN
+
+if TYPE_CHECKING:
+    from tradebot.common.settings import Settings
 
 UNIVERSE_MODES = ("popular", "large", "mid", "small")
 MODE_DESCRIPTIONS = {
@@ -87,6 +91,13 @@ def select_symbols(
     else:
         chosen = list((universe or Universe.load(refreshed_universe_path())).symbols(mode))
     return chosen[:max_symbols]
+
+
+def configured_symbols(settings: Settings) -> list[str]:
+    """What SYMBOL_MODE, SYMBOLS, MAX_SYMBOLS and SYMBOLS_FILE select, for every service and command."""
+    path = refreshed_universe_path(settings.symbols_file)
+    universe = Universe.load(path) if path else None
+    return select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols, universe)
 
 
 def websocket_symbols(symbols: list[str], max_websocket_symbols: int) -> list[str]:

@@ -35,7 +35,7 @@ from tradebot.common.connections import TRANSIENT_ERRORS
 from tradebot.common.models import PriceTick
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
-from tradebot.common.symbols import Universe, refreshed_universe_path, select_symbols, websocket_symbols
+from tradebot.common.symbols import configured_symbols, websocket_symbols
 from tradebot.market_data.publishing import TickPublisher
 
 log = logging.getLogger(__name__)
@@ -95,10 +95,7 @@ class ProviderStreamService:
     service_id: str
 
     def __init__(self, settings: Settings) -> None:
-        path = refreshed_universe_path(settings.symbols_file)
-        universe = Universe.load(path) if path else None
-        chosen = select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols, universe)
-        self.symbols = websocket_symbols(chosen, settings.max_websocket_symbols)
+        self.symbols = websocket_symbols(configured_symbols(settings), settings.max_websocket_symbols)
         self.feed = self.make_feed(settings)
         self._pending: list[PriceTick] = []
         self._last_message = time.monotonic()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
-from tradebot.common.symbols import select_symbols
+from tradebot.common.symbols import configured_symbols
 from tradebot.market_data.publishing import TickPublisher
 from tradebot.market_data.synthetic import SyntheticMarket
 
@@ -22,7 +22,7 @@ class SyntheticMarketDataService:
     service_id = "market_data"
 
     def __init__(self, settings: Settings, seed: int | None = None) -> None:
-        self.symbols = select_symbols(settings.symbol_mode, settings.symbols, settings.max_symbols)
+        self.symbols = configured_symbols(settings)
         self.rate = settings.ticks_per_second or len(self.symbols) / settings.tick_interval
         self.market = SyntheticMarket(self.symbols, seconds_per_tick=len(self.symbols) / self.rate, seed=seed)
 
