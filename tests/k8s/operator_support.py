@@ -10,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from k8s.controlplane import REPO_ROOT
+from support.services import wait_for
 from tradebot.common.health import errors_key, heartbeat_key
 from tradebot_operator import GROUP, PLURAL, VERSION
 from tradebot_operator.config import OperatorConfig
@@ -28,17 +29,6 @@ CRD_FILE = REPO_ROOT / "charts" / "tradebot" / "crds" / "tradingstacks.yaml"
 RBAC_FILE = REPO_ROOT / "charts" / "tradebot" / "files" / "operator-rbac-rules.yaml"
 STACK_FILE = REPO_ROOT / "k8s" / "stack.yaml"
 SERVICE_ACCOUNT = "tradebot-operator"
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def install_crd(api: client.ApiClient) -> None:

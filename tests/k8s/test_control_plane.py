@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,21 +19,11 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from k8s.controlplane import NODE_NAME, ControlPlane
+from support.services import wait_for
 
 pytestmark = pytest.mark.k8s
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"  # never pulled: kwok runs no containers
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="module")

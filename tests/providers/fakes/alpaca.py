@@ -24,12 +24,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from tradebot.market_data.providers_ticks import parse_rfc3339
 
-from .common import BackgroundLoop, Clients, RateLimit, serve_http
+from .common import Clients, ProviderServer, RateLimit
 from .market import FakeMarket, MinuteBar, Trade
 
 CHANNELS = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "lulds")
@@ -50,7 +50,7 @@ def stamp(time_ms: int) -> msgpack.Timestamp:
 
 
 @dataclass
-class FakeAlpaca:
+class FakeAlpaca(ProviderServer):
     symbols: list[str]
     key: str = "test-key"
     secret: str = "test-secret"
@@ -67,50 +67,9 @@ class FakeAlpaca:
         self.rest_requests = 0
         self.auth_failures = 0
 
-    # Lifecycle (called from any thread) -------------------------------------------------------
-    def start(self) -> FakeAlpaca:
-        self._loop = BackgroundLoop()
-        self._loop.call(self._start())
-        return self
-
-    def stop(self) -> None:
-        self._loop.call(self._stop())
-        self._loop.close()
-
-    def drop_connections(self) -> int:
-        return self._loop.call(self._run(self.clients.drop_all))
-
-    def set_silent(self, silent: bool) -> None:
-        self.clients.silent = silent
-
-    def storm(self, requests: int) -> None:
-        self.limit.storm = requests
-
-    async def _run(self, function):
-        return function()
-
-    async def _start(self) -> None:
-        self._ws = await serve(self._session, "127.0.0.1", 0, compression=None)
-        self.ws_port = self._ws.sockets[0].getsockname()[1]
-        self._http, self._http_task, self.rest_port = await serve_http(self._app())
-        self.market.listeners.append(self._broadcast)
-        if self.live_interval is not None:
-            self.market.start_live(self.live_interval)
-
-    async def _stop(self) -> None:
-        await self.market.stop_live()
-        self._ws.close()
-        await self._ws.wait_closed()
-        self._http.should_exit = True
-        await self._http_task
-
     @property
     def stream_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}/v2/iex"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
 
     # WebSocket ---------------------------------------------------------------------------------
     async def _session(self, connection: ServerConnection) -> None:

@@ -12,11 +12,14 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import uvicorn
 from starlette.applications import Starlette
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, serve
+
+if TYPE_CHECKING:
+    from .market import FakeMarket
 
 
 class BackgroundLoop:
@@ -94,3 +97,54 @@ class Clients:
         for connection in list(self.open):
             connection.transport.abort()
         return dropped
+
+
+class ProviderServer:
+    """The lifecycle both fakes share: a WebSocket and an HTTP server on loopback, in a background
+    loop, with a live tape from the fake market. Subclasses provide `market`, `clients`, `limit`,
+    `live_interval`, and their protocol: `_session`, `_app` and `_broadcast`."""
+
+    market: FakeMarket
+    clients: Clients
+    limit: RateLimit
+    live_interval: float | None
+
+    def start(self) -> Self:
+        self._loop = BackgroundLoop()
+        self._loop.call(self._start())
+        return self
+
+    def stop(self) -> None:
+        self._loop.call(self._stop())
+        self._loop.close()
+
+    def drop_connections(self) -> int:
+        async def drop() -> int:
+            return self.clients.drop_all()
+
+        return self._loop.call(drop())
+
+    def set_silent(self, silent: bool) -> None:
+        self.clients.silent = silent
+
+    def storm(self, requests: int) -> None:
+        self.limit.storm = requests
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest_port}"
+
+    async def _start(self) -> None:
+        self._ws = await serve(self._session, "127.0.0.1", 0, compression=None)
+        self.ws_port = self._ws.sockets[0].getsockname()[1]
+        self._http, self._http_task, self.rest_port = await serve_http(self._app())
+        self.market.listeners.append(self._broadcast)
+        if self.live_interval is not None:
+            self.market.start_live(self.live_interval)
+
+    async def _stop(self) -> None:
+        await self.market.stop_live()
+        self._ws.close()
+        await self._ws.wait_closed()
+        self._http.should_exit = True
+        await self._http_task

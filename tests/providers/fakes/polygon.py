@@ -21,10 +21,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from .common import BackgroundLoop, Clients, RateLimit, serve_http
+from .common import Clients, ProviderServer, RateLimit
 from .market import FakeMarket, MinuteBar, Trade
 
 
@@ -37,7 +37,7 @@ def decode_cursor(cursor: str) -> dict:
 
 
 @dataclass
-class FakePolygon:
+class FakePolygon(ProviderServer):
     symbols: list[str]
     key: str = "test-key"
     page_size: int = 200
@@ -51,49 +51,9 @@ class FakePolygon:
         self.rest_requests = 0
         self.auth_failures = 0
 
-    def start(self) -> FakePolygon:
-        self._loop = BackgroundLoop()
-        self._loop.call(self._start())
-        return self
-
-    def stop(self) -> None:
-        self._loop.call(self._stop())
-        self._loop.close()
-
-    def drop_connections(self) -> int:
-        async def drop() -> int:
-            return self.clients.drop_all()
-
-        return self._loop.call(drop())
-
-    def set_silent(self, silent: bool) -> None:
-        self.clients.silent = silent
-
-    def storm(self, requests: int) -> None:
-        self.limit.storm = requests
-
-    async def _start(self) -> None:
-        self._ws = await serve(self._session, "127.0.0.1", 0, compression=None)
-        self.ws_port = self._ws.sockets[0].getsockname()[1]
-        self._http, self._http_task, self.rest_port = await serve_http(self._app())
-        self.market.listeners.append(self._broadcast)
-        if self.live_interval is not None:
-            self.market.start_live(self.live_interval)
-
-    async def _stop(self) -> None:
-        await self.market.stop_live()
-        self._ws.close()
-        await self._ws.wait_closed()
-        self._http.should_exit = True
-        await self._http_task
-
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.ws_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
 
     # WebSocket ---------------------------------------------------------------------------------
     async def _session(self, connection: ServerConnection) -> None:
