@@ -135,7 +135,6 @@ class Consumer:
         self.on_dead_letter = on_dead_letter
         self._own_pending_cursor: dict[str, bytes] = {}
         self._next_claim_at = 0.0
-        self.dead_lettered = 0
 
     async def setup(self) -> None:
         """Create the group on each stream (from its start) and replay our own pending entries."""
@@ -252,7 +251,6 @@ class Consumer:
         pipe.xadd(dead_letter_stream(stream), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
         pipe.xack(stream, self.group, entry_id)
         await pipe.execute()
-        self.dead_lettered += 1
         log.error(
             "dead-lettered an undecodable entry",
             extra={"stream": stream, "entry_id": entry_id.decode(), "reason": reason[:300]},

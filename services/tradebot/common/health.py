@@ -12,17 +12,7 @@ DEGRADED_AFTER = 30.0
 UNHEALTHY_AFTER = 60.0
 DEAD_AFTER = 300.0
 
-# Services whose heartbeats the system knows; market data has one id per source.
-SERVICE_IDS = (
-    "market_data",
-    "alpaca_market_data",
-    "polygon_market_data",
-    "strategy",
-    "execution",
-    "storage",
-    "api",
-    "dashboard",
-)
+# Market data has one service id per source.
 MARKET_DATA_SERVICE_BY_SOURCE = {
     "synthetic": "market_data",
     "alpaca": "alpaca_market_data",

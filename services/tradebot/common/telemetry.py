@@ -79,13 +79,6 @@ def _metric_exporter(choice: str):
     return OTLPMetricExporter()
 
 
-def enable_tracing_for_tests(provider: trace.TracerProvider) -> None:
-    """Let a test install its own provider (e.g. with an in-memory exporter)."""
-    global _tracing_enabled
-    trace.set_tracer_provider(provider)
-    _tracing_enabled = True
-
-
 def tracing_enabled() -> bool:
     """Hot paths skip span work entirely when no trace exporter is configured."""
     return _tracing_enabled
