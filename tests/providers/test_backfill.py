@@ -87,15 +87,15 @@ async def test_backfill_stores_everything_once(make_settings, database_url, fake
 
 async def test_backfill_resumes_after_being_killed(make_settings, database_url, fake):
     settings = settings_of(make_settings, fake)
+    killed = await asyncpg.connect(database_url)
+    run = asyncio.create_task(backfill(settings, fake.name, killed, concurrency=1, delay=0.05))
+    while fake.rest_requests < 14 or not await _has_checkpoints(database_url, fake.name):  # noqa: ASYNC110
+        await asyncio.sleep(0.02)
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    killed.terminate()  # as a killed process's session: its open transaction is rolled back
     conn = await asyncpg.connect(database_url)
     try:
-        run = asyncio.create_task(backfill(settings, fake.name, conn, concurrency=1, delay=0.05))
-        while fake.rest_requests < 14 or not await _has_checkpoints(database_url, fake.name):  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        run.cancel()
-        await asyncio.gather(run, return_exceptions=True)
-        if conn.is_in_transaction():
-            await conn.reset()
         partial = await stored(conn, fake.name)
         bars, trades = expected(fake)
         assert partial[0] + partial[1] < bars + trades, "killed before the end"
