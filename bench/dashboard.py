@@ -36,7 +36,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tradebot.common import bus, wire
+from tradebot.common import keys, wire
 from tradebot.common.connections import connect_redis
 from tradebot.dashboard.fanout import FRAME_INTERVAL
 from tradebot.local.embedded import EmbeddedRedis
@@ -99,10 +99,10 @@ async def step(url: str, redis_url: str, clients: int, seconds: float) -> dict:
     redis = connect_redis(redis_url)
     for s in stats:  # measure only once everyone is connected
         s.frames, s.updates, s.latencies = 0, 0, []
-    started, ticks_before = time.monotonic(), await redis.xlen(bus.TICKS)
+    started, ticks_before = time.monotonic(), await redis.xlen(keys.TICKS)
     await asyncio.gather(*tasks, return_exceptions=True)
     elapsed = time.monotonic() - started
-    tick_rate = (await redis.xlen(bus.TICKS) - ticks_before) / elapsed
+    tick_rate = (await redis.xlen(keys.TICKS) - ticks_before) / elapsed
     await redis.aclose()
     latencies = sorted(x for s in stats for x in s.latencies)
     cuts = statistics.quantiles(latencies, n=100) if len(latencies) > 100 else [float("nan")] * 99
@@ -133,7 +133,7 @@ def naive_server(redis_url: str, port: int) -> None:
         async with serve(handler, "127.0.0.1", port, max_size=None):
             last: bytes | str = "$"
             while True:
-                response = await redis.xread({bus.TICKS: last}, count=5000, block=1000)
+                response = await redis.xread({keys.TICKS: last}, count=5000, block=1000)
                 for _, entries in response or []:
                     last = entries[-1][0]
                     for _, fields in entries:

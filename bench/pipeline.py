@@ -30,7 +30,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import naive
-from tradebot.common import bus, wire
+from tradebot.common import keys, wire
 from tradebot.common.connections import connect_redis
 from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis
 from tradebot.storage.schema import ensure_schema
@@ -87,9 +87,9 @@ async def throughput(env: dict[str, str], rate: int, seconds: float) -> dict:
         first, t0 = await count_rows(conn, "price_ticks_synthetic"), time.monotonic()
         await asyncio.sleep(seconds)
         last, t1 = await count_rows(conn, "price_ticks_synthetic"), time.monotonic()
-        backlog = await redis.xlen(bus.TICKS) - last  # published but not yet stored, at the window's end
+        backlog = await redis.xlen(keys.TICKS) - last  # published but not yet stored, at the window's end
         stop(producer)
-        published = await redis.xlen(bus.TICKS)
+        published = await redis.xlen(keys.TICKS)
         drain_started = time.monotonic()
         while await count_rows(conn, "price_ticks_synthetic") < published:
             if time.monotonic() - drain_started > 120:
@@ -119,7 +119,7 @@ async def latency(env: dict[str, str], rate: int, seconds: float) -> list[float]
         await asyncio.sleep(2)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            response = await redis.xread({bus.SIGNALS: last_id}, count=1000, block=500)
+            response = await redis.xread({keys.SIGNALS: last_id}, count=1000, block=500)
             arrived = datetime.now(UTC)
             for _, entries in response or []:
                 for entry_id, fields in entries:

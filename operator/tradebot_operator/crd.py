@@ -15,10 +15,11 @@ from typing import Any, get_args
 import yaml
 
 from tradebot.common.models import SYMBOL_PATTERN
-from tradebot.common.settings import DataSource, SymbolMode
+from tradebot.common.settings import SymbolMode
+from tradebot.providers.registry import DATA_SOURCES as SOURCES
 from tradebot_operator import GROUP, KIND, PLURAL, VERSION
 
-DATA_SOURCES: tuple[str, ...] = get_args(DataSource)
+DATA_SOURCES: tuple[str, ...] = tuple(SOURCES)
 SYMBOL_MODES: tuple[str, ...] = get_args(SymbolMode)
 # spec.services keys (camelCase) -> the service id each configures ("marketData": the active source's).
 SERVICE_KEYS = {

@@ -6,26 +6,35 @@ from importlib import import_module
 
 from tradebot.common.service import Service
 from tradebot.common.settings import Settings
+from tradebot.providers.registry import DATA_SOURCES
 
+# The pipeline after market data, in start order: import path and what it does.
+PIPELINE: dict[str, tuple[str, str]] = {
+    "strategy": (
+        "tradebot.strategy.service:StrategyService",
+        "runs the strategies on ticks and publishes signals",
+    ),
+    "execution": (
+        "tradebot.execution.service:ExecutionService",
+        "paper-trades signals into orders, fills and positions",
+    ),
+    "storage": ("tradebot.storage.service:StorageService", "writes every stream into PostgreSQL/TimescaleDB"),
+    "api": (
+        "tradebot.api.service:ApiService",
+        "the history API over HTTP (API_PORT, default 8000; OpenAPI at /docs)",
+    ),
+    "dashboard": (
+        "tradebot.dashboard.service:DashboardService",
+        "the live dashboard in the browser (DASHBOARD_PORT, default 8001)",
+    ),
+}
 SERVICES: dict[str, str] = {
-    "market_data": "tradebot.market_data.service:SyntheticMarketDataService",
-    "alpaca_market_data": "tradebot.market_data.alpaca:AlpacaMarketDataService",
-    "polygon_market_data": "tradebot.market_data.polygon:PolygonMarketDataService",
-    "strategy": "tradebot.strategy.service:StrategyService",
-    "execution": "tradebot.execution.service:ExecutionService",
-    "storage": "tradebot.storage.service:StorageService",
-    "api": "tradebot.api.service:ApiService",
-    "dashboard": "tradebot.dashboard.service:DashboardService",
+    **{source.service_id: source.service for source in DATA_SOURCES.values()},
+    **{service_id: path for service_id, (path, _) in PIPELINE.items()},
 }
 SERVICE_SUMMARIES: dict[str, str] = {
-    "market_data": "synthetic random-walk ticks onto the `ticks` stream",
-    "alpaca_market_data": "Alpaca trades, quotes and bars (alpaca-py) onto `ticks`; gaps filled from REST",
-    "polygon_market_data": "Polygon trades, quotes and minute bars (polygon-api-client) onto `ticks`",
-    "strategy": "runs the strategies on ticks and publishes signals",
-    "execution": "paper-trades signals into orders, fills and positions",
-    "storage": "writes every stream into PostgreSQL/TimescaleDB",
-    "api": "the history API over HTTP (API_PORT, default 8000; OpenAPI at /docs)",
-    "dashboard": "the live dashboard in the browser (DASHBOARD_PORT, default 8001)",
+    **{source.service_id: source.description for source in DATA_SOURCES.values()},
+    **{service_id: summary for service_id, (_, summary) in PIPELINE.items()},
 }
 
 

@@ -17,16 +17,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from redis.asyncio import Redis
 
-from tradebot.api.account import prices_from_hash
-from tradebot.common import bus
+from tradebot.common import bus, keys
 from tradebot.common.models import Message, PriceTick
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols
 from tradebot.execution.paper import TradingCosts, execute_signal
 from tradebot.execution.portfolio import Portfolio
 from tradebot.execution.risk import RiskLimits
-from tradebot.execution.service import PORTFOLIO_KEY
-from tradebot.market_data.publishing import LATEST_PRICES_KEY
 from tradebot.market_data.synthetic import SyntheticMarket, reference_price
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
@@ -128,7 +125,7 @@ async def seed_demo(
     symbols = configured_symbols(settings)
     start, step = end - timedelta(hours=hours), timedelta(seconds=step_seconds)
     market = DemoMarket(symbols, settings.data_source, start, end, step, seed)
-    live = prices_from_hash(await redis.hgetall(LATEST_PRICES_KEY)) if redis is not None else {}
+    live = await keys.read_latest_prices(redis) if redis is not None else {}
     factors = market.scale_to({s: live.get(s, reference_price(s)) for s in symbols})
     history = DemoHistory(Portfolio.opening(settings.starting_cash))
     messages = generate(settings, market, factors, history)
@@ -168,9 +165,9 @@ async def publish_state(
     Signals are left off the streams on purpose: the execution service would trade them again.
     """
     if latest:
-        await redis.hset(LATEST_PRICES_KEY, mapping={s: t.model_dump_json() for s, t in latest.items()})
-    await redis.set(PORTFOLIO_KEY, portfolio.model_dump_json(), nx=True)
+        await redis.hset(keys.LATEST_PRICES, mapping={s: t.model_dump_json() for s, t in latest.items()})
+    await redis.set(keys.PORTFOLIO, portfolio.model_dump_json(), nx=True)
     publisher = bus.Publisher(redis, settings.stream_maxlen)
     for message in trades:
-        stream = bus.ORDERS if message.kind == "order" else bus.FILLS
+        stream = keys.ORDERS if message.kind == "order" else keys.FILLS
         await publisher.publish(stream, [(message, None)])

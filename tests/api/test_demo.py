@@ -12,12 +12,10 @@ from tradebot.api.app import create_app
 from tradebot.api.deps import ApiState
 from tradebot.api.sources import SourceCatalog
 from tradebot.api.store import HistoryStore
-from tradebot.common import bus
+from tradebot.common import keys
 from tradebot.common.connections import connect_postgres
 from tradebot.common.models import PriceTick
 from tradebot.demo import seed_demo
-from tradebot.execution.service import PORTFOLIO_KEY
-from tradebot.market_data.publishing import LATEST_PRICES_KEY
 from tradebot.market_data.synthetic import reference_price
 
 pytestmark = pytest.mark.integration
@@ -26,16 +24,18 @@ pytestmark = pytest.mark.integration
 async def test_the_demo_fills_the_database_and_redis(make_settings, redis):
     settings = make_settings(symbols="AAPL,MSFT,TSLA")
     live = PriceTick(source="synthetic", symbol="MSFT", time=datetime.now(UTC), price=400.0)
-    await redis.hset(LATEST_PRICES_KEY, "MSFT", live.model_dump_json())
+    await redis.hset(keys.LATEST_PRICES, "MSFT", live.model_dump_json())
     history = await seed_demo(settings, hours=1, step_seconds=10, redis=redis)
     assert history.ticks == 3 * 360 and history.signals > 0 and history.fills > 0
-    assert await redis.hlen(LATEST_PRICES_KEY) == 3
-    last = {s: orjson.loads(await redis.hget(LATEST_PRICES_KEY, s))["price"] for s in ("AAPL", "MSFT")}
+    assert await redis.hlen(keys.LATEST_PRICES) == 3
+    last = {s: orjson.loads(await redis.hget(keys.LATEST_PRICES, s))["price"] for s in ("AAPL", "MSFT")}
     assert last["MSFT"] == pytest.approx(400.0, abs=0.01), "history runs into the live price"
     assert last["AAPL"] == pytest.approx(reference_price("AAPL"), abs=0.01), "or where the live market starts"
-    assert await redis.get(PORTFOLIO_KEY) is not None
-    assert await redis.xlen(bus.FILLS) > 0
-    assert await redis.xlen(bus.SIGNALS) == 0, "signals stay off the stream: execution would trade them again"
+    assert await redis.get(keys.PORTFOLIO) is not None
+    assert await redis.xlen(keys.FILLS) > 0
+    assert await redis.xlen(keys.SIGNALS) == 0, (
+        "signals stay off the stream: execution would trade them again"
+    )
 
     pool = await connect_postgres(settings.database_url)
     catalog = SourceCatalog(pool)

@@ -7,10 +7,9 @@ import time
 import orjson
 import pytest
 
-from tradebot.common.health import errors_key, heartbeat_key
+from tradebot.common import keys
+from tradebot.common.keys import errors_key, heartbeat_key
 from tradebot.execution.portfolio import Holding, Portfolio
-from tradebot.execution.service import PORTFOLIO_KEY
-from tradebot.market_data.publishing import LATEST_PRICES_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +33,8 @@ async def test_the_account_is_marked_to_the_latest_prices(client, redis):
         fees_paid=1.0,
         orders_filled=1,
     )
-    await redis.set(PORTFOLIO_KEY, portfolio.model_dump_json())
-    await redis.hset(LATEST_PRICES_KEY, "AAPL", orjson.dumps({"symbol": "AAPL", "price": 120.0}))
+    await redis.set(keys.PORTFOLIO, portfolio.model_dump_json())
+    await redis.hset(keys.LATEST_PRICES, "AAPL", orjson.dumps({"symbol": "AAPL", "price": 120.0}))
     account = (await client.get("/account")).json()
     assert account["equity"] == pytest.approx(98_899.0 + 1_200.0)
     assert account["unrealized_pnl"] == pytest.approx(100.0)

@@ -10,7 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from browser.stack import ARTIFACTS, dashboard_running
-from tradebot.common.health import errors_key, heartbeat_key
+from tradebot.common.keys import errors_key, heartbeat_key
 
 pytestmark = pytest.mark.browser
 WAIT_MS = 30_000

@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 from support.services import eventually, running
-from tradebot.common import bus
-from tradebot.common.health import errors_key
+from tradebot.common import keys
+from tradebot.common.keys import errors_key
 from tradebot.common.models import PriceTick
 from tradebot.market_data.publishing import TickPublisher
 from tradebot.storage.schema import ensure_schema
@@ -39,7 +39,7 @@ async def test_storage_dead_letters_bad_entries_and_stores_the_rest(make_setting
     async with running(StorageService(settings), settings=settings) as [storage]:
         await publisher.publish([good_tick(1)])
         for fields in MALFORMED:
-            await redis.xadd(bus.TICKS, fields)
+            await redis.xadd(keys.TICKS, fields)
         await publisher.publish([good_tick(2)])
 
         async def both_good_ticks_stored() -> bool:
@@ -47,14 +47,14 @@ async def test_storage_dead_letters_bad_entries_and_stores_the_rest(make_setting
 
         await eventually(both_good_ticks_stored, what="the good ticks around the bad ones")
         assert storage.readiness()[0], "still ready after bad input"
-        dead = await redis.xrange(bus.dead_letter_stream(bus.TICKS))
+        dead = await redis.xrange(keys.dead_letter_stream(keys.TICKS))
         assert len(dead) == len(MALFORMED)
         reasons = [fields[b"dead:reason"].decode() for _, fields in dead]
         assert "invalid tick" in reasons[0] and "unsupported wire version" in reasons[1]
         assert "'source'" in reasons[3] and "should match pattern" in reasons[3]
         assert dead[0][1][b"d"] == b"{not json"  # the original entry is kept for inspection
         assert int(await redis.get(errors_key("storage"))) == len(MALFORMED)
-        pending = await redis.xpending(bus.TICKS, "storage")
+        pending = await redis.xpending(keys.TICKS, "storage")
         assert pending["pending"] == 0, "dead-lettered entries are acknowledged"
     await conn.close()
 
@@ -65,12 +65,12 @@ async def test_wrong_kind_on_a_stream_is_dead_lettered(make_settings, redis):
         order_fields = {b"v": b"1", b"k": b"position", b"d": b'{"symbol":"AAPL","quantity":1,'
                         b'"average_price":1,"realized_pnl":0,"market_price":1,"unrealized_pnl":0,'
                         b'"time":"2026-01-01T00:00:00Z"}'}  # fmt: skip
-        await redis.xadd(bus.TICKS, order_fields)
+        await redis.xadd(keys.TICKS, order_fields)
 
         async def dead_lettered() -> bool:
-            return await redis.xlen(bus.dead_letter_stream(bus.TICKS)) == 1
+            return await redis.xlen(keys.dead_letter_stream(keys.TICKS)) == 1
 
         await eventually(dead_lettered, what="the position on the ticks stream to be dead-lettered")
-        [(_, fields)] = await redis.xrange(bus.dead_letter_stream(bus.TICKS))
+        [(_, fields)] = await redis.xrange(keys.dead_letter_stream(keys.TICKS))
         assert fields[b"dead:reason"] == b"a position does not belong on stream 'ticks'"
         assert int(await redis.get(errors_key("strategy"))) == 1

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 
 from support.services import eventually, running
-from tradebot.common import bus, wire
+from tradebot.common import bus, keys, wire
 from tradebot.common.models import Side, TradeSignal
 from tradebot.execution.portfolio import Portfolio
-from tradebot.execution.service import PORTFOLIO_KEY, ExecutionService
+from tradebot.execution.service import ExecutionService
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +28,18 @@ async def test_republished_and_redelivered_signals_trade_once(make_settings, red
     settings = make_settings(claim_idle_seconds=0.5)
     publisher = bus.Publisher(redis, settings.stream_maxlen)
     # A consumer of the execution group took signal 1 and died before acknowledging it.
-    await redis.xgroup_create(bus.SIGNALS, "execution", id="0", mkstream=True)
-    await publisher.publish(bus.SIGNALS, [(signal(1), None)])
-    taken = await redis.xreadgroup("execution", "execution-crashed-pod", {bus.SIGNALS: ">"}, count=10)
+    await redis.xgroup_create(keys.SIGNALS, "execution", id="0", mkstream=True)
+    await publisher.publish(keys.SIGNALS, [(signal(1), None)])
+    taken = await redis.xreadgroup("execution", "execution-crashed-pod", {keys.SIGNALS: ">"}, count=10)
     assert len(taken[0][1]) == 1
     # The same signal is also re-published (an upstream replay), and a second distinct signal follows.
-    await publisher.publish(bus.SIGNALS, [(signal(1), None), (signal(1), None), (signal(2), None)])
+    await publisher.publish(keys.SIGNALS, [(signal(1), None), (signal(1), None), (signal(2), None)])
 
     service = ExecutionService(settings)
     async with running(service, settings=settings) as [runtime]:
 
         async def all_handled() -> bool:
-            pending = await redis.xpending(bus.SIGNALS, "execution")
+            pending = await redis.xpending(keys.SIGNALS, "execution")
             counters = runtime.ctx.counters
             return pending["pending"] == 0 and counters["orders_filled"] + counters["duplicate_signals"] == 4
 
@@ -47,9 +47,9 @@ async def test_republished_and_redelivered_signals_trade_once(make_settings, red
         assert runtime.ctx.counters["orders_filled"] == 2
         assert runtime.ctx.counters["duplicate_signals"] == 2
 
-    orders = [wire.decode(fields) for _, fields in await redis.xrange(bus.ORDERS)]
-    fills = [wire.decode(fields) for _, fields in await redis.xrange(bus.FILLS)]
+    orders = [wire.decode(fields) for _, fields in await redis.xrange(keys.ORDERS)]
+    fills = [wire.decode(fields) for _, fields in await redis.xrange(keys.FILLS)]
     assert sorted(o.signal_id for o in orders) == [signal(1).id, signal(2).id]
     assert len(fills) == 2
-    portfolio = Portfolio.model_validate_json(await redis.get(PORTFOLIO_KEY))
+    portfolio = Portfolio.model_validate_json(await redis.get(keys.PORTFOLIO))
     assert portfolio.quantity("AAPL") == 20 and portfolio.orders_filled == 2

@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from support.services import eventually, running
 from tradebot.common import telemetry
-from tradebot.common.health import heartbeat_key
+from tradebot.common.keys import heartbeat_key
 from tradebot.market_data.service import SyntheticMarketDataService
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.service import StorageService

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from support.services import eventually, running
-from tradebot.common import bus
+from tradebot.common import keys
 from tradebot.common.health import HealthState
 from tradebot.common.heartbeat import read_health
 from tradebot.execution.service import ExecutionService
@@ -39,7 +39,7 @@ async def test_ticks_become_signals_orders_fills_and_rows(make_settings, redis, 
                     return await conn.fetchval("SELECT count(*) FROM fills") > 0
 
                 await eventually(filled_and_stored, what="a fill stored in PostgreSQL")
-            published = await redis.xlen(bus.TICKS)
+            published = await redis.xlen(keys.TICKS)
 
             async def all_ticks_stored() -> bool:
                 return await count(conn, "price_ticks_synthetic") == published

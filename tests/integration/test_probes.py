@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from support.services import eventually, running, service_process, stop_process
-from tradebot.common.health import heartbeat_key
+from tradebot.common.keys import heartbeat_key
 from tradebot.strategy.service import StrategyService
 
 pytestmark = pytest.mark.integration

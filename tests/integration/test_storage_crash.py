@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from support.services import eventually, service_process, stop_process
-from tradebot.common import bus
+from tradebot.common import keys
 from tradebot.market_data.publishing import TickPublisher
 from tradebot.market_data.synthetic import SyntheticMarket
 from tradebot.storage.schema import ensure_schema
@@ -40,7 +40,7 @@ async def test_sigkill_mid_batch_then_restart_stores_each_tick_once(redis_url, r
         stop_process(first, signal.SIGKILL)
     stored_at_kill = await conn.fetchval("SELECT count(*) FROM price_ticks_synthetic")
     assert stored_at_kill < TICKS, "killed before the end"
-    pending = await redis.xpending(bus.TICKS, "storage")
+    pending = await redis.xpending(keys.TICKS, "storage")
     assert pending["pending"] > 0, "the killed consumer left entries pending"
 
     # Another pod takes over: it must reclaim what the dead one left pending.
@@ -48,11 +48,11 @@ async def test_sigkill_mid_batch_then_restart_stores_each_tick_once(redis_url, r
     try:
 
         async def drained() -> bool:
-            groups = {g["name"]: g for g in await redis.xinfo_groups(bus.TICKS)}
+            groups = {g["name"]: g for g in await redis.xinfo_groups(keys.TICKS)}
             info = groups[b"storage"]
             return (
                 info["pending"] == 0
-                and info["last-delivered-id"] == (await redis.xinfo_stream(bus.TICKS))["last-generated-id"]
+                and info["last-delivered-id"] == (await redis.xinfo_stream(keys.TICKS))["last-generated-id"]
             )
 
         await eventually(drained, within=120, what="the restarted storage to drain the stream")

@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from k8s.controlplane import REPO_ROOT
 from support.services import wait_for
-from tradebot.common.health import errors_key, heartbeat_key
+from tradebot.common.keys import errors_key, heartbeat_key
 from tradebot_operator import GROUP, PLURAL, VERSION
 from tradebot_operator.config import OperatorConfig
 from tradebot_operator.run import operator

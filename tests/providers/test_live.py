@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from support.services import eventually, running
-from tradebot.common.health import errors_key, heartbeat_key
+from tradebot.common.keys import errors_key, heartbeat_key
 from tradebot.market_data.alpaca import AlpacaMarketDataService
 from tradebot.market_data.polygon import PolygonMarketDataService
 from tradebot.storage.schema import ensure_schema

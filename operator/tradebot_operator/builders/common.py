@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tradebot.common.health import MARKET_DATA_SERVICE_BY_SOURCE
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator import API_VERSION, KIND, MANAGED_BY
 from tradebot_operator.crd import apply_defaults
 
@@ -36,7 +36,7 @@ class Stack:
 
     @property
     def market_data_service(self) -> str:
-        return MARKET_DATA_SERVICE_BY_SOURCE[self.spec["dataSource"]]
+        return DATA_SOURCES[self.spec["dataSource"]].service_id
 
     @property
     def service_ids(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import quote
 
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders.common import APP_PORTS, PROBE_PORT, Obj, Stack, metadata
 
 DB_USER = "tradebot"
@@ -36,11 +37,7 @@ SERVICE_VARIABLES: dict[str, tuple[str, ...]] = {
 # Services that reach PostgreSQL get DATABASE_URL from the generated Secret; no other does.
 DATABASE_SERVICES = ("storage", "api")
 # Provider credentials: variable names, which are also the keys expected in spec.credentials.secretRef.
-CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {
-    "synthetic": (),
-    "alpaca": ("ALPACA_KEY", "ALPACA_SECRET"),
-    "polygon": ("POLYGON_API_KEY",),
-}
+CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {name: s.credentials for name, s in DATA_SOURCES.items()}
 
 
 def config_name(stack: Stack) -> str:

@@ -9,13 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import orjson
 from redis.asyncio import Redis
 
 from tradebot.api.models import Account, Position
-from tradebot.execution.portfolio import Portfolio
-from tradebot.execution.service import PORTFOLIO_KEY
-from tradebot.market_data.publishing import LATEST_PRICES_KEY
+from tradebot.common import keys
+from tradebot.execution.portfolio import Portfolio, load_portfolio
 
 
 def account_summary(portfolio: Portfolio, prices: Mapping[str, float], now: datetime) -> Account:
@@ -50,21 +48,7 @@ def account_summary(portfolio: Portfolio, prices: Mapping[str, float], now: date
     )
 
 
-def prices_from_hash(raw: Mapping[bytes, bytes]) -> dict[str, float]:
-    """`prices:latest` (symbol -> tick JSON) as symbol -> price; unreadable entries are skipped."""
-    prices = {}
-    for symbol, tick in raw.items():
-        try:
-            prices[symbol.decode()] = float(orjson.loads(tick)["price"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            continue
-    return prices
-
-
 async def read_account(redis: Redis, starting_cash: float) -> Account:
     """The live account from Redis: the stored portfolio (or a fresh one) at the latest prices."""
-    raw_portfolio, raw_prices = await redis.get(PORTFOLIO_KEY), await redis.hgetall(LATEST_PRICES_KEY)
-    portfolio = (
-        Portfolio.model_validate_json(raw_portfolio) if raw_portfolio else Portfolio.opening(starting_cash)
-    )
-    return account_summary(portfolio, prices_from_hash(raw_prices), datetime.now(UTC))
+    portfolio = await load_portfolio(redis, starting_cash)
+    return account_summary(portfolio, await keys.read_latest_prices(redis), datetime.now(UTC))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from tradebot.api.models import ServiceStatus
-from tradebot.common.health import MARKET_DATA_SERVICE_BY_SOURCE
 from tradebot.common.heartbeat import ServiceHealth, read_health
+from tradebot.providers.registry import DATA_SOURCES
 
 
 def service_status(health: ServiceHealth, data_source: str) -> ServiceStatus:
@@ -18,7 +18,8 @@ def service_status(health: ServiceHealth, data_source: str) -> ServiceStatus:
         heartbeat_age=health.heartbeat_age,
         error_count=health.error_count,
         status=health.status,
-        active_market_data=health.service == MARKET_DATA_SERVICE_BY_SOURCE.get(data_source),
+        active_market_data=health.service
+        == (DATA_SOURCES[data_source].service_id if data_source in DATA_SOURCES else None),
     )
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from importlib import import_module
 from typing import Any, Literal, Protocol
 
 from tradebot.backfill.http import ProviderHTTP
 from tradebot.backfill.ratelimit import Pacer
 from tradebot.common.models import PriceTick
 from tradebot.common.settings import Settings
+from tradebot.providers.registry import DATA_SOURCES, history_sources
 
 Kind = Literal["bars", "trades"]
 KINDS: tuple[Kind, ...] = ("bars", "trades")
@@ -64,22 +66,18 @@ async def paginate(
 
 
 def history_source(source: str, settings: Settings, pacer: Pacer) -> HistorySource:
-    """The REST history of `source` ('alpaca' or 'polygon')."""
-    from tradebot.backfill.alpaca_rest import AlpacaHistory
-    from tradebot.backfill.polygon_rest import PolygonHistory
-
-    sources: dict[str, type] = {"alpaca": AlpacaHistory, "polygon": PolygonHistory}
-    if source not in sources:
-        raise ValueError(f"no REST history for source {source!r}; choose alpaca or polygon")
-    return sources[source](settings, pacer)
-
-
-CREDENTIALS = {"alpaca": ("ALPACA_KEY", "ALPACA_SECRET"), "polygon": ("POLYGON_API_KEY",)}
+    """The REST history of `source` (a registry source with `history`)."""
+    path = DATA_SOURCES[source].history if source in DATA_SOURCES else None
+    if path is None:
+        raise ValueError(f"no REST history for source {source!r}; choose {' or '.join(history_sources())}")
+    module, _, name = path.partition(":")
+    history: HistorySource = getattr(import_module(module), name)(settings, pacer)
+    return history
 
 
 def credentials_problem(source: str, settings: Settings) -> str | None:
     """Which of the provider's variables are unset, in words an operator acts on; None when all are set."""
-    names = CREDENTIALS[source]
+    names = DATA_SOURCES[source].credentials
     missing = [name for name in names if not getattr(settings, name.lower())]
     if not missing:
         return None

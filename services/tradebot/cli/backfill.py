@@ -15,6 +15,7 @@ from tradebot.backfill.http import ProviderAuthError, ProviderError
 from tradebot.backfill.sources import KINDS, Kind, credentials_problem
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols, normalise_symbol
+from tradebot.providers.registry import history_sources
 
 console = Console(stderr=True)
 out = Console()
@@ -51,8 +52,9 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 def resolve_source(source: str | None, settings: Settings) -> str:
     chosen = source or settings.data_source
-    if chosen not in ("alpaca", "polygon"):
-        raise fail(f"backfill needs --source alpaca or polygon (DATA_SOURCE is {settings.data_source!r})")
+    if chosen not in history_sources():
+        named = f"--source is {source!r}" if source else f"DATA_SOURCE is {settings.data_source!r}"
+        raise fail(f"backfill needs --source {' or '.join(history_sources())} ({named})")
     problem = credentials_problem(chosen, settings)
     if problem:
         raise fail(problem)

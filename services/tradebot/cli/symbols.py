@@ -22,6 +22,7 @@ from tradebot.common.symbols import (
     select_symbols,
     websocket_symbols,
 )
+from tradebot.providers.registry import DATA_SOURCES
 
 console = Console(stderr=True)
 out = Console()
@@ -234,8 +235,8 @@ def samples(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write a sample `.env.<mode>` per symbol mode (copy one to `.env`)."""
-    if source not in ("synthetic", "alpaca", "polygon"):
-        raise fail(f"--source {source!r} is not one of: synthetic, alpaca, polygon")
+    if source not in DATA_SOURCES:
+        raise fail(f"--source {source!r} is not one of: {', '.join(DATA_SOURCES)}")
     paths = {mode: directory / f".env.{mode}" for mode in MODES}
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not force:

@@ -21,13 +21,9 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tradebot.common import wire
+from tradebot.common.keys import FILLS, ORDERS, POSITIONS, SIGNALS, TICKS, dead_letter_stream
 from tradebot.common.models import Fill, Message, Order, Position, PriceTick, TradeSignal
 
-TICKS = "ticks"
-SIGNALS = "signals"
-ORDERS = "orders"
-FILLS = "fills"
-POSITIONS = "positions"
 DEAD_LETTER_MAXLEN = 100_000
 STREAM_MODELS: dict[str, type[Message]] = {
     TICKS: PriceTick,
@@ -38,10 +34,6 @@ STREAM_MODELS: dict[str, type[Message]] = {
 }
 
 log = logging.getLogger(__name__)
-
-
-def dead_letter_stream(stream: str) -> str:
-    return f"{stream}:dead"
 
 
 def consumer_name(service_id: str) -> str:

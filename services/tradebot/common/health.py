@@ -12,13 +12,6 @@ DEGRADED_AFTER = 30.0
 UNHEALTHY_AFTER = 60.0
 DEAD_AFTER = 300.0
 
-# Market data has one service id per source.
-MARKET_DATA_SERVICE_BY_SOURCE = {
-    "synthetic": "market_data",
-    "alpaca": "alpaca_market_data",
-    "polygon": "polygon_market_data",
-}
-
 
 class HealthState(StrEnum):
     HEALTHY = "healthy"
@@ -26,14 +19,6 @@ class HealthState(StrEnum):
     UNHEALTHY = "unhealthy"
     DEAD = "dead"
     ERROR = "error"
-
-
-def heartbeat_key(service_id: str) -> str:
-    return f"service:{service_id}:heartbeat"
-
-
-def errors_key(service_id: str) -> str:
-    return f"service:{service_id}:errors"
 
 
 def classify(heartbeat_age: float | None, error_count: int) -> HealthState:

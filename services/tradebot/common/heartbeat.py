@@ -24,9 +24,8 @@ from tradebot.common.health import (
     HealthState,
     classify,
     display_name,
-    errors_key,
-    heartbeat_key,
 )
+from tradebot.common.keys import ERRORS_PATTERN, HEARTBEAT_PATTERN, errors_key, heartbeat_key
 
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = int(DEAD_AFTER * 2)
@@ -113,7 +112,7 @@ def health_from_raw(
 async def discover_service_ids(redis: Redis) -> list[str]:
     """Every service that has written a heartbeat or counted an error."""
     found: set[str] = set()
-    for pattern in ("service:*:heartbeat", "service:*:errors"):
+    for pattern in (HEARTBEAT_PATTERN, ERRORS_PATTERN):
         async for key in redis.scan_iter(match=pattern, count=500):
             found.add(key.decode().split(":", 2)[1])
     return sorted(found)

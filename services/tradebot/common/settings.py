@@ -13,7 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DataSource = Literal["synthetic", "alpaca", "polygon"]
+from tradebot.providers.registry import DEFAULT_SOURCE, DataSourceName, data_source
+
 SymbolMode = Literal["custom", "popular", "large", "mid", "small", "all"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -39,7 +40,7 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://localhost:6379", description="Redis connection URL")
 
     # Market data and symbols.
-    data_source: DataSource = "synthetic"
+    data_source: DataSourceName = DEFAULT_SOURCE
     symbol_mode: SymbolMode = "custom"
     symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
     max_symbols: int = Field(500, ge=1, le=20_000)
@@ -145,11 +146,10 @@ class Settings(BaseSettings):
 
     def credentials_problem(self) -> str | None:
         """Why the chosen data source cannot start, or None when its keys are present."""
-        if self.data_source == "alpaca" and not (self.alpaca_key and self.alpaca_secret):
-            return "DATA_SOURCE=alpaca needs ALPACA_KEY and ALPACA_SECRET"
-        if self.data_source == "polygon" and not self.polygon_api_key:
-            return "DATA_SOURCE=polygon needs POLYGON_API_KEY"
-        return None
+        needed = data_source(self.data_source).credentials
+        if all(getattr(self, name.lower()) for name in needed):
+            return None
+        return f"DATA_SOURCE={self.data_source} needs {' and '.join(needed)}"
 
 
 def describe_validation_error(error: ValidationError) -> str:

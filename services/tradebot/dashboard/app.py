@@ -18,11 +18,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 
-from tradebot.common.health import MARKET_DATA_SERVICE_BY_SOURCE
 from tradebot.common.heartbeat import discover_service_ids, reset_errors
 from tradebot.common.probes import ProbeCheck, probe_routes
 from tradebot.common.settings import Settings
 from tradebot.dashboard.fanout import Hub, serve_client
+from tradebot.providers.registry import DATA_SOURCES
 
 STATIC = Path(__file__).parent / "static"
 SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -48,7 +48,7 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
     async def config() -> dict:
         return {
             "source": settings.data_source,
-            "market_data_service": MARKET_DATA_SERVICE_BY_SOURCE.get(settings.data_source),
+            "market_data_service": DATA_SOURCES[settings.data_source].service_id,
         }
 
     @app.websocket("/ws")

@@ -10,18 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from tradebot.api.account import read_account
 from tradebot.api.status import service_statuses
-from tradebot.common import bus, wire
-from tradebot.common.models import Message, PriceTick
+from tradebot.common import keys, wire
+from tradebot.common.models import Message
 from tradebot.dashboard.frames import Frame, event, price_update
-from tradebot.market_data.publishing import LATEST_PRICES_KEY
 
 log = logging.getLogger(__name__)
-LIVE_STREAMS = (bus.TICKS, bus.SIGNALS, bus.ORDERS, bus.FILLS, bus.POSITIONS)
+LIVE_STREAMS = (keys.TICKS, keys.SIGNALS, keys.ORDERS, keys.FILLS, keys.POSITIONS)
 RECENT_EVENTS = 30
 
 
@@ -57,7 +55,7 @@ class StreamFeed:
 async def recent_events(redis: Redis) -> list[dict[str, Any]]:
     """The last few signals, orders and fills, oldest first, for a browser that just connected."""
     events: list[dict[str, Any]] = []
-    for stream in (bus.SIGNALS, bus.ORDERS, bus.FILLS):
+    for stream in (keys.SIGNALS, keys.ORDERS, keys.FILLS):
         entries = await redis.xrevrange(stream, count=RECENT_EVENTS)
         events += [event(m) for m in decode_entries([(stream, entries)])]
     return sorted(events, key=lambda e: e["time"])
@@ -73,15 +71,9 @@ async def live_account(redis: Redis, starting_cash: float) -> dict[str, Any]:
 
 async def snapshot(redis: Redis, data_source: str, starting_cash: float) -> Frame:
     """Everything a new browser needs before the live frames: latest prices, recent events, state."""
-    prices = {}
-    for raw in (await redis.hgetall(LATEST_PRICES_KEY)).values():
-        try:
-            tick = PriceTick.model_validate_json(raw)
-        except ValidationError:
-            continue
-        prices[tick.symbol] = price_update(tick)
+    ticks = await keys.read_latest_ticks(redis)
     return Frame(
-        prices=prices,
+        prices={symbol: price_update(tick) for symbol, tick in ticks.items()},
         events=tuple(await recent_events(redis)),
         health=await live_health(redis, data_source),
         account=await live_account(redis, starting_cash),

@@ -9,7 +9,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
+from tradebot.common import keys
 from tradebot.common.models import Fill, Position, Side
 
 
@@ -92,3 +95,9 @@ class Portfolio(BaseModel):
             unrealized_pnl=(holding.market_price - holding.average_price) * holding.quantity,
             time=fill.time,
         )
+
+
+async def load_portfolio(redis: Redis | Pipeline, starting_cash: float) -> Portfolio:
+    """The stored account (`execution:portfolio`), or a fresh one with the starting cash."""
+    raw = await redis.get(keys.PORTFOLIO)
+    return Portfolio.model_validate_json(raw) if raw else Portfolio.opening(starting_cash)

@@ -14,30 +14,20 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-import orjson
 import redis.exceptions
 
-from tradebot.common import bus
+from tradebot.common import keys
 from tradebot.common.bus import Delivery
 from tradebot.common.models import TradeSignal
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced
 from tradebot.execution.paper import TradingCosts, execute_signal
-from tradebot.execution.portfolio import Portfolio
+from tradebot.execution.portfolio import Portfolio, load_portfolio
 from tradebot.execution.risk import RiskLimits
-from tradebot.market_data.publishing import LATEST_PRICES_KEY
 
 log = logging.getLogger(__name__)
-PORTFOLIO_KEY = "execution:portfolio"
-PROCESSED_SIGNALS_KEY = "execution:processed_signals"
 PROCESSED_RETENTION_SECONDS = 7 * 24 * 3600
-
-
-async def load_portfolio(redis, starting_cash: float) -> Portfolio:
-    """The stored account, or a fresh one with the starting cash."""
-    raw = await redis.get(PORTFOLIO_KEY)
-    return Portfolio.model_validate_json(raw) if raw else Portfolio.opening(starting_cash)
 
 
 class ExecutionService:
@@ -50,7 +40,7 @@ class ExecutionService:
         self.starting_cash = settings.starting_cash
 
     async def run(self, ctx: ServiceContext) -> None:
-        self.consumer = ctx.consumer([bus.SIGNALS], count=500)
+        self.consumer = ctx.consumer([keys.SIGNALS], count=500)
         self.publisher = ctx.publisher()
         await self.consumer.setup()
         ctx.ready = True
@@ -63,7 +53,7 @@ class ExecutionService:
                 ctx.handled_batch(len(deliveries))
             if time.monotonic() >= next_trim:
                 cutoff = time.time() - PROCESSED_RETENTION_SECONDS
-                await ctx.redis.zremrangebyscore(PROCESSED_SIGNALS_KEY, "-inf", cutoff)
+                await ctx.redis.zremrangebyscore(keys.PROCESSED_SIGNALS, "-inf", cutoff)
                 next_trim = time.monotonic() + 3600
 
     async def handle(self, deliveries: list[Delivery]) -> Counter:
@@ -79,9 +69,9 @@ class ExecutionService:
                     continue  # another replica changed the portfolio first: decide again
 
     async def _execute_batch(self, pipe, deliveries: list[Delivery]) -> Counter:
-        await pipe.watch(PORTFOLIO_KEY, PROCESSED_SIGNALS_KEY)
+        await pipe.watch(keys.PORTFOLIO, keys.PROCESSED_SIGNALS)
         signals: list[TradeSignal] = [d.message for d in deliveries]  # type: ignore[misc]
-        already_done = await pipe.zmscore(PROCESSED_SIGNALS_KEY, [s.id for s in signals])
+        already_done = await pipe.zmscore(keys.PROCESSED_SIGNALS, [s.id for s in signals])
         portfolio = await load_portfolio(pipe, self.starting_cash)
         portfolio.mark(await self._latest_prices(pipe, portfolio))
         outcomes: Counter = Counter()
@@ -97,25 +87,21 @@ class ExecutionService:
                 result = execute_signal(
                     portfolio, signal, self.base_quantity, self.limits, self.costs, datetime.now(UTC)
                 )
-            self.publisher.add_to(pipe, bus.ORDERS, result.order, tp)
+            self.publisher.add_to(pipe, keys.ORDERS, result.order, tp)
             if result.fill is not None and result.position is not None:
-                self.publisher.add_to(pipe, bus.FILLS, result.fill, tp)
-                self.publisher.add_to(pipe, bus.POSITIONS, result.position, tp)
+                self.publisher.add_to(pipe, keys.FILLS, result.fill, tp)
+                self.publisher.add_to(pipe, keys.POSITIONS, result.position, tp)
                 outcomes["orders_filled"] += 1
             else:
                 outcomes["orders_rejected"] += 1
                 log.info("order rejected", extra={"signal": signal.id, "reason": result.order.reason})
         if executed:
-            pipe.set(PORTFOLIO_KEY, portfolio.model_dump_json())
-            pipe.zadd(PROCESSED_SIGNALS_KEY, dict.fromkeys(executed, time.time()))
-        pipe.xack(bus.SIGNALS, self.consumer.group, *(d.entry_id for d in deliveries))
+            pipe.set(keys.PORTFOLIO, portfolio.model_dump_json())
+            pipe.zadd(keys.PROCESSED_SIGNALS, dict.fromkeys(executed, time.time()))
+        pipe.xack(keys.SIGNALS, self.consumer.group, *(d.entry_id for d in deliveries))
         await pipe.execute()
         return outcomes
 
     @staticmethod
     async def _latest_prices(pipe, portfolio: Portfolio) -> dict[str, float]:
-        symbols = list(portfolio.open_positions())
-        if not symbols:
-            return {}
-        values = await pipe.hmget(LATEST_PRICES_KEY, symbols)
-        return {s: orjson.loads(v)["price"] for s, v in zip(symbols, values, strict=True) if v}
+        return await keys.read_latest_prices(pipe, portfolio.open_positions())

@@ -11,20 +11,19 @@ import asyncpg
 from rich.console import Console
 from rich.panel import Panel
 
-from tradebot.catalog import SERVICES
-from tradebot.common.health import MARKET_DATA_SERVICE_BY_SOURCE
+from tradebot.catalog import PIPELINE, SERVICES
 from tradebot.common.settings import Settings
 from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedServerError
 from tradebot.local.supervisor import Supervisor
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot.storage.schema import ensure_schema
 
 CONNECTION_FILE = "stack.env"
-PIPELINE_ORDER = ("strategy", "execution", "storage", "api", "dashboard")
 
 
 def stack_services(settings: Settings, only: list[str] | None) -> list[str]:
     """The market-data service of DATA_SOURCE, then the rest of the pipeline that exists."""
-    wanted = [MARKET_DATA_SERVICE_BY_SOURCE[settings.data_source], *PIPELINE_ORDER]
+    wanted = [DATA_SOURCES[settings.data_source].service_id, *PIPELINE]
     chosen = [sid for sid in wanted if sid in SERVICES]
     if only:
         unknown = sorted(set(only) - set(SERVICES))

@@ -29,7 +29,7 @@ from typing import Protocol
 from tradebot.backfill.http import ProviderAuthError, ProviderError
 from tradebot.backfill.ratelimit import Pacer
 from tradebot.backfill.sources import HistorySource
-from tradebot.common import bus
+from tradebot.common import bus, keys
 from tradebot.common.backoff import Backoff
 from tradebot.common.connections import TRANSIENT_ERRORS
 from tradebot.common.models import PriceTick
@@ -44,11 +44,6 @@ GAP_MARGIN = timedelta(seconds=2)  # REST fill reaches this far past "now" (cloc
 MAX_GAP = timedelta(days=1)  # a longer outage is the backfill's job
 MAX_PENDING = 200_000  # ticks kept while Redis is away; the oldest go first (REST can refill them)
 RESUME_EVERY = 1.0  # seconds between writes of the resume point
-
-
-def resume_key(source: str) -> str:
-    """`market_data:<source>:last_trade`: the newest trade time published, so a restart fills its gap."""
-    return f"market_data:{source}:last_trade"
 
 
 Sink = Callable[[PriceTick], None]
@@ -141,7 +136,7 @@ class ProviderStreamService:
 
     async def _load_resume_point(self, ctx: ServiceContext) -> None:
         """After a restart, the gap to fill starts at the newest trade the last process published."""
-        raw = await ctx.redis.get(resume_key(self.feed.source))
+        raw = await ctx.redis.get(keys.provider_resume_key(self.feed.source))
         if raw and self._newest_event is None:
             try:
                 saved = datetime.fromisoformat(raw.decode())
@@ -152,7 +147,9 @@ class ProviderStreamService:
 
     async def _save_resume_point(self, ctx: ServiceContext) -> None:
         if self._newest_event is not None and time.monotonic() - self._resume_saved_at >= RESUME_EVERY:
-            await ctx.redis.set(resume_key(self.feed.source), self._newest_event.isoformat(), ex=MAX_GAP)
+            await ctx.redis.set(
+                keys.provider_resume_key(self.feed.source), self._newest_event.isoformat(), ex=MAX_GAP
+            )
             self._resume_saved_at = time.monotonic()
 
     async def _session(self, ctx: ServiceContext, backoff: Backoff) -> float:
@@ -255,7 +252,7 @@ class ProviderStreamService:
             for symbol in self.symbols:
                 async for rows in history.pages("trades", symbol, start, end):
                     ticks = [row for row in rows if isinstance(row, PriceTick)]
-                    await publisher.publish(bus.TICKS, ((tick, None) for tick in ticks))
+                    await publisher.publish(keys.TICKS, ((tick, None) for tick in ticks))
                     ctx.counters["gap_ticks"] += len(ticks)
             ctx.counters["gaps_filled"] += 1
             log.info("gap filled", extra={"source": self.feed.source, "from": str(start), "to": str(end)})

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from redis.asyncio import Redis
 
 from tradebot.common import bus, wire
+from tradebot.common.keys import LATEST_PRICES, TICKS
 from tradebot.common.models import PriceTick
 from tradebot.common.telemetry import traced
-
-LATEST_PRICES_KEY = "prices:latest"
 
 
 class TickPublisher:
@@ -32,7 +31,7 @@ class TickPublisher:
                 entries.append(wire.encode(tick, tp))
         latest = {tick.symbol: fields[b"d"] for tick, fields in zip(ticks, entries, strict=True)}
         pipe = self.redis.pipeline(transaction=False)
-        await self.publisher.append_encoded(pipe, bus.TICKS, entries)
-        pipe.hset(LATEST_PRICES_KEY, mapping=latest)
+        await self.publisher.append_encoded(pipe, TICKS, entries)
+        pipe.hset(LATEST_PRICES, mapping=latest)
         await pipe.execute()
         return len(ticks)

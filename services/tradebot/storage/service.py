@@ -13,7 +13,7 @@ import logging
 
 import asyncpg
 
-from tradebot.common import bus
+from tradebot.common import bus, keys
 from tradebot.common.bus import Delivery
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
@@ -22,7 +22,7 @@ from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
-STORED_STREAMS = (bus.TICKS, bus.SIGNALS, bus.ORDERS, bus.FILLS, bus.POSITIONS)
+STORED_STREAMS = (keys.TICKS, keys.SIGNALS, keys.ORDERS, keys.FILLS, keys.POSITIONS)
 
 
 class StorageService:

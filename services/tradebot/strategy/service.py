@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tradebot.common import bus
+from tradebot.common import keys
 from tradebot.common.models import PriceTick, TradeSignal
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
@@ -31,7 +31,7 @@ class StrategyService:
         return signals
 
     async def run(self, ctx: ServiceContext) -> None:
-        consumer = ctx.consumer([bus.TICKS])
+        consumer = ctx.consumer([keys.TICKS])
         publisher = ctx.publisher()
         await consumer.setup()
         ctx.ready = True
@@ -44,7 +44,7 @@ class StrategyService:
             signals = []
             for delivery in deliveries:
                 signals.extend(self.evaluate(delivery.message, delivery.traceparent))
-            await publisher.publish(bus.SIGNALS, signals)
+            await publisher.publish(keys.SIGNALS, signals)
             await consumer.ack(deliveries)
             ctx.counters["ticks_consumed"] += len(deliveries)
             ctx.handled_batch(len(deliveries))

@@ -1,0 +1,107 @@
+"""Every Redis key and stream the services share, with its codec: the one home of each name.
+
+ARCHITECTURE.md fixes these names (so the original system's documented commands
+keep working). A key is written by one service and read through the reader
+here, so a change of format is one edit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import orjson
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from tradebot.common.models import PriceTick
+
+# ---------------------------------------------------------------------------- streams
+TICKS = "ticks"
+SIGNALS = "signals"
+ORDERS = "orders"
+FILLS = "fills"
+POSITIONS = "positions"
+
+
+def dead_letter_stream(stream: str) -> str:
+    """`<stream>:dead`: entries a consumer could not decode or store, with the reason."""
+    return f"{stream}:dead"
+
+
+# ---------------------------------------------------------------------------- service health
+def heartbeat_key(service_id: str) -> str:
+    """`service:<id>:heartbeat`: JSON (timestamp, status, pid, host, counters), with a TTL."""
+    return f"service:{service_id}:heartbeat"
+
+
+def errors_key(service_id: str) -> str:
+    """`service:<id>:errors`: the service's error counter."""
+    return f"service:{service_id}:errors"
+
+
+HEARTBEAT_PATTERN = heartbeat_key("*")
+ERRORS_PATTERN = errors_key("*")
+
+# ---------------------------------------------------------------------------- market data
+LATEST_PRICES = "prices:latest"
+"""Hash: symbol -> the latest tick's wire JSON (`d` field of its stream entry)."""
+
+
+def provider_resume_key(source: str) -> str:
+    """`market_data:<source>:last_trade`: the newest trade time a provider feed published."""
+    return f"market_data:{source}:last_trade"
+
+
+def decode_latest_ticks(values: Iterable[bytes | None]) -> dict[str, PriceTick]:
+    """`prices:latest` values as symbol -> tick; unreadable entries are skipped (pure)."""
+    ticks: dict[str, PriceTick] = {}
+    for raw in values:
+        if raw:
+            try:
+                tick = PriceTick.model_validate_json(raw)
+            except ValidationError:
+                continue
+            ticks[tick.symbol] = tick
+    return ticks
+
+
+async def read_latest_ticks(
+    redis: Redis | Pipeline, symbols: Iterable[str] | None = None
+) -> dict[str, PriceTick]:
+    """The latest tick of `symbols` (default: every symbol that has one)."""
+    if symbols is None:
+        return decode_latest_ticks((await redis.hgetall(LATEST_PRICES)).values())
+    wanted = list(symbols)
+    return decode_latest_ticks(await redis.hmget(LATEST_PRICES, wanted)) if wanted else {}
+
+
+def decode_latest_prices(raw: Mapping[bytes, bytes | None]) -> dict[str, float]:
+    """`prices:latest` as symbol -> price, reading only each tick's `price` (pure)."""
+    prices: dict[str, float] = {}
+    for symbol, tick in raw.items():
+        try:
+            price = float(orjson.loads(tick or b"")["price"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        if price > 0:
+            prices[symbol.decode()] = price
+    return prices
+
+
+async def read_latest_prices(
+    redis: Redis | Pipeline, symbols: Iterable[str] | None = None
+) -> dict[str, float]:
+    """The latest price of `symbols` (default: every symbol that has one)."""
+    if symbols is None:
+        return decode_latest_prices(await redis.hgetall(LATEST_PRICES))
+    wanted = list(symbols)
+    values = await redis.hmget(LATEST_PRICES, wanted) if wanted else []
+    return decode_latest_prices({s.encode(): v for s, v in zip(wanted, values, strict=True)})
+
+
+# ---------------------------------------------------------------------------- execution
+PORTFOLIO = "execution:portfolio"
+"""The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
+PROCESSED_SIGNALS = "execution:processed_signals"
+"""Sorted set: signal id -> time it was executed (exactly-once record)."""

@@ -1,0 +1,77 @@
+"""The data sources TradeBot can run on: the one list everything else reads.
+
+Settings validate DATA_SOURCE against it, the service catalog and health find a
+source's market-data service here, the CLI offers its names, and the operator
+and the chart take the credential keys each source needs from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class DataSource:
+    """One source of market data.
+
+    `name` is DATA_SOURCE's value and the suffix of its tables; `service_id` the
+    market-data service that feeds it; `credentials` the environment variables it
+    needs (also the keys of a stack's credentials Secret); `service` and `history`
+    the import paths of its live service and of its REST history (None: it has none).
+    """
+
+    name: str
+    service_id: str
+    description: str
+    service: str
+    credentials: tuple[str, ...] = ()
+    history: str | None = None
+
+
+SYNTHETIC = DataSource(
+    name="synthetic",
+    service_id="market_data",
+    description="synthetic random-walk ticks onto the `ticks` stream",
+    service="tradebot.market_data.service:SyntheticMarketDataService",
+)
+ALPACA = DataSource(
+    name="alpaca",
+    service_id="alpaca_market_data",
+    description="Alpaca trades, quotes and bars (alpaca-py) onto `ticks`; gaps filled from REST",
+    service="tradebot.market_data.alpaca:AlpacaMarketDataService",
+    credentials=("ALPACA_KEY", "ALPACA_SECRET"),
+    history="tradebot.backfill.alpaca_rest:AlpacaHistory",
+)
+POLYGON = DataSource(
+    name="polygon",
+    service_id="polygon_market_data",
+    description="Polygon trades, quotes and minute bars (polygon-api-client) onto `ticks`",
+    service="tradebot.market_data.polygon:PolygonMarketDataService",
+    credentials=("POLYGON_API_KEY",),
+    history="tradebot.backfill.polygon_rest:PolygonHistory",
+)
+
+DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (SYNTHETIC, ALPACA, POLYGON)}
+DEFAULT_SOURCE = SYNTHETIC.name
+if TYPE_CHECKING:
+    DataSourceName = str
+else:  # a Literal of the registry's names, so settings and schemas list exactly these
+    DataSourceName = Literal[tuple(DATA_SOURCES)]
+
+
+def data_source(name: str) -> DataSource:
+    """The source called `name`; ValueError naming the known ones otherwise."""
+    if name not in DATA_SOURCES:
+        raise ValueError(f"unknown data source {name!r}; choose one of: {', '.join(DATA_SOURCES)}")
+    return DATA_SOURCES[name]
+
+
+def history_sources() -> list[str]:
+    """The sources with a REST history (what `tradebot backfill` can read)."""
+    return [name for name, source in DATA_SOURCES.items() if source.history]
+
+
+def market_data_service_ids() -> dict[str, str]:
+    """data source name -> its market-data service id."""
+    return {name: source.service_id for name, source in DATA_SOURCES.items()}
