@@ -24,7 +24,7 @@ def test_ticks_are_grouped_per_source_table():
         "price_ticks_alpaca": 1,
         "fills": 1,
     }
-    assert rows[tick_spec("synthetic", False)][1] == (NOW, "MSFT", 3.0, 5.0, None, None, 0.0, "c")
+    assert rows[tick_spec("synthetic", False)][1] == (NOW, "MSFT", 3.0, 5.0, None, None, 0.0, "c", "trade")
     assert rows[STATIC_TABLES[Fill]][0][0] == "f"
 
 

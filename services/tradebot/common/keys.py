@@ -7,6 +7,7 @@ here, so a change of format is one edit.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Mapping
 
 import orjson
@@ -18,10 +19,31 @@ from tradebot.common.models import PriceTick
 
 # ---------------------------------------------------------------------------- streams
 TICKS = "ticks"
+"""The tick stream; split by symbol into `ticks:<n>` when TICK_SHARDS > 1 (see `tick_stream`)."""
 SIGNALS = "signals"
 ORDERS = "orders"
 FILLS = "fills"
 POSITIONS = "positions"
+
+
+def tick_shard(symbol: str, shards: int) -> int:
+    """The shard of a symbol: crc32 of its UTF-8 name mod TICK_SHARDS (ARCHITECTURE.md)."""
+    return zlib.crc32(symbol.encode()) % shards
+
+
+def tick_stream(shard: int, shards: int) -> str:
+    """Shard n's stream: `ticks` for an unsharded stack (the original name), else `ticks:<n>`."""
+    return TICKS if shards == 1 else f"{TICKS}:{shard}"
+
+
+def tick_streams(shards: int) -> list[str]:
+    """Every tick stream of a stack (what storage and the dashboard read)."""
+    return [tick_stream(n, shards) for n in range(shards)]
+
+
+def owned_shards(replica_index: int, replica_count: int, shards: int) -> list[int]:
+    """The shards replica k of R reads: n with n mod R = k (so each symbol has one reader)."""
+    return [n for n in range(shards) if n % replica_count == replica_index]
 
 
 def dead_letter_stream(stream: str) -> str:

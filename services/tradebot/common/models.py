@@ -10,7 +10,7 @@ import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -54,7 +54,13 @@ class Message(BaseModel):
     kind: ClassVar[str]
 
 
+TickType = Literal["trade", "quote", "bar"]
+
+
 class PriceTick(Message):
+    """A market event of one symbol: a trade, a quote (priced at its midpoint) or a closed
+    1-minute bar (priced at its close). Strategies declare which of these they consume."""
+
     kind: ClassVar[str] = "tick"
 
     id: str = Field(default_factory=new_id, min_length=1, max_length=64)
@@ -66,6 +72,7 @@ class PriceTick(Message):
     bid: NonNegativeFloat | None = None
     ask: NonNegativeFloat | None = None
     volume: NonNegativeFloat = 0
+    type: TickType = "trade"
 
 
 class TradeSignal(Message):

@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     probe_port: int = Field(0, ge=0, le=65_535, description="health endpoint port; 0 picks one")
     stream_maxlen: int = Field(1_000_000, ge=1_000, description="approximate MAXLEN of each stream")
     batch_size: int = Field(1_000, ge=1, le=100_000, description="stream entries read per call")
+    tick_shards: int = Field(
+        1, ge=1, le=1_024, description="tick streams split by symbol (part of a stack's identity)"
+    )
+    replica_index: int = Field(0, ge=0, le=1_023, description="this replica's index k (pod ordinal)")
+    replica_count: int = Field(1, ge=1, le=1_024, description="replicas R of a sharded service")
     claim_idle_seconds: float = Field(
         30, gt=0, le=86_400, description="reclaim entries another consumer left pending this long"
     )
@@ -140,6 +145,13 @@ class Settings(BaseSettings):
             raise ValueError("SYMBOLS must list at least one symbol when SYMBOL_MODE=custom")
         if self.sma_short_window >= self.sma_long_window:
             raise ValueError("SMA_SHORT_WINDOW must be smaller than SMA_LONG_WINDOW")
+        if self.replica_index >= self.replica_count:
+            raise ValueError(f"REPLICA_INDEX must be below REPLICA_COUNT ({self.replica_count})")
+        if self.replica_count > self.tick_shards:
+            raise ValueError(
+                f"REPLICA_COUNT={self.replica_count} exceeds TICK_SHARDS={self.tick_shards}: "
+                "a replica would own no shard"
+            )
         if self.rsi_oversold >= self.rsi_overbought:
             raise ValueError("RSI_OVERSOLD must be below RSI_OVERBOUGHT")
         return self

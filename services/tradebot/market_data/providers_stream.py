@@ -204,7 +204,7 @@ class ProviderStreamService:
         self._last_message = time.monotonic()
         self._session_had_data = True
         self._pending.append(tick)
-        if tick.id.startswith("t") and (self._newest_event is None or tick.time > self._newest_event):
+        if tick.type == "trade" and (self._newest_event is None or tick.time > self._newest_event):
             self._newest_event = tick.time
 
     async def _flush_forever(self, ctx: ServiceContext, publisher: TickPublisher) -> None:

@@ -65,9 +65,12 @@ def quote_tick(
         price=round((bid + ask) / 2, 6),
         bid=bid,
         ask=ask,
+        type="quote",
     )
 
 
 def bar_tick(source: str, symbol: str, time: datetime, close: float, volume: float) -> PriceTick:
     """A closed 1-minute bar: its close, with the bar's volume but no trade size."""
-    return PriceTick(id="b1m", source=source, symbol=symbol, time=time, price=close, volume=volume)
+    return PriceTick(
+        id="b1m", source=source, symbol=symbol, time=time, price=close, volume=volume, type="bar"
+    )

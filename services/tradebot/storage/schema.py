@@ -93,8 +93,10 @@ CREATE TABLE IF NOT EXISTS {table} (
     ask double precision,
     volume double precision NOT NULL,
     id text NOT NULL,
+    type text NOT NULL DEFAULT 'trade',
     PRIMARY KEY (symbol, time, id)
 );
+ALTER TABLE {table} ADD COLUMN IF NOT EXISTS type text NOT NULL DEFAULT 'trade';
 CREATE INDEX IF NOT EXISTS {table}_time ON {table} (time DESC);
 """
 

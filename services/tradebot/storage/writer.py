@@ -27,7 +27,7 @@ from tradebot.common.tables import (
 )
 from tradebot.storage.schema import Schema
 
-TICK_COLUMNS = ("time", "symbol", "price", "size", "bid", "ask", "volume", "id")
+TICK_COLUMNS = ("time", "symbol", "price", "size", "bid", "ask", "volume", "id", "type")
 
 
 @dataclass(frozen=True)
