@@ -6,7 +6,6 @@ import asyncpg
 import pytest
 
 from support.services import eventually, running
-from tradebot.common import keys
 from tradebot.common.health import HealthState
 from tradebot.common.heartbeat import read_health
 from tradebot.execution.service import ExecutionService
@@ -33,13 +32,13 @@ async def test_ticks_become_signals_orders_fills_and_rows(make_settings, redis, 
         StrategyService(settings), ExecutionService(settings), StorageService(settings), settings=settings
     ):
         try:
-            async with running(market, settings=settings):
+            async with running(market, settings=settings) as [market_runtime]:
 
                 async def filled_and_stored() -> bool:
                     return await conn.fetchval("SELECT count(*) FROM fills") > 0
 
                 await eventually(filled_and_stored, what="a fill stored in PostgreSQL")
-            published = await redis.xlen(keys.TICKS)
+            published = market_runtime.ctx.counters["ticks_published"]  # entries carry batches of ticks
 
             async def all_ticks_stored() -> bool:
                 return await count(conn, "price_ticks_synthetic") == published

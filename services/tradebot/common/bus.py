@@ -1,4 +1,9 @@
-"""Redis Streams: publishing in pipelines and consuming through consumer groups.
+"""Redis Streams: publishing in batches and consuming through consumer groups.
+
+Publishers put up to `wire.MAX_BATCH` messages in one entry, and trim a stream
+only below the oldest entry some consumer group has not acknowledged (so a
+stopped or slow consumer never loses anything to trimming); a stream that stays
+over STREAM_MAXLEN because a group is behind raises an alarm instead.
 
 Consumers read their own pending entries first after a restart, reclaim entries
 left pending by dead consumers (XAUTOCLAIM), acknowledge only what the caller
@@ -14,8 +19,9 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from itertools import islice
 
+import msgspec
 import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -25,6 +31,7 @@ from tradebot.common.keys import FILLS, ORDERS, POSITIONS, SIGNALS, TICKS, dead_
 from tradebot.common.models import Fill, Message, Order, Position, PriceTick, TradeSignal
 
 DEAD_LETTER_MAXLEN = 100_000
+TRIM_INTERVAL = 1.0  # seconds between trims of a stream a publisher writes
 STREAM_MODELS: dict[str, type[Message]] = {
     TICKS: PriceTick,
     SIGNALS: TradeSignal,
@@ -41,9 +48,18 @@ def consumer_name(service_id: str) -> str:
     return os.environ.get("CONSUMER_NAME") or f"{service_id}-{socket.gethostname()}"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One decoded entry, to be acknowledged once its effect is durable."""
+def stream_model(stream: str) -> type[Message] | None:
+    """The model a stream carries: `ticks:<n>` (a tick shard) carries ticks like `ticks`."""
+    base, _, shard = stream.partition(":")
+    return STREAM_MODELS.get(base) if not shard or shard.isdigit() else None
+
+
+class Delivery(msgspec.Struct, frozen=True, gc=False):
+    """One decoded message, to be acknowledged once its effect is durable.
+
+    Messages of one entry share its `entry_id`: acknowledge them together (as `read` returns
+    them). Untracked by the garbage collector, like the messages, as there is one per tick.
+    """
 
     stream: str
     entry_id: bytes
@@ -51,60 +67,117 @@ class Delivery:
     traceparent: str | None
 
 
-# Appends a batch of entries to one stream in a single command, then trims the stream once.
-# Per entry, ARGV holds its field count and field/value pairs. One EVALSHA instead of one
-# XADD per entry cuts the client's per-command cost, which dominates at high tick rates.
-APPEND_BATCH_SCRIPT = """
-local i, appended = 2, 0
-while i <= #ARGV do
-  local pairs = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + 2 * pairs))
-  i = i + 1 + 2 * pairs
-  appended = appended + 1
+# Trims a stream to about ARGV[1] entries, never below the oldest entry a consumer group still
+# needs (its oldest pending entry, or the one after its last delivered). Returns the length left
+# and the group holding the stream back (false when none does).
+TRIM_SCRIPT = """
+local function older(a, b)
+  local ams, aseq = string.match(a, '(%d+)-(%d+)')
+  local bms, bseq = string.match(b, '(%d+)-(%d+)')
+  ams, bms = tonumber(ams), tonumber(bms)
+  return ams < bms or (ams == bms and tonumber(aseq) < tonumber(bseq))
 end
-redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[1])
-return appended
+local maxlen = tonumber(ARGV[1])
+local length = redis.call('XLEN', KEYS[1])
+if length <= maxlen then return {length, false} end
+local floor, holder = nil, false
+for _, fields in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local group = {}
+  for i = 1, #fields, 2 do group[fields[i]] = fields[i + 1] end
+  local needed = group['last-delivered-id']
+  if group['pending'] > 0 then needed = redis.call('XPENDING', KEYS[1], group['name'])[2] end
+  if floor == nil or older(needed, floor) then floor, holder = needed, group['name'] end
+end
+if floor == nil then
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', maxlen)
+else
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', floor, 'LIMIT', length - maxlen)
+end
+length = redis.call('XLEN', KEYS[1])
+if length <= maxlen then holder = false end
+return {length, holder}
 """
+
+OverflowHook = Callable[[str, int, str | None], Awaitable[None]]
+"""Called with (stream, length, group holding it back) while a stream stays over its limit,
+and with (stream, length, None) once it is back under."""
 
 
 class Publisher:
-    """Appends messages to streams, trimming them to an approximate MAXLEN."""
+    """Appends messages to streams in batches and trims them behind their slowest consumer group."""
 
-    def __init__(self, redis: Redis, maxlen: int) -> None:
+    def __init__(self, redis: Redis, maxlen: int, on_overflow: OverflowHook | None = None) -> None:
         self.redis = redis
         self.maxlen = maxlen
-        self._append_batch = redis.register_script(APPEND_BATCH_SCRIPT)
+        self.on_overflow = on_overflow
+        self.overflowing: dict[str, int] = {}  # stream -> its length, while over `maxlen`
+        self._trim = redis.register_script(TRIM_SCRIPT)
+        self._next_trim: dict[str, float] = {}
 
     def add_to(self, pipe: Pipeline, stream: str, message: Message, traceparent: str | None = None) -> None:
-        """Queue one XADD on a pipeline (lets callers make it part of a MULTI)."""
-        pipe.xadd(stream, wire.encode(message, traceparent), maxlen=self.maxlen, approximate=True)
+        """Queue one message as its own entry on a pipeline (lets callers make it part of a MULTI)."""
+        pipe.xadd(stream, wire.encode(message, traceparent))
+        self._next_trim.setdefault(stream, 0.0)
 
-    async def append_encoded(
-        self, pipe: Pipeline, stream: str, entries: Sequence[dict[bytes, bytes]]
-    ) -> None:
-        """Queue already-encoded entries on a pipeline as one batched append."""
-        args: list = [self.maxlen]
+    def append_encoded(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
+        """Queue already-encoded entries on a pipeline."""
         for fields in entries:
-            args.append(len(fields))
-            for item in fields.items():
-                args.extend(item)
-        await self._append_batch(keys=[stream], args=args, client=pipe)
+            pipe.xadd(stream, fields)
+        self._next_trim.setdefault(stream, 0.0)
 
     async def publish(self, stream: str, items: Iterable[tuple[Message, str | None]]) -> int:
-        """Append many messages in one round trip; returns how many were sent."""
-        entries = [wire.encode(message, traceparent) for message, traceparent in items]
+        """Append messages in batched entries, in one round trip; returns how many were sent."""
+        entries, sent = [], 0
+        iterator = iter(items)
+        while batch := list(islice(iterator, wire.MAX_BATCH)):
+            messages, traceparents = zip(*batch, strict=True)
+            entries.append(wire.encode_batch(messages, traceparents))
+            sent += len(batch)
         if entries:
             pipe = self.redis.pipeline(transaction=False)
-            await self.append_encoded(pipe, stream, entries)
+            self.append_encoded(pipe, stream, entries)
             await pipe.execute()
-        return len(entries)
+            await self.trim()
+        return sent
+
+    async def trim(self, force: bool = False) -> None:
+        """Trim each stream written here, at most every TRIM_INTERVAL; raise the alarm for any
+        that stays over the limit because a group has not acknowledged its entries."""
+        now = time.monotonic()
+        for stream, due in self._next_trim.items():
+            if now < due and not force:
+                continue
+            self._next_trim[stream] = now + TRIM_INTERVAL
+            length, holder = await self._trim(keys=[stream], args=[self.maxlen])
+            if holder:
+                await self._overflow(stream, length, holder.decode())
+            elif self.overflowing.pop(stream, None) is not None:
+                log.warning("stream back under its limit", extra={"stream": stream, "length": length})
+                if self.on_overflow is not None:
+                    await self.on_overflow(stream, length, None)
+
+    async def _overflow(self, stream: str, length: int, group: str) -> None:
+        first = stream not in self.overflowing
+        self.overflowing[stream] = length
+        if first:
+            log.error(
+                "stream over STREAM_MAXLEN: a consumer group has not acknowledged its entries, so"
+                " nothing older is trimmed (Redis memory grows until it catches up)",
+                extra={"stream": stream, "length": length, "maxlen": self.maxlen, "group": group},
+            )
+        if self.on_overflow is not None:
+            await self.on_overflow(stream, length, group)
 
 
 DeadLetterHook = Callable[[str, bytes, str], Awaitable[None]]
 
 
 class Consumer:
-    """Reads streams through one consumer group as one named consumer."""
+    """Reads streams through one consumer group as one named consumer.
+
+    `count` is how many messages a read should bring (about): entries carry from one message
+    to a batch of `wire.MAX_BATCH`, so the entries asked for follow what recent ones held.
+    """
 
     def __init__(
         self,
@@ -127,6 +200,11 @@ class Consumer:
         self.on_dead_letter = on_dead_letter
         self._own_pending_cursor: dict[str, bytes] = {}
         self._next_claim_at = 0.0
+        self._per_entry = float(wire.MAX_BATCH)  # messages per entry, as recently read
+
+    @property
+    def entries_per_read(self) -> int:
+        return max(1, round(self.count / self._per_entry))
 
     async def setup(self) -> None:
         """Create the group on each stream (from its start) and replay our own pending entries."""
@@ -149,14 +227,19 @@ class Consumer:
             if claimed:
                 return claimed
         response = await self.redis.xreadgroup(
-            self.group, self.name, {s: ">" for s in self.streams}, count=self.count, block=self.block_ms
+            self.group,
+            self.name,
+            {s: ">" for s in self.streams},
+            count=self.entries_per_read,
+            block=self.block_ms,
         )
         return await self._decode(response)
 
     async def ack(self, deliveries: Iterable[Delivery]) -> None:
-        by_stream: dict[str, list[bytes]] = defaultdict(list)
+        """Acknowledge the entries of these deliveries (each entry once)."""
+        by_stream: dict[str, dict[bytes, None]] = defaultdict(dict)
         for delivery in deliveries:
-            by_stream[delivery.stream].append(delivery.entry_id)
+            by_stream[delivery.stream][delivery.entry_id] = None
         if not by_stream:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -183,7 +266,7 @@ class Consumer:
 
     async def _read_own_pending(self) -> list[Delivery]:
         response = await self.redis.xreadgroup(
-            self.group, self.name, dict(self._own_pending_cursor), count=self.count
+            self.group, self.name, dict(self._own_pending_cursor), count=self.entries_per_read
         )
         for stream_name, entries in response or []:
             stream = _text(stream_name)
@@ -200,12 +283,15 @@ class Consumer:
         response = []
         for stream in self.streams:
             reply = await self.redis.xautoclaim(
-                stream, self.group, self.name, self.claim_idle_ms, start_id="0-0", count=self.count
+                stream, self.group, self.name, self.claim_idle_ms, start_id="0-0", count=self.entries_per_read
             )
             entries = reply[1]
             gone = [entry_id for entry_id, fields in entries if fields is None]
-            if gone:  # trimmed away while pending: nothing left to process
-                await self.redis.xack(stream, self.group, *gone)
+            gone += reply[2] if len(reply) > 2 else []  # Redis 7 lists deleted ids apart
+            for entry_id in gone:  # deleted while pending (XDEL, or a trim by another client)
+                await self.dead_letter(
+                    stream, entry_id, {}, "deleted from the stream before this group processed it"
+                )
             alive = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
             if alive:
                 log.warning("reclaimed stale entries", extra={"stream": stream, "count": len(alive)})
@@ -214,23 +300,42 @@ class Consumer:
 
     async def _decode(self, response) -> list[Delivery]:
         deliveries: list[Delivery] = []
+        read = 0
         for stream_name, entries in response or []:
             stream = _text(stream_name)
+            expected = stream_model(stream)
+            read += len(entries)
             for entry_id, fields in entries:
                 if fields is None:
                     continue
                 try:
-                    message = wire.decode(fields)
-                    expected = STREAM_MODELS.get(stream)
-                    if expected is not None and not isinstance(message, expected):
-                        raise wire.WireError(f"a {message.kind} does not belong on stream {stream!r}")
+                    messages, traceparents, rejected = wire.decode_entry(fields)
+                    if expected is not None and messages and not isinstance(messages[0], expected):
+                        raise wire.WireError(f"a {messages[0].kind} does not belong on stream {stream!r}")
                 except wire.WireError as error:
                     await self.dead_letter(stream, entry_id, fields, str(error))
                     continue
-                deliveries.append(Delivery(stream, entry_id, message, wire.traceparent_of(fields)))
+                if rejected:
+                    await self._dead_letter_members(stream, entry_id, fields, rejected, ack=not messages)
+                deliveries += map(Delivery, [stream] * len(messages), [entry_id] * len(messages),
+                                  messages, traceparents)  # fmt: skip
+        if read:
+            self._per_entry = 0.7 * self._per_entry + 0.3 * max(1.0, len(deliveries) / read)
         return deliveries
 
-    async def dead_letter(self, stream: str, entry_id: bytes, fields: dict, reason: str) -> None:
+    async def _dead_letter_members(
+        self, stream: str, entry_id: bytes, fields: dict, rejected: list[tuple[bytes, str]], ack: bool
+    ) -> None:
+        """Set aside the members of a batch that did not decode; the entry is acknowledged with
+        its good members (or here, when it has none)."""
+        kind = fields.get(b"k", b"")
+        for index, (member, reason) in enumerate(rejected):
+            single = {b"v": wire.WIRE_VERSION, b"k": kind, b"d": member}
+            await self.dead_letter(stream, entry_id, single, reason, ack=ack and index == len(rejected) - 1)
+
+    async def dead_letter(
+        self, stream: str, entry_id: bytes, fields: dict, reason: str, ack: bool = True
+    ) -> None:
         """Move an entry to `<stream>:dead` with the reason, atomically with its ACK."""
         record = {
             **{bytes(k): v for k, v in fields.items()},
@@ -241,10 +346,11 @@ class Consumer:
         }
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(dead_letter_stream(stream), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
-        pipe.xack(stream, self.group, entry_id)
+        if ack:
+            pipe.xack(stream, self.group, entry_id)
         await pipe.execute()
         log.error(
-            "dead-lettered an undecodable entry",
+            "dead-lettered an entry",
             extra={"stream": stream, "entry_id": entry_id.decode(), "reason": reason[:300]},
         )
         if self.on_dead_letter is not None:

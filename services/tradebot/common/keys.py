@@ -11,7 +11,6 @@ import zlib
 from collections.abc import Iterable, Mapping
 
 import orjson
-from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -82,7 +81,7 @@ def decode_latest_ticks(values: Iterable[bytes | None]) -> dict[str, PriceTick]:
         if raw:
             try:
                 tick = PriceTick.model_validate_json(raw)
-            except ValidationError:
+            except ValueError:
                 continue
             ticks[tick.symbol] = tick
     return ticks

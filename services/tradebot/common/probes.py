@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 from collections.abc import Callable, Iterator
 
@@ -11,6 +12,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from tradebot.common.connections import ConfigurationError
 
 ProbeCheck = Callable[[], tuple[bool, dict]]
 
@@ -45,10 +48,20 @@ class EmbeddedServer(uvicorn.Server):
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind before serving so port 0 resolves to a real port we can report."""
+    """Bind before serving so port 0 resolves to a real port we can report.
+
+    A port another process holds is a configuration problem, not a passing one: it raises
+    ConfigurationError naming the port, and the service stops instead of retrying.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise ConfigurationError(f"cannot listen on port {port} ({host}): {error.strerror}") from None
+        raise
     sock.set_inheritable(True)
     return sock
 

@@ -29,7 +29,7 @@ def decode_entries(response) -> list[Message]:
     for _, entries in response or []:
         for _, fields in entries:
             try:
-                messages.append(wire.decode(fields))
+                messages.extend(wire.decode_entry(fields).messages)
             except wire.WireError:
                 continue
     return messages
@@ -38,11 +38,13 @@ def decode_entries(response) -> list[Message]:
 class StreamFeed:
     """Reads new entries of the live streams, remembering where it stopped."""
 
-    def __init__(self, redis: Redis, count: int = 2_000, block_ms: int = 1_000) -> None:
+    def __init__(self, redis: Redis, count: int = 2_000, block_ms: int = 1_000, tick_shards: int = 1) -> None:
         self.redis = redis
         self.count = count
         self.block_ms = block_ms
-        self.last_ids: dict[str, bytes | str] = dict.fromkeys(LIVE_STREAMS, "$")
+        self.last_ids: dict[str, bytes | str] = dict.fromkeys(
+            (*keys.tick_streams(tick_shards), *LIVE_STREAMS[1:]), "$"
+        )
 
     async def read(self) -> list[Message]:
         response = await self.redis.xread(self.last_ids, count=self.count, block=self.block_ms)

@@ -62,7 +62,7 @@ class DashboardService:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _follow_streams(self, ctx: ServiceContext) -> None:
-        feed = StreamFeed(ctx.redis)
+        feed = StreamFeed(ctx.redis, tick_shards=ctx.settings.tick_shards)
         while not ctx.stopping.is_set():
             for message in await feed.read():
                 self.hub.add(message)

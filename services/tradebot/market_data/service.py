@@ -7,6 +7,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+from tradebot.common import keys
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols
@@ -24,11 +25,17 @@ class SyntheticMarketDataService:
     def __init__(self, settings: Settings, seed: int | None = None) -> None:
         self.symbols = configured_symbols(settings)
         self.rate = settings.ticks_per_second or len(self.symbols) / settings.tick_interval
-        self.market = SyntheticMarket(self.symbols, seconds_per_tick=len(self.symbols) / self.rate, seed=seed)
+        self.seed = seed
+        self.market: SyntheticMarket | None = None
 
     async def run(self, ctx: ServiceContext) -> None:
-        publisher = TickPublisher(ctx.redis, ctx.settings.stream_maxlen)
-        await ctx.redis.ping()
+        publisher = TickPublisher.of(ctx)
+        if self.market is None:  # first start: carry on from where the market was (prices:latest)
+            last = await keys.read_latest_ticks(ctx.redis, self.symbols)
+            self.market = SyntheticMarket(
+                self.symbols, len(self.symbols) / self.rate, seed=self.seed, start=last
+            )
+            log.info("continuing from the latest prices", extra={"symbols": len(last)})
         ctx.ready = True
         log.info("publishing synthetic ticks", extra={"symbols": len(self.symbols), "rate": self.rate})
         period = max(PUBLISH_PERIOD, min(1.0, 1.0 / self.rate))
@@ -36,6 +43,12 @@ class SyntheticMarketDataService:
         while not ctx.stopping.is_set():
             ctx.progressed()
             due = int((time.monotonic() - started) * self.rate) - sent
+            if publisher.overflowing:  # a consumer group is STREAM_MAXLEN behind: wait for it
+                ctx.counters["throttled_rounds"] += 1
+                await ctx.sleep(period)
+                await publisher.trim()
+                started, sent = time.monotonic(), 0
+                continue
             if due <= 0:  # caught up: wait for the next ticks to fall due
                 await asyncio.sleep(period)
                 continue

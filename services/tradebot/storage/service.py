@@ -3,7 +3,8 @@
 A batch is acknowledged only after its transaction commits. If the process dies
 mid-batch, the entries stay pending and are written again on restart (or by
 another replica after the claim timeout); the writer's conflict rules make that
-replay store nothing twice.
+replay store nothing twice. A message the database refuses for a data reason
+goes to the dead-letter stream with the database's words; the rest is stored.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
-
-from tradebot.common import bus, keys
+from tradebot.common import bus, keys, wire
 from tradebot.common.bus import Delivery
+from tradebot.common.connections import connect_postgres_once
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced, tracing_enabled
@@ -22,7 +22,11 @@ from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
-STORED_STREAMS = (keys.TICKS, keys.SIGNALS, keys.ORDERS, keys.FILLS, keys.POSITIONS)
+
+
+def stored_streams(tick_shards: int) -> list[str]:
+    """Every tick shard and the trading streams."""
+    return [*keys.tick_streams(tick_shards), keys.SIGNALS, keys.ORDERS, keys.FILLS, keys.POSITIONS]
 
 
 class StorageService:
@@ -31,17 +35,16 @@ class StorageService:
     def __init__(self, settings: Settings) -> None:
         self.database_url = settings.database_url
         self.source = settings.data_source
+        self.streams = stored_streams(settings.tick_shards)
 
     async def run(self, ctx: ServiceContext) -> None:
-        consumer = ctx.consumer(list(STORED_STREAMS))
-        conn = await asyncpg.connect(
-            self.database_url, server_settings={"application_name": "tradebot-storage"}
-        )
+        consumer = ctx.consumer(self.streams)
+        conn = await connect_postgres_once(self.database_url, "tradebot-storage")
         try:
             writer = BatchWriter(conn, await ensure_schema(conn, (self.source,)))
             await consumer.setup()
             ctx.ready = True
-            log.info("storing streams", extra={"streams": list(STORED_STREAMS)})
+            log.info("storing streams", extra={"streams": self.streams})
             # The next batch is read from Redis while the previous one is written to PostgreSQL,
             # so their round trips overlap; one write at a time keeps the connection's order.
             writing: asyncio.Task | None = None
@@ -67,10 +70,16 @@ class StorageService:
         self, ctx: ServiceContext, writer: BatchWriter, consumer: bus.Consumer, deliveries: list[Delivery]
     ) -> None:
         """Write a batch, then acknowledge it: nothing is acknowledged before it is committed."""
-        await writer.write(d.message for d in deliveries)
+        refused = await writer.write_or_refuse([d.message for d in deliveries])
+        for index, reason in refused:
+            delivery = deliveries[index]
+            fields = wire.encode(delivery.message, delivery.traceparent)
+            await consumer.dead_letter(
+                delivery.stream, delivery.entry_id, fields, f"refused by the database: {reason}", ack=False
+            )
         await consumer.ack(deliveries)
         self._trace(deliveries)
-        ctx.counters["entries_stored"] += len(deliveries)
+        ctx.counters["entries_stored"] += len(deliveries) - len(refused)
         ctx.handled_batch(len(deliveries))
 
     @staticmethod

@@ -1,15 +1,23 @@
-"""Batch writes: COPY into a session-local staging table, then one INSERT ... ON
-CONFLICT per table, inside one transaction.
+"""Batch writes: COPY into a session-local staging table, then one INSERT per
+table, inside one transaction.
 
-COPY makes it fast; the conflict rule on each table's natural key makes a
-redelivered batch harmless (nothing is stored twice), and the bars are rolled
-up from the rows that were really inserted, so replays never double-count.
+COPY makes it fast. The INSERT first runs without a conflict clause, inside a
+savepoint: a batch of new rows (nearly every batch) is then as cheap as COPY
+into the same indexes. A batch holding a row already stored (a redelivery, an
+upstream replay) fails that statement with a unique violation, and runs again
+with `ON CONFLICT DO NOTHING` on each table's natural key: nothing is stored
+twice either way. The bars are rolled up from the rows really inserted, so
+replays never double-count.
+
+A batch the database refuses for a data reason is split until the refused rows
+are found (`write_or_refuse`); the rest is stored.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from operator import attrgetter
@@ -27,21 +35,28 @@ from tradebot.common.tables import (
 )
 from tradebot.storage.schema import Schema
 
+log = logging.getLogger(__name__)
 TICK_COLUMNS = ("time", "symbol", "price", "size", "bid", "ask", "volume", "id", "type")
+SAFE_BATCHES_AFTER_A_CONFLICT = 10  # batches written with ON CONFLICT before trying without again
+# What the database says about the data itself (class 22 "data exception", 23 "integrity
+# constraint violation"): no retry can store it.
+DATA_ERRORS: tuple[type[Exception], ...] = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
 @dataclass(frozen=True)
 class TableSpec:
     """How one kind of message lands in one table.
 
-    `insert` is the statement moving rows from the staging table `{stage}`;
-    `source` is set for tick tables, which are created on first use.
+    `insert` is the statement moving rows from the staging table `{stage}`, skipping rows
+    already stored; `fast` (when set) is the same without the conflict clause, for batches
+    of new rows. `source` is set for tick tables, which are created on first use.
     """
 
     table: str
     columns: tuple[str, ...]
     insert: str
     source: str | None = None
+    fast: str | None = None
 
     @property
     def stage(self) -> str:
@@ -53,6 +68,9 @@ class TableSpec:
     def insert_statement(self) -> str:
         return self.insert.format(stage=self.stage)
 
+    def fast_statement(self) -> str:
+        return (self.fast or self.insert).format(stage=self.stage)
+
 
 @cache
 def _row_getter(columns: tuple[str, ...]):
@@ -61,15 +79,22 @@ def _row_getter(columns: tuple[str, ...]):
     return getter if len(columns) > 1 else lambda message: (getter(message),)
 
 
-def insert_new(table: str, columns: tuple[str, ...], select: str = "", conflict: str = "") -> str:
+ON_CONFLICT_SKIP = "ON CONFLICT DO NOTHING"
+
+
+def insert_new(
+    table: str, columns: tuple[str, ...], select: str = "", conflict: str = ON_CONFLICT_SKIP
+) -> str:
     names = ", ".join(columns)
     select = (select or "SELECT {columns} FROM {stage}").replace("{columns}", names)
-    return f"INSERT INTO {table} ({names}) {select} {conflict or 'ON CONFLICT DO NOTHING'}"
+    return f"INSERT INTO {table} ({names}) {select} {conflict}".rstrip()
 
 
 def _spec(model: type[Message], table: str, **insert_options: str) -> TableSpec:
     columns = tuple(model.model_fields)
-    return TableSpec(table, columns, insert_new(table, columns, **insert_options))
+    if insert_options:  # an upsert: always the one statement
+        return TableSpec(table, columns, insert_new(table, columns, **insert_options))
+    return TableSpec(table, columns, insert_new(table, columns), fast=insert_new(table, columns, conflict=""))
 
 
 STATIC_TABLES: dict[type[Message], TableSpec] = {
@@ -89,12 +114,12 @@ STATIC_TABLES: dict[type[Message], TableSpec] = {
 }
 
 
-def insert_ticks_with_rollup(source: str) -> str:
+def insert_ticks_with_rollup(source: str, conflict: str = ON_CONFLICT_SKIP) -> str:
     """Insert new ticks and fold exactly those into the 1-minute bars (plain PostgreSQL)."""
     ticks, bars = tick_table(source), bar_table(source)
     return f"""
 WITH inserted AS (
-    INSERT INTO {ticks} SELECT * FROM {{stage}} ON CONFLICT DO NOTHING
+    INSERT INTO {ticks} SELECT * FROM {{stage}} {conflict}
     RETURNING time, symbol, price, size
 ), batch AS (
     SELECT date_trunc('minute', time) AS bucket, symbol,
@@ -120,8 +145,11 @@ ON CONFLICT (symbol, bucket) DO UPDATE SET
 def tick_spec(source: str, timescale: bool) -> TableSpec:
     """With TimescaleDB a continuous aggregate keeps the bars; without, we roll them up."""
     table = tick_table(source)
-    insert = insert_new(table, TICK_COLUMNS) if timescale else insert_ticks_with_rollup(source)
-    return TableSpec(table, TICK_COLUMNS, insert, source=source)
+    if timescale:
+        insert, fast = insert_new(table, TICK_COLUMNS), insert_new(table, TICK_COLUMNS, conflict="")
+    else:
+        insert, fast = insert_ticks_with_rollup(source), insert_ticks_with_rollup(source, conflict="")
+    return TableSpec(table, TICK_COLUMNS, insert, source=source, fast=fast)
 
 
 def spec_for(message: Message, timescale: bool) -> TableSpec:
@@ -146,6 +174,7 @@ class BatchWriter:
         self.conn = conn
         self.schema = schema
         self._staged: set[str] = set()
+        self._safe_batches = 0  # batches left to write with ON CONFLICT after a conflict
 
     async def write(self, messages: Iterable[Message]) -> dict[str, int]:
         """Store a batch atomically; returns the rows sent per table."""
@@ -155,8 +184,36 @@ class BatchWriter:
         async with self.conn.transaction():
             for spec, records in grouped.items():
                 await self.conn.copy_records_to_table(spec.stage, records=records, columns=spec.columns)
-                await self.conn.execute(spec.insert_statement())
+            await self._insert(list(grouped))
         return {spec.table: len(records) for spec, records in grouped.items()}
+
+    async def write_or_refuse(self, messages: Sequence[Message]) -> list[tuple[int, str]]:
+        """Store what the database accepts; returns (index, the database's reason) of each
+        message it refused for a data reason, found by splitting the batch in halves."""
+        try:
+            await self.write(messages)
+            return []
+        except DATA_ERRORS as error:
+            if len(messages) == 1:
+                log.error("the database refused a message", extra={"error": str(error)})
+                return [(0, f"{type(error).__name__}: {error}")]
+        half = len(messages) // 2
+        first = await self.write_or_refuse(messages[:half])
+        second = await self.write_or_refuse(messages[half:])
+        return first + [(index + half, reason) for index, reason in second]
+
+    async def _insert(self, specs: list[TableSpec]) -> None:
+        if self._safe_batches == 0:
+            try:
+                async with self.conn.transaction():  # a savepoint: a duplicate undoes only this
+                    for spec in specs:
+                        await self.conn.execute(spec.fast_statement())
+                return
+            except asyncpg.UniqueViolationError:
+                self._safe_batches = SAFE_BATCHES_AFTER_A_CONFLICT
+        self._safe_batches -= 1
+        for spec in specs:
+            await self.conn.execute(spec.insert_statement())
 
     async def _prepare(self, spec: TableSpec) -> None:
         if spec.source is not None:
