@@ -1,12 +1,15 @@
 """End-to-end pipeline benchmark: each service in its own process, real Redis and PostgreSQL.
 
-Prints, for this machine:
-  1. sustained ticks/s persisted end to end (market data → Redis → storage → PostgreSQL,
-     with strategy and execution consuming the same ticks), and that nothing was lost;
-  2. tick-to-signal latency p50/p99 at a steady 2,000 ticks/s;
-  3. the same load through the naive path (per-tick XADD, per-row INSERT) as a baseline ratio.
+Prints, for this machine (with the load average beside each figure):
+  1. sustained ticks/s persisted end to end (market data → Redis → storage → PostgreSQL, with
+     strategy and execution consuming the same ticks), and that nothing was lost or duplicated;
+  2. the CPU µs each process spent per tick, and the "sum of the stages' limits" model: what
+     one core could carry for each single-threaded stage, what the machine could carry for
+     their sum, and so which stage holds the pipeline back and how far it is from the machine;
+  3. tick-to-signal latency p50/p99 at a steady 2,000 ticks/s;
+  4. the same load through the naive path (per-tick XADD, per-row INSERT) as a baseline ratio.
 
-Usage: python bench/pipeline.py [--rate 25000] [--seconds 20]
+Usage: python bench/pipeline.py [--rate 50000] [--seconds 60] [--shards 1]
 (raise --rate until it reports "fell behind" to find this machine's ceiling)
 """
 
@@ -22,10 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import orjson
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -36,12 +42,20 @@ from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis
 from tradebot.storage.schema import ensure_schema
 
 SYMBOLS = "AAPL,MSFT,AMZN,GOOG,TSLA,NVDA,META,JPM,V,NFLX,AMD,INTC,ORCL,CRM,ADBE,QCOM,TXN,IBM,CSCO,PEP"
-SERVICES = ("storage", "strategy", "execution", "market_data")
+CONSUMERS = ("storage", "strategy", "execution")
+PRODUCER = "market_data"
+SINGLE_THREADED = (PRODUCER, *CONSUMERS)  # Python services: one core at most each
+WARM_UP = 5.0
+DRAIN_LIMIT = 180.0
 
 
-def start_services(env: dict[str, str], names=SERVICES) -> list[subprocess.Popen]:
-    return [
-        subprocess.Popen(
+def load() -> str:
+    return "load {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def start_services(env: dict[str, str], names) -> dict[str, subprocess.Popen]:
+    return {
+        name: subprocess.Popen(
             [sys.executable, "-m", "tradebot", "service", name],
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
@@ -49,24 +63,68 @@ def start_services(env: dict[str, str], names=SERVICES) -> list[subprocess.Popen
             start_new_session=True,
         )
         for name in names
-    ]
+    }
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
+def stop(processes) -> None:
     for process in processes:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
     for process in processes:
-        process.wait(timeout=30)
+        process.wait(timeout=60)
 
 
-async def reset(redis_url: str, database_url: str) -> None:
-    redis = connect_redis(redis_url)
+class CpuMeter:
+    """CPU seconds (user + system) of each named group of processes."""
+
+    def __init__(self, groups: dict[str, list[psutil.Process]]) -> None:
+        self.groups = groups
+
+    @classmethod
+    def of(cls, services: dict[str, subprocess.Popen], redis_pid: int, postmaster_pid: int) -> CpuMeter:
+        postmaster = psutil.Process(postmaster_pid)
+        groups = {name: [psutil.Process(p.pid)] for name, p in services.items()}
+        groups["redis-server"] = [psutil.Process(redis_pid)]
+        groups["postgres"] = [postmaster, *postmaster.children(recursive=True)]
+        return cls(groups)
+
+    def read(self) -> dict[str, float]:
+        seconds = {}
+        for name, processes in self.groups.items():
+            total = 0.0
+            for process in processes:
+                try:
+                    times = process.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    pass
+            seconds[name] = total
+        return seconds
+
+
+@dataclass
+class Servers:
+    redis: EmbeddedRedis
+    postgres: EmbeddedPostgres
+    env: dict[str, str]
+
+    @property
+    def redis_pid(self) -> int:
+        return self.redis._server.pid
+
+    @property
+    def postmaster_pid(self) -> int:
+        return int((self.postgres.data_dir / "postmaster.pid").read_text().split()[0])
+
+
+async def reset(env: dict[str, str]) -> None:
+    redis = connect_redis(env["REDIS_URL"])
     await redis.flushall()
     await redis.aclose()
-    conn = await asyncpg.connect(database_url)
+    conn = await asyncpg.connect(env["DATABASE_URL"])
     await conn.execute(
-        "DROP TABLE IF EXISTS price_ticks_synthetic, price_bars_1m_synthetic, price_ticks_naive"
+        "DROP TABLE IF EXISTS price_ticks_synthetic, price_bars_1m_synthetic, price_ticks_naive,"
+        " trade_signals, orders, fills, positions CASCADE"
     )
     await ensure_schema(conn, ("synthetic", "naive"))
     await conn.close()
@@ -76,47 +134,65 @@ async def count_rows(conn: asyncpg.Connection, table: str) -> int:
     return await conn.fetchval(f"SELECT count(*) FROM {table}")
 
 
-async def throughput(env: dict[str, str], rate: int, seconds: float) -> dict:
-    """Offer `rate` ticks/s; measure rows persisted per second in the steady window."""
+async def published_ticks(redis) -> int:
+    """What market data says it published (its final heartbeat, written as it stops)."""
+    raw = await redis.get(keys.heartbeat_key(PRODUCER))
+    return int(orjson.loads(raw)["counters"].get("ticks_published", 0)) if raw else 0
+
+
+async def throughput(servers: Servers, rate: int, seconds: float) -> dict:
+    """Offer `rate` ticks/s; measure rows persisted per second and CPU per tick in the steady window."""
+    env = {**servers.env, "TICKS_PER_SECOND": str(rate)}
     conn = await asyncpg.connect(env["DATABASE_URL"])
     redis = connect_redis(env["REDIS_URL"])
-    consumers = start_services({**env, "TICKS_PER_SECOND": str(rate)}, SERVICES[:3])
-    producer = start_services({**env, "TICKS_PER_SECOND": str(rate)}, SERVICES[3:])
+    services = start_services(env, CONSUMERS)
+    services |= start_services(env, (PRODUCER,))
     try:
-        await asyncio.sleep(3)  # warm-up
-        first, t0 = await count_rows(conn, "price_ticks_synthetic"), time.monotonic()
+        await asyncio.sleep(WARM_UP)
+        meter = CpuMeter.of(services, servers.redis_pid, servers.postmaster_pid)
+        first, cpu0, t0 = await count_rows(conn, "price_ticks_synthetic"), meter.read(), time.monotonic()
+        load_during = os.getloadavg()[0]
         await asyncio.sleep(seconds)
-        last, t1 = await count_rows(conn, "price_ticks_synthetic"), time.monotonic()
-        backlog = await redis.xlen(keys.TICKS) - last  # published but not yet stored, at the window's end
-        stop(producer)
-        published = await redis.xlen(keys.TICKS)
+        last, cpu1, t1 = await count_rows(conn, "price_ticks_synthetic"), meter.read(), time.monotonic()
+        load_during = max(load_during, os.getloadavg()[0])
+        stop([services.pop(PRODUCER)])
+        published = await published_ticks(redis)
         drain_started = time.monotonic()
-        while await count_rows(conn, "price_ticks_synthetic") < published:
-            if time.monotonic() - drain_started > 120:
+        while (stored := await count_rows(conn, "price_ticks_synthetic")) < published:
+            if time.monotonic() - drain_started > DRAIN_LIMIT:
                 break
-            await asyncio.sleep(0.2)
-        stored = await count_rows(conn, "price_ticks_synthetic")
+            await asyncio.sleep(0.1)
+        drain = time.monotonic() - drain_started
+        distinct = await conn.fetchval("SELECT count(DISTINCT id) FROM price_ticks_synthetic")
+        signals = await count_rows(conn, "trade_signals")
     finally:
-        stop(consumers + producer)
+        stop(services.values())
         await redis.aclose()
         await conn.close()
+    persisted = last - first
     return {
-        "persisted_per_s": (last - first) / (t1 - t0),
+        "persisted_per_s": persisted / (t1 - t0),
         "published": published,
         "stored": stored,
-        "backlog": backlog,
+        "duplicated": stored - distinct,
+        "drain_s": drain,
+        "signals": signals,
+        "cpu_us_per_tick": {name: (cpu1[name] - cpu0[name]) / persisted * 1e6 for name in cpu0}
+        if persisted
+        else {},
+        "load": load_during,
     }
 
 
-async def latency(env: dict[str, str], rate: int, seconds: float) -> list[float]:
+async def latency(servers: Servers, rate: int, seconds: float) -> list[float]:
     """Tick-to-signal: from the tick's creation to its signal arriving at a downstream reader."""
-    redis = connect_redis(env["REDIS_URL"])
-    settings = {**env, "TICKS_PER_SECOND": str(rate), "SMA_SHORT_WINDOW": "2", "SMA_LONG_WINDOW": "5"}
-    processes = start_services(settings, ("strategy", "market_data"))
+    redis = connect_redis(servers.env["REDIS_URL"])
+    settings = {**servers.env, "TICKS_PER_SECOND": str(rate), "SMA_SHORT_WINDOW": "2", "SMA_LONG_WINDOW": "5"}
+    processes = start_services(settings, ("strategy", PRODUCER))
     samples: list[float] = []
     try:
         last_id = "$"
-        await asyncio.sleep(2)
+        await asyncio.sleep(3)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             response = await redis.xread({keys.SIGNALS: last_id}, count=1000, block=500)
@@ -124,10 +200,10 @@ async def latency(env: dict[str, str], rate: int, seconds: float) -> list[float]
             for _, entries in response or []:
                 for entry_id, fields in entries:
                     last_id = entry_id
-                    signal_ = wire.decode(fields)
-                    samples.append((arrived - signal_.tick_time).total_seconds() * 1000)
+                    for signal_ in wire.decode_entry(fields).messages:
+                        samples.append((arrived - signal_.tick_time).total_seconds() * 1000)
     finally:
-        stop(processes)
+        stop(processes.values())
         await redis.aclose()
     return samples
 
@@ -136,61 +212,96 @@ def _run(coroutine_factory, *args):
     return asyncio.run(coroutine_factory(*args))
 
 
-async def baseline(env: dict[str, str], rate: int, seconds: float) -> dict:
+async def baseline(servers: Servers, rate: int, seconds: float) -> dict:
     """The same offered load through the naive path, each side in its own process."""
-    symbols = SYMBOLS.split(",")
+    env, symbols = servers.env, SYMBOLS.split(",")
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         stored_result = pool.apply_async(_run, (naive.store, env["REDIS_URL"], env["DATABASE_URL"], seconds))
         produced_result = pool.apply_async(_run, (naive.produce, env["REDIS_URL"], symbols, rate, seconds))
         conn = await asyncpg.connect(env["DATABASE_URL"])
         await asyncio.sleep(3)  # warm-up, as for the pipeline
         first, t0 = await count_rows(conn, "price_ticks_naive"), time.monotonic()
+        load_during = os.getloadavg()[0]
         await asyncio.sleep(seconds - 4)
         last, t1 = await count_rows(conn, "price_ticks_naive"), time.monotonic()
+        load_during = max(load_during, os.getloadavg()[0])
         await conn.close()
         produced = produced_result.get(timeout=seconds + 60)
         stored = stored_result.get(timeout=seconds + 60)
-    return {"persisted_per_s": (last - first) / (t1 - t0), "published": produced, "stored": stored}
+    return {"persisted_per_s": (last - first) / (t1 - t0), "published": produced, "stored": stored,
+            "load": load_during}  # fmt: skip
 
 
-def percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else float("nan")
 
 
-async def main(rate: int, seconds: float, latency_rate: int) -> None:
+def print_model(cpu: dict[str, float], cores: int) -> None:
+    """The sum of the stages' limits: which stage holds the pipeline back, and how far from the machine."""
+    total = sum(cpu.values())
+    print(f"\n{'process':<14}{'CPU µs/tick':>12}{'share':>8}{'one core carries':>20}")
+    for name, micros in sorted(cpu.items(), key=lambda item: -item[1]):
+        limit = 1e6 / micros if micros > 0 else float("inf")
+        print(f"{name:<14}{micros:>12.1f}{micros / total:>8.0%}{limit:>17,.0f}/s")
+    machine = cores * 1e6 / total
+    single = {name: 1e6 / cpu[name] for name in SINGLE_THREADED if cpu.get(name)}
+    slowest = min(single, key=single.get)
+    print(f"{'sum':<14}{total:>12.1f}")
+    print(
+        f"model     the machine ({cores} cores) carries ≈ {machine:,.0f} ticks/s for this sum; the slowest"
+        f" single-threaded stage, {slowest}, ≈ {single[slowest]:,.0f}/s\n"
+        f"          → the pipeline's limit ≈ {min(machine, single[slowest]):,.0f} ticks/s, held back by"
+        f" {'the machine (every core busy)' if machine <= single[slowest] else slowest}"
+    )
+
+
+async def main(arguments: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tradebot-bench-") as tmp:
         redis_server, postgres_server = EmbeddedRedis(Path(tmp) / "redis"), EmbeddedPostgres(Path(tmp) / "pg")
         env = {
             "REDIS_URL": redis_server.start(),
             "DATABASE_URL": postgres_server.start(),
-            "SYMBOLS": SYMBOLS,
-            "BATCH_SIZE": "5000",
+            "SYMBOLS": arguments.symbols,
+            "BATCH_SIZE": "20000",
             "LOG_LEVEL": "WARNING",
+            "TICK_SHARDS": str(arguments.shards),
         }
+        servers = Servers(redis_server, postgres_server, env)
+        cores = os.cpu_count() or 1
         try:
-            print(f"machine: {os.cpu_count()} cores; each service in its own process\n")
-            await reset(env["REDIS_URL"], env["DATABASE_URL"])
-            ours = await throughput(env, rate, seconds)
+            symbols = len(arguments.symbols.split(","))
+            print(f"machine: {cores} cores, {load()}; each service in its own process;"
+                  f" {symbols} symbols, {arguments.shards} tick shard(s)\n")  # fmt: skip
+            await reset(env)
+            ours = await throughput(servers, arguments.rate, arguments.seconds)
             lost = ours["published"] - ours["stored"]
-            kept_up = "kept up" if ours["backlog"] < rate else "fell behind"
+            kept_up = "kept up" if ours["drain_s"] < 5 else "fell behind"
             print(
-                f"pipeline  offered {rate:>7,} ticks/s → persisted {ours['persisted_per_s']:>9,.0f} ticks/s"
-                f" ({kept_up}: {ours['backlog']:,} not yet stored at the end of the window)\n"
-                f"          published {ours['published']:,}, stored {ours['stored']:,}, lost {lost:,}"
+                f"pipeline  offered {arguments.rate:,} ticks/s for {arguments.seconds:.0f} s → persisted"
+                f" {ours['persisted_per_s']:,.0f} ticks/s (load {ours['load']:.2f})\n"
+                f"          {kept_up}: the last ticks were stored {ours['drain_s']:.1f} s after the feed"
+                " stopped\n"
+                f"          published {ours['published']:,}, stored {ours['stored']:,}: lost {lost:,},"
+                f" duplicated {ours['duplicated']:,}; {ours['signals']:,} signals stored"
             )
+            if ours["cpu_us_per_tick"]:
+                print_model(ours["cpu_us_per_tick"], cores)
 
-            await reset(env["REDIS_URL"], env["DATABASE_URL"])
-            samples = await latency(env, latency_rate, seconds)
-            print(f"latency   tick→signal at {latency_rate:,} ticks/s: p50 {percentile(samples, 50):.2f} ms,"
-                  f" p99 {percentile(samples, 99):.2f} ms over {len(samples):,} signals")  # fmt: skip
+            await reset(env)
+            samples = await latency(servers, arguments.latency_rate, arguments.latency_seconds)
+            p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            print(f"\nlatency   tick→signal at {arguments.latency_rate:,} ticks/s: p50 {p50:.2f} ms,"
+                  f" p99 {p99:.2f} ms over {len(samples):,} signals ({load()})")  # fmt: skip
 
-            await reset(env["REDIS_URL"], env["DATABASE_URL"])
-            slow = await baseline(env, rate, seconds)
+            await reset(env)
+            slow = await baseline(servers, arguments.rate, arguments.baseline_seconds)
             print(
-                f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:>9,.0f}"
-                f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,} in the same time)"
+                f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:,.0f}"
+                f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
+                f" load {slow['load']:.2f})"
             )
-            print(f"\nratio     pipeline / naive = {ours['persisted_per_s'] / slow['persisted_per_s']:.1f}x")
+            ratio = ours["persisted_per_s"] / slow["persisted_per_s"]
+            print(f"\nratio     pipeline / naive = {ratio:.1f}x  (same run, {load()})")
         finally:
             redis_server.stop()
             postgres_server.stop()
@@ -200,8 +311,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rate", type=int, default=25_000, help="offered ticks/s for the throughput runs")
-    parser.add_argument("--seconds", type=float, default=20, help="measurement window per run")
+    parser.add_argument("--rate", type=int, default=50_000, help="offered ticks/s for the throughput runs")
+    parser.add_argument("--seconds", type=float, default=60, help="measurement window of the throughput run")
     parser.add_argument("--latency-rate", type=int, default=2_000, help="ticks/s for the latency run")
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.rate, arguments.seconds, arguments.latency_rate))
+    parser.add_argument("--latency-seconds", type=float, default=20, help="window of the latency run")
+    parser.add_argument("--baseline-seconds", type=float, default=20, help="window of the naive run")
+    parser.add_argument("--shards", type=int, default=1, help="TICK_SHARDS")
+    parser.add_argument("--symbols", default=SYMBOLS, help="comma-separated symbols")
+    asyncio.run(main(parser.parse_args()))

@@ -18,8 +18,7 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from itertools import islice
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 
 import msgspec
 import redis.exceptions
@@ -119,6 +118,10 @@ class Publisher:
         pipe.xadd(stream, wire.encode(message, traceparent))
         self._next_trim.setdefault(stream, 0.0)
 
+    def add_batch_to(self, pipe: Pipeline, stream: str, items: Sequence[tuple[Message, str | None]]) -> None:
+        """Queue messages in batched entries on a pipeline (one command per MAX_BATCH messages)."""
+        self.append_encoded(pipe, stream, _batched(items))
+
     def append_encoded(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
         """Queue already-encoded entries on a pipeline."""
         for fields in entries:
@@ -127,18 +130,13 @@ class Publisher:
 
     async def publish(self, stream: str, items: Iterable[tuple[Message, str | None]]) -> int:
         """Append messages in batched entries, in one round trip; returns how many were sent."""
-        entries, sent = [], 0
-        iterator = iter(items)
-        while batch := list(islice(iterator, wire.MAX_BATCH)):
-            messages, traceparents = zip(*batch, strict=True)
-            entries.append(wire.encode_batch(messages, traceparents))
-            sent += len(batch)
-        if entries:
+        items = list(items)
+        if items:
             pipe = self.redis.pipeline(transaction=False)
-            self.append_encoded(pipe, stream, entries)
+            self.add_batch_to(pipe, stream, items)
             await pipe.execute()
             await self.trim()
-        return sent
+        return len(items)
 
     async def trim(self, force: bool = False) -> None:
         """Trim each stream written here, at most every TRIM_INTERVAL; raise the alarm for any
@@ -167,6 +165,12 @@ class Publisher:
             )
         if self.on_overflow is not None:
             await self.on_overflow(stream, length, group)
+
+
+def _batched(items: Sequence[tuple[Message, str | None]]) -> Iterator[dict[bytes, bytes]]:
+    for start in range(0, len(items), wire.MAX_BATCH):
+        messages, traceparents = zip(*items[start : start + wire.MAX_BATCH], strict=True)
+        yield wire.encode_batch(messages, traceparents)
 
 
 DeadLetterHook = Callable[[str, bytes, str], Awaitable[None]]

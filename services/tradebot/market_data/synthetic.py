@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
-from tradebot.common.models import PriceTick
+from tradebot.common.models import InvalidMessage, PriceTick
 
 # Roughly where these traded recently, so the dashboard looks familiar.
 REFERENCE_PRICES = {
@@ -54,6 +54,8 @@ class SyntheticMarket:
         start = start or {}
         self.symbols = symbols
         self.source = source
+        for symbol in symbols:  # the text checks, once per symbol; numbers are checked per batch
+            PriceTick(source=source, symbol=symbol, time=datetime.now(UTC), price=1.0)
         self._random = np.random.default_rng(seed)
         self._log_prices = np.log([start[s].price if s in start else reference_price(s) for s in symbols])
         self._volumes = np.array([start[s].volume if s in start else 0.0 for s in symbols])
@@ -75,10 +77,12 @@ class SyntheticMarket:
         prices = np.maximum(MIN_PRICE, np.round(np.exp(log_prices), 4))
         half_spreads = prices * (0.0001 + 0.0004 * draw.random(count)) / 2
         bids, asks = np.round(prices - half_spreads, 4), np.round(prices + half_spreads, 4)
+        if not (np.isfinite(prices).all() and np.isfinite(volumes).all() and (bids >= 0).all()):
+            raise InvalidMessage("the synthetic walk left the finite, positive numbers")
         self._next = (self._next + count) % len(self.symbols)
-        run, source, names = self._run_id, self.source, self.symbols
+        run, source, names, make = self._run_id, self.source, self.symbols, PriceTick.prechecked
         return [
-            PriceTick(
+            make(
                 id=f"{run}-{index}-{sequence}",
                 source=source,
                 symbol=names[index],
