@@ -65,7 +65,8 @@ async def test_nul_characters_are_dead_lettered_and_the_rest_stored(make_setting
                 b'"price":1,"time":"2026-01-01T00:00:00Z"}'}  # fmt: skip
     nul_signal = {b"v": b"1", b"k": b"signal", b"d": b'{"id":"s1","time":"2026-01-01T00:00:00Z",'
                   b'"strategy":"rsi","symbol":"AAPL","side":"buy","strength":1,"reason":"RSI\\u0000 20",'
-                  b'"price":1,"source":"synthetic","tick_id":"t","tick_time":"2026-01-01T00:00:00Z"}'}  # fmt: skip
+                  b'"price":1,"source":"synthetic","tick_id":"t",'
+                  b'"tick_time":"2026-01-01T00:00:00Z"}'}  # fmt: skip
     async with running(StorageService(settings), settings=settings):
         await publisher.publish([tick(n) for n in range(50)])
         await redis.xadd(keys.TICKS, nul_tick)
