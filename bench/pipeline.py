@@ -300,8 +300,8 @@ async def main(arguments: argparse.Namespace) -> None:
                 f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
                 f" load {slow['load']:.2f})"
             )
-            ratio = ours["persisted_per_s"] / slow["persisted_per_s"]
-            print(f"\nratio     pipeline / naive = {ratio:.1f}x  (same run, {load()})")
+            ratio = ours["persisted_per_s"] / max(slow["persisted_per_s"], 1e-9)
+            print(f"\nratio     pipeline / naive = {ratio:,.1f}x  (same run, {load()})")
         finally:
             redis_server.stop()
             postgres_server.stop()

@@ -120,10 +120,13 @@ class Publisher:
 
     def add_batch_to(self, pipe: Pipeline, stream: str, items: Sequence[tuple[Message, str | None]]) -> None:
         """Queue messages in batched entries on a pipeline (one command per MAX_BATCH messages)."""
-        self.append_encoded(pipe, stream, _batched(items))
+        self._queue(pipe, stream, _batched(items))
 
-    def append_encoded(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
+    async def append_encoded(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
         """Queue already-encoded entries on a pipeline."""
+        self._queue(pipe, stream, entries)
+
+    def _queue(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
         for fields in entries:
             pipe.xadd(stream, fields)
         self._next_trim.setdefault(stream, 0.0)

@@ -49,7 +49,7 @@ class TickPublisher:
                 wire.encode_batch(batch, self._traceparents(batch))
                 for batch in _chunks(shard_ticks, wire.MAX_BATCH)
             ]
-            self.publisher.append_encoded(pipe, stream, entries)
+            await self.publisher.append_encoded(pipe, stream, entries)
         latest = {tick.symbol: tick for tick in ticks}
         pipe.hset(keys.LATEST_PRICES, mapping={s: wire.encode_json(t) for s, t in latest.items()})
         await pipe.execute()
