@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebot.backfill.http import ProviderAuthError, ProviderError
-from tradebot.backfill.sources import KINDS, Kind, credentials_problem
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols, normalise_symbol
+from tradebot.providers.history import KINDS, Kind, credentials_problem
+from tradebot.providers.http import ProviderAuthError, ProviderError
 from tradebot.providers.registry import history_sources
 
 console = Console(stderr=True)
@@ -139,10 +139,10 @@ def backfill(
 async def _run(settings: Settings, source: str, symbols, kinds, start, end, resume: bool):
     import asyncpg
 
-    from tradebot.backfill.ratelimit import Pacer
     from tradebot.backfill.runner import Backfill, total_seconds
-    from tradebot.backfill.sources import history_source
     from tradebot.backfill.store import HistoryStore
+    from tradebot.providers.history import history_source
+    from tradebot.providers.ratelimit import Pacer
 
     conn = await asyncpg.connect(
         settings.database_url, server_settings={"application_name": "tradebot-backfill"}

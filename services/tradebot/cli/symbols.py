@@ -146,7 +146,7 @@ def fetch(
     from alpaca.trading.enums import AssetClass, AssetStatus
     from alpaca.trading.requests import GetAssetsRequest
 
-    from tradebot.backfill.sources import credentials_problem
+    from tradebot.providers.history import credentials_problem
 
     settings = settings_or_exit()
     problem = credentials_problem("alpaca", settings)

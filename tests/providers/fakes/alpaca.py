@@ -27,7 +27,7 @@ from starlette.routing import Route
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from tradebot.market_data.providers_ticks import parse_rfc3339
+from tradebot.providers.ticks import parse_rfc3339
 
 from .common import Clients, ProviderServer, RateLimit
 from .market import FakeMarket, MinuteBar, Trade

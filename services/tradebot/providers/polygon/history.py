@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from tradebot.backfill.http import ProviderHTTP
-from tradebot.backfill.ratelimit import Pacer
-from tradebot.backfill.sources import Bar, Kind, Request, Row, paginate
 from tradebot.common.settings import Settings
-from tradebot.market_data.providers_ticks import from_unix_ms, trade_tick
+from tradebot.providers.history import Bar, Kind, Request, Row, paginate
+from tradebot.providers.http import ProviderHTTP
+from tradebot.providers.ratelimit import Pacer
+from tradebot.providers.registry import POLYGON
+from tradebot.providers.ticks import from_unix_ms, trade_tick
 
 PAGE_LIMIT = 50_000
-SOURCE = "polygon"
+SOURCE = POLYGON.name
 
 
 def millis(moment: datetime) -> int:
@@ -46,7 +47,7 @@ class PolygonHistory:
             "Polygon",
             settings.polygon_rest_url,
             {"Authorization": f"Bearer {settings.polygon_api_key or ''}"},
-            "POLYGON_API_KEY",
+            "/".join(POLYGON.credentials),
             pacer,
         )
 

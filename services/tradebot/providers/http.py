@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tradebot.backfill.ratelimit import RETRY_STATUSES, Pacer, retry_delay
+from tradebot.providers.ratelimit import RETRY_STATUSES, Pacer, retry_delay
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8

@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from tradebot.backfill.http import ProviderHTTP
-from tradebot.backfill.ratelimit import Pacer
-from tradebot.backfill.sources import Bar, Kind, Request, Row, paginate
 from tradebot.common.settings import Settings
-from tradebot.market_data.providers_ticks import parse_rfc3339, to_rfc3339, trade_tick
+from tradebot.providers.history import Bar, Kind, Request, Row, paginate
+from tradebot.providers.http import ProviderHTTP
+from tradebot.providers.ratelimit import Pacer
+from tradebot.providers.registry import ALPACA
+from tradebot.providers.ticks import parse_rfc3339, to_rfc3339, trade_tick
 
 PAGE_LIMIT = 10_000
-SOURCE = "alpaca"
+SOURCE = ALPACA.name
 
 
 def bar_from(symbol: str, raw: dict[str, Any]) -> Bar:
@@ -47,7 +48,7 @@ class AlpacaHistory:
                 "APCA-API-KEY-ID": settings.alpaca_key or "",
                 "APCA-API-SECRET-KEY": settings.alpaca_secret or "",
             },
-            "ALPACA_KEY/ALPACA_SECRET",
+            "/".join(ALPACA.credentials),
             pacer,
         )
 
