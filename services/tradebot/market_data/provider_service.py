@@ -54,6 +54,7 @@ MAX_GAP = timedelta(days=1)  # a longer outage is the backfill's job
 MAX_PENDING = 200_000  # ticks kept while Redis is away; the oldest go first (REST can refill them)
 RESUME_EVERY = 1.0  # seconds between writes of the resume point
 RECENT_TRADES = timedelta(minutes=2)  # how long published trade ids are remembered past a fill
+GAP_FILL_ATTEMPTS = 3  # per request; a failed fill is retried as a whole, with backoff, until done
 NETWORK_ERRORS = (OSError, ConnectionClosed, TimeoutError)
 
 
@@ -331,6 +332,7 @@ class ProviderStreamService:
                 self.source.name,
                 settings,
                 Pacer(settings.backfill_concurrent_requests, settings.rate_limit_delay),
+                attempts=GAP_FILL_ATTEMPTS,
             )
             try:
                 for symbol, start in list(remaining.items()):

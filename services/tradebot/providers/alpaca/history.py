@@ -8,7 +8,7 @@ from typing import Any
 
 from tradebot.common.settings import Settings
 from tradebot.providers.history import Bar, Kind, Request, Row, paginate
-from tradebot.providers.http import ProviderHTTP
+from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
 from tradebot.providers.ratelimit import Pacer
 from tradebot.providers.registry import ALPACA
 from tradebot.providers.ticks import parse_rfc3339, to_rfc3339, trade_tick
@@ -39,7 +39,7 @@ def next_request(first: Request, body: dict[str, Any]) -> Request | None:
 class AlpacaHistory:
     name = SOURCE
 
-    def __init__(self, settings: Settings, pacer: Pacer) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer, attempts: int = MAX_ATTEMPTS) -> None:
         self.feed = settings.alpaca_feed
         self.http = ProviderHTTP(
             "Alpaca",
@@ -50,6 +50,7 @@ class AlpacaHistory:
             },
             "/".join(ALPACA.credentials),
             pacer,
+            attempts=attempts,
         )
 
     def pages(self, kind: Kind, symbol: str, start: datetime, end: datetime) -> AsyncIterator[list[Row]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tradebot.common.settings import Settings
 from tradebot.providers.history import Bar, Kind, Request, Row, paginate
-from tradebot.providers.http import ProviderHTTP
+from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
 from tradebot.providers.ratelimit import Pacer
 from tradebot.providers.registry import POLYGON
 from tradebot.providers.ticks import from_unix_ms, trade_tick
@@ -42,13 +42,14 @@ def next_request(body: dict[str, Any]) -> Request | None:
 class PolygonHistory:
     name = SOURCE
 
-    def __init__(self, settings: Settings, pacer: Pacer) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer, attempts: int = MAX_ATTEMPTS) -> None:
         self.http = ProviderHTTP(
             "Polygon",
             settings.polygon_rest_url,
             {"Authorization": f"Bearer {settings.polygon_api_key or ''}"},
             "/".join(POLYGON.credentials),
             pacer,
+            attempts=attempts,
         )
 
     def pages(self, kind: Kind, symbol: str, start: datetime, end: datetime) -> AsyncIterator[list[Row]]:
