@@ -31,7 +31,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-ServiceName = StrEnum("ServiceName", {name: name for name in SERVICES})
+# The catalog's service ids as the choices of `tradebot service` (mypy cannot see members made at runtime).
+ServiceName = StrEnum("ServiceName", {name: name for name in SERVICES})  # type: ignore[misc]
 
 
 def version_callback(value: bool) -> None:

@@ -55,7 +55,12 @@ MAX_PENDING = 200_000  # ticks kept while Redis is away; the oldest go first (RE
 RESUME_EVERY = 1.0  # seconds between writes of the resume point
 RECENT_TRADES = timedelta(minutes=2)  # how long published trade ids are remembered past a fill
 GAP_FILL_ATTEMPTS = 3  # per request; a failed fill is retried as a whole, with backoff, until done
-NETWORK_ERRORS = (OSError, ConnectionClosed, TimeoutError)
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (OSError, ConnectionClosed, TimeoutError)
+FILL_RETRY_ERRORS: tuple[type[BaseException], ...] = (ProviderError, *NETWORK_ERRORS, *TRANSIENT_ERRORS)
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def cancel_and_wait(*tasks: asyncio.Task) -> None:
@@ -174,16 +179,16 @@ class ProviderStreamService:
             saved = await ctx.redis.hgetall(key)
         except redis.exceptions.ResponseError:  # an older release kept one time for all symbols
             raw = await ctx.redis.get(key)
-            saved = {symbol.encode(): raw for symbol in self.symbols} if raw else {}
+            saved = dict.fromkeys(self.symbols, raw) if raw else {}
             await ctx.redis.delete(key)
         oldest_useful = datetime.now(UTC) - MAX_GAP
         for symbol, raw in saved.items():
             try:
-                moment = datetime.fromisoformat(raw.decode())
+                moment = datetime.fromisoformat(text(raw))
             except ValueError:
                 continue
             if moment > oldest_useful:
-                self._unfilled[symbol.decode()] = moment
+                self._unfilled[text(symbol)] = moment
         if self._unfilled:
             self._gap_floor = min(self._unfilled.values())
             self._needs_fill = True
@@ -344,7 +349,7 @@ class ProviderStreamService:
             except ProviderAuthError as error:
                 await self._rejected(ctx, str(error))
                 delay = settings.provider_auth_retry
-            except (ProviderError, *NETWORK_ERRORS, *TRANSIENT_ERRORS) as error:
+            except FILL_RETRY_ERRORS as error:
                 delay = backoff.next_delay()
                 ctx.counters["gap_fill_failures"] += 1
                 message = f"gap fill of {', '.join(remaining)} failed: {error}; retrying in {delay:.0f}s"

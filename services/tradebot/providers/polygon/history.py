@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +56,7 @@ class PolygonHistory:
         if kind == "bars":
             url = f"/v2/aggs/ticker/{symbol}/range/1/minute/{millis(start)}/{millis(end) - 1}"
             params: dict[str, Any] = {"adjusted": "true", "sort": "asc", "limit": PAGE_LIMIT}
-            convert = bar_from
+            convert: Callable[[str, dict[str, Any]], Row] = bar_from
         else:
             url = f"/v3/trades/{symbol}"
             params = {"timestamp.gte": millis(start) * 1_000_000, "timestamp.lt": millis(end) * 1_000_000,
