@@ -39,8 +39,9 @@ class TickPublisher:
     async def trim(self) -> None:
         await self.publisher.trim()
 
-    async def publish(self, ticks: Sequence[PriceTick]) -> int:
-        """One round trip: append every tick (in batched entries) and refresh `prices:latest`."""
+    async def publish(self, ticks: Sequence[PriceTick], latest: bool = True) -> int:
+        """One round trip: append every tick (in batched entries) and refresh `prices:latest`
+        (`latest=False` for older ticks, such as a gap fill's, that must not replace newer prices)."""
         if not ticks:
             return 0
         pipe = self.redis.pipeline(transaction=False)
@@ -50,8 +51,9 @@ class TickPublisher:
                 for batch in _chunks(shard_ticks, wire.MAX_BATCH)
             ]
             await self.publisher.append_encoded(pipe, stream, entries)
-        latest = {tick.symbol: tick for tick in ticks}
-        pipe.hset(keys.LATEST_PRICES, mapping={s: wire.encode_json(t) for s, t in latest.items()})
+        if latest:
+            newest = {tick.symbol: tick for tick in ticks}
+            pipe.hset(keys.LATEST_PRICES, mapping={s: wire.encode_json(t) for s, t in newest.items()})
         await pipe.execute()
         await self.trim()
         return len(ticks)
