@@ -18,12 +18,14 @@ import os
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 import msgspec
 import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.typing import KeyT, StreamIdT
 
 from tradebot.common import wire
 from tradebot.common.keys import FILLS, ORDERS, POSITIONS, SIGNALS, TICKS, dead_letter_stream
@@ -115,20 +117,22 @@ class Publisher:
 
     def add_to(self, pipe: Pipeline, stream: str, message: Message, traceparent: str | None = None) -> None:
         """Queue one message as its own entry on a pipeline (lets callers make it part of a MULTI)."""
-        pipe.xadd(stream, wire.encode(message, traceparent))
+        pipe.xadd(stream, cast(Any, wire.encode(message, traceparent)))
         self._next_trim.setdefault(stream, 0.0)
 
     def add_batch_to(self, pipe: Pipeline, stream: str, items: Sequence[tuple[Message, str | None]]) -> None:
         """Queue messages in batched entries on a pipeline (one command per MAX_BATCH messages)."""
         self._queue(pipe, stream, _batched(items))
 
-    async def append_encoded(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
+    async def append_encoded(
+        self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]
+    ) -> None:
         """Queue already-encoded entries on a pipeline."""
         self._queue(pipe, stream, entries)
 
     def _queue(self, pipe: Pipeline, stream: str, entries: Iterable[dict[bytes, bytes]]) -> None:
         for fields in entries:
-            pipe.xadd(stream, fields)
+            pipe.xadd(stream, cast(Any, fields))
         self._next_trim.setdefault(stream, 0.0)
 
     async def publish(self, stream: str, items: Iterable[tuple[Message, str | None]]) -> int:
@@ -272,8 +276,9 @@ class Consumer:
         return result
 
     async def _read_own_pending(self) -> list[Delivery]:
-        response = await self.redis.xreadgroup(
-            self.group, self.name, dict(self._own_pending_cursor), count=self.entries_per_read
+        cursors: dict[KeyT, StreamIdT] = {stream: at for stream, at in self._own_pending_cursor.items()}
+        response: Any = await self.redis.xreadgroup(
+            self.group, self.name, cursors, count=self.entries_per_read
         )
         for stream_name, entries in response or []:
             stream = _text(stream_name)
@@ -305,7 +310,7 @@ class Consumer:
                 response.append((stream, alive))
         return await self._decode(response)
 
-    async def _decode(self, response) -> list[Delivery]:
+    async def _decode(self, response: Any) -> list[Delivery]:
         deliveries: list[Delivery] = []
         read = 0
         for stream_name, entries in response or []:
@@ -331,7 +336,12 @@ class Consumer:
         return deliveries
 
     async def _dead_letter_members(
-        self, stream: str, entry_id: bytes, fields: dict, rejected: list[tuple[bytes, str]], ack: bool
+        self,
+        stream: str,
+        entry_id: bytes,
+        fields: Mapping[bytes, bytes],
+        rejected: list[tuple[bytes, str]],
+        ack: bool,
     ) -> None:
         """Set aside the members of a batch that did not decode; the entry is acknowledged with
         its good members (or here, when it has none)."""
@@ -341,7 +351,7 @@ class Consumer:
             await self.dead_letter(stream, entry_id, single, reason, ack=ack and index == len(rejected) - 1)
 
     async def dead_letter(
-        self, stream: str, entry_id: bytes, fields: dict, reason: str, ack: bool = True
+        self, stream: str, entry_id: bytes, fields: Mapping[bytes, bytes], reason: str, ack: bool = True
     ) -> None:
         """Move an entry to `<stream>:dead` with the reason, atomically with its ACK."""
         record = {
@@ -352,7 +362,7 @@ class Consumer:
             b"dead:group": self.group.encode(),
         }
         pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(dead_letter_stream(stream), record, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
+        pipe.xadd(dead_letter_stream(stream), cast(Any, record), maxlen=DEAD_LETTER_MAXLEN, approximate=True)
         if ack:
             pipe.xack(stream, self.group, entry_id)
         await pipe.execute()

@@ -8,7 +8,7 @@ connections, so services only need to retry the failed operation with backoff;
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -27,6 +27,9 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
     OSError,
 )
+
+
+T = TypeVar("T")
 
 
 class ConfigurationError(ValueError):
@@ -59,7 +62,7 @@ def connect_redis(url: str) -> Redis:
         raise ConfigurationError(f"REDIS_URL={redacted(url)!r} is invalid: {error}") from None
 
 
-async def _configured(url: str, connect: Callable[[], Awaitable[Any]]) -> Any:
+async def _configured(url: str, connect: Callable[[], Awaitable[T]]) -> T:
     """Connect, telling a malformed DATABASE_URL (asyncpg says ValueError) from a server away."""
     try:
         return await connect()

@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 from operator import attrgetter
-from typing import Annotated, Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self, cast
 
 import msgspec
 
@@ -89,13 +89,14 @@ class _Checked(msgspec.StructMeta):
     (an int given for a float becomes a float). Decoding does not come through here."""
 
     def __call__(cls, **fields: Any) -> Any:
+        kind = getattr(cls, "kind", cls.__name__)
         try:
             message = msgspec.convert(fields, cls, strict=False)
         except msgspec.ValidationError as error:
-            raise InvalidMessage(f"invalid {cls.kind}: {_explain(error, fields)}") from None
+            raise InvalidMessage(f"invalid {kind}: {_explain(error, fields)}") from None
         problem = text_problem(message)
         if problem:
-            raise InvalidMessage(f"invalid {cls.kind}: {problem}")
+            raise InvalidMessage(f"invalid {kind}: {problem}")
         return message
 
     def prechecked(cls, **fields: Any) -> Any:
@@ -172,7 +173,7 @@ def texts_valid(model: type[Message], messages: list[Message], raw: bytes) -> bo
 TickType = Literal["trade", "quote", "bar"]
 
 
-class PriceTick(Message, kw_only=True):
+class PriceTick(Message, frozen=True, kw_only=True):
     """A market event of one symbol: a trade, a quote (priced at its midpoint) or a closed
     1-minute bar (priced at its close). Strategies declare which of these they consume."""
 
@@ -190,7 +191,7 @@ class PriceTick(Message, kw_only=True):
     type: TickType = "trade"
 
 
-class TradeSignal(Message, kw_only=True):
+class TradeSignal(Message, frozen=True, kw_only=True):
     kind: ClassVar[str] = "signal"
 
     id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
@@ -206,7 +207,7 @@ class TradeSignal(Message, kw_only=True):
     tick_time: datetime
 
 
-class Order(Message, kw_only=True):
+class Order(Message, frozen=True, kw_only=True):
     kind: ClassVar[str] = "order"
 
     id: str
@@ -221,7 +222,7 @@ class Order(Message, kw_only=True):
     reason: str = ""
 
 
-class Fill(Message, kw_only=True):
+class Fill(Message, frozen=True, kw_only=True):
     kind: ClassVar[str] = "fill"
 
     id: str
@@ -235,7 +236,7 @@ class Fill(Message, kw_only=True):
     slippage: Number
 
 
-class Position(Message, kw_only=True):
+class Position(Message, frozen=True, kw_only=True):
     """A symbol's holding after the latest fill (quantity 0 once closed)."""
 
     kind: ClassVar[str] = "position"
@@ -254,8 +255,5 @@ WIRE_MODELS: dict[str, type[Message]] = {
 }
 for _model in WIRE_MODELS.values():
     _model.model_fields = _model.__struct_fields__
-    _model.text_fields = tuple(
-        f.name
-        for f in msgspec.inspect.type_info(_model).fields
-        if isinstance(f.type, msgspec.inspect.StrType)
-    )
+    _fields = cast(msgspec.inspect.StructType, msgspec.inspect.type_info(_model)).fields
+    _model.text_fields = tuple(f.name for f in _fields if isinstance(f.type, msgspec.inspect.StrType))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -15,13 +16,13 @@ from starlette.routing import Route
 
 from tradebot.common.connections import ConfigurationError
 
-ProbeCheck = Callable[[], tuple[bool, dict]]
+ProbeCheck = Callable[[], tuple[bool, dict[str, Any]]]
 
 
 def probe_routes(live: ProbeCheck, ready: ProbeCheck) -> list[Route]:
     """`/livez` and `/readyz` (200 or 503 with a JSON reason); mountable into any app."""
 
-    def endpoint(check: ProbeCheck):
+    def endpoint(check: ProbeCheck) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def handle(_: Request) -> JSONResponse:
             ok, detail = check()
             return JSONResponse({"ok": ok, **detail}, status_code=200 if ok else 503)
@@ -66,6 +67,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def embedded_server(app, log_level: str = "warning") -> EmbeddedServer:
+def embedded_server(app: Any, log_level: str = "warning") -> EmbeddedServer:
     config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, lifespan="off")
     return EmbeddedServer(config)

@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvloop
 from opentelemetry.metrics import Histogram
@@ -52,7 +52,7 @@ class ServiceContext:
     redis: Redis
     heartbeat: Heartbeat
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    counters: Counter = field(default_factory=Counter)
+    counters: Counter[str] = field(default_factory=Counter)
     consumers: list[bus.Consumer] = field(default_factory=list)
     publishers: list[bus.Publisher] = field(default_factory=list)
     backlog: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -165,11 +165,11 @@ class ServiceRuntime:
             service.service_id, lambda: self.ctx.counters, lambda: self.ctx.backlog
         )
 
-    def liveness(self) -> tuple[bool, dict]:
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
         stalled_for = time.monotonic() - self.ctx.last_progress
         return stalled_for < LIVENESS_STALL_SECONDS, {"stalled_for": round(stalled_for, 1)}
 
-    def readiness(self) -> tuple[bool, dict]:
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
         return self.ctx.ready, {"status": self.ctx.status, "message": self.ctx.status_message}
 
     def stop(self) -> None:
@@ -269,7 +269,7 @@ class ServiceRuntime:
 
     async def _beat(self) -> None:
         await self._measure_backlog()
-        counters = dict(self.ctx.counters)
+        counters: dict[str, float] = dict(self.ctx.counters)
         if self.probe_port:
             counters["probe_port"] = self.probe_port
         for stream, figures in self.ctx.backlog.items():

@@ -7,7 +7,7 @@ look the same downstream.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -58,7 +58,7 @@ class TickPublisher:
         await self.trim()
         return len(ticks)
 
-    def _by_stream(self, ticks: Sequence[PriceTick]) -> dict[str, Sequence[PriceTick]]:
+    def _by_stream(self, ticks: Sequence[PriceTick]) -> Mapping[str, Sequence[PriceTick]]:
         if self.shards == 1:
             return {keys.TICKS: ticks}
         grouped: dict[str, list[PriceTick]] = defaultdict(list)
