@@ -181,11 +181,24 @@ class BatchWriter:
         grouped = rows_by_table(messages, self.schema.timescale)
         for spec in grouped:
             await self._prepare(spec)
+        if self._safe_batches == 0:
+            try:
+                await self._transaction(grouped, fast=True)
+                return {spec.table: len(records) for spec, records in grouped.items()}
+            except asyncpg.UniqueViolationError:  # a row already stored: this batch is a replay
+                self._safe_batches = SAFE_BATCHES_AFTER_A_CONFLICT
+        self._safe_batches -= 1
+        await self._transaction(grouped, fast=False)
+        return {spec.table: len(records) for spec, records in grouped.items()}
+
+    async def _transaction(self, grouped: dict[TableSpec, list[tuple]], fast: bool) -> None:
+        """COPY into the staging tables and insert from them, in one transaction (no savepoint:
+        one per batch cost PostgreSQL a fifth more; a conflict redoes the cheap COPY instead)."""
         async with self.conn.transaction():
             for spec, records in grouped.items():
                 await self.conn.copy_records_to_table(spec.stage, records=records, columns=spec.columns)
-            await self._insert(list(grouped))
-        return {spec.table: len(records) for spec, records in grouped.items()}
+            for spec in grouped:
+                await self.conn.execute(spec.fast_statement() if fast else spec.insert_statement())
 
     async def write_or_refuse(self, messages: Sequence[Message]) -> list[tuple[int, str]]:
         """Store what the database accepts; returns (index, the database's reason) of each
@@ -201,19 +214,6 @@ class BatchWriter:
         first = await self.write_or_refuse(messages[:half])
         second = await self.write_or_refuse(messages[half:])
         return first + [(index + half, reason) for index, reason in second]
-
-    async def _insert(self, specs: list[TableSpec]) -> None:
-        if self._safe_batches == 0:
-            try:
-                async with self.conn.transaction():  # a savepoint: a duplicate undoes only this
-                    for spec in specs:
-                        await self.conn.execute(spec.fast_statement())
-                return
-            except asyncpg.UniqueViolationError:
-                self._safe_batches = SAFE_BATCHES_AFTER_A_CONFLICT
-        self._safe_batches -= 1
-        for spec in specs:
-            await self.conn.execute(spec.insert_statement())
 
     async def _prepare(self, spec: TableSpec) -> None:
         if spec.source is not None:
