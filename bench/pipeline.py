@@ -272,39 +272,46 @@ async def main(arguments: argparse.Namespace) -> None:
             symbols = len(arguments.symbols.split(","))
             print(f"machine: {cores} cores, {load()}; each service in its own process;"
                   f" {symbols} symbols, {arguments.shards} tick shard(s)\n")  # fmt: skip
-            await reset(env)
-            ours = await throughput(servers, arguments.rate, arguments.seconds)
-            lost = ours["published"] - ours["stored"]
-            kept_up = "kept up" if ours["drain_s"] < 5 else "fell behind"
-            print(
-                f"pipeline  offered {arguments.rate:,} ticks/s for {arguments.seconds:.0f} s → persisted"
-                f" {ours['persisted_per_s']:,.0f} ticks/s (load {ours['load']:.2f})\n"
-                f"          {kept_up}: the last ticks were stored {ours['drain_s']:.1f} s after the feed"
-                " stopped\n"
-                f"          published {ours['published']:,}, stored {ours['stored']:,}: lost {lost:,},"
-                f" duplicated {ours['duplicated']:,}; {ours['signals']:,} signals stored"
-            )
-            if ours["cpu_us_per_tick"]:
-                print_model(ours["cpu_us_per_tick"], cores)
-
-            await reset(env)
-            samples = await latency(servers, arguments.latency_rate, arguments.latency_seconds)
-            p50, p99 = percentile(samples, 50), percentile(samples, 99)
-            print(f"\nlatency   tick→signal at {arguments.latency_rate:,} ticks/s: p50 {p50:.2f} ms,"
-                  f" p99 {p99:.2f} ms over {len(samples):,} signals ({load()})")  # fmt: skip
-
-            await reset(env)
-            slow = await baseline(servers, arguments.rate, arguments.baseline_seconds)
-            print(
-                f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:,.0f}"
-                f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
-                f" load {slow['load']:.2f})"
-            )
-            ratio = ours["persisted_per_s"] / max(slow["persisted_per_s"], 1e-9)
-            print(f"\nratio     pipeline / naive = {ratio:,.1f}x  (same run, {load()})")
+            runs = set(arguments.only.split(","))
+            ours = {"persisted_per_s": 0.0}
+            if "throughput" in runs:
+                await reset(env)
+                ours = await throughput(servers, arguments.rate, arguments.seconds)
+                report_throughput(ours, arguments, cores)
+            if "latency" in runs:
+                await reset(env)
+                samples = await latency(servers, arguments.latency_rate, arguments.latency_seconds)
+                p50, p99 = percentile(samples, 50), percentile(samples, 99)
+                print(f"\nlatency   tick→signal at {arguments.latency_rate:,} ticks/s: p50 {p50:.2f} ms,"
+                      f" p99 {p99:.2f} ms over {len(samples):,} signals ({load()})")  # fmt: skip
+            if "baseline" in runs:
+                await reset(env)
+                slow = await baseline(servers, arguments.rate, arguments.baseline_seconds)
+                print(
+                    f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:,.0f}"
+                    f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
+                    f" load {slow['load']:.2f})"
+                )
+                if "throughput" in runs:
+                    ratio = ours["persisted_per_s"] / max(slow["persisted_per_s"], 1e-9)
+                    print(f"\nratio     pipeline / naive = {ratio:,.1f}x  (same run, {load()})")
         finally:
             redis_server.stop()
             postgres_server.stop()
+
+
+def report_throughput(ours: dict, arguments: argparse.Namespace, cores: int) -> None:
+    lost = ours["published"] - ours["stored"]
+    kept_up = "kept up" if ours["drain_s"] < 5 else "fell behind"
+    print(
+        f"pipeline  offered {arguments.rate:,} ticks/s for {arguments.seconds:.0f} s → persisted"
+        f" {ours['persisted_per_s']:,.0f} ticks/s (load {ours['load']:.2f})\n"
+        f"          {kept_up}: the last ticks were stored {ours['drain_s']:.1f} s after the feed stopped\n"
+        f"          published {ours['published']:,}, stored {ours['stored']:,}: lost {lost:,},"
+        f" duplicated {ours['duplicated']:,}; {ours['signals']:,} signals stored"
+    )
+    if ours["cpu_us_per_tick"]:
+        print_model(ours["cpu_us_per_tick"], cores)
 
 
 if __name__ == "__main__":
@@ -318,4 +325,7 @@ if __name__ == "__main__":
     parser.add_argument("--baseline-seconds", type=float, default=20, help="window of the naive run")
     parser.add_argument("--shards", type=int, default=1, help="TICK_SHARDS")
     parser.add_argument("--symbols", default=SYMBOLS, help="comma-separated symbols")
+    parser.add_argument(
+        "--only", default="throughput,latency,baseline", help="runs to make (comma-separated)"
+    )
     asyncio.run(main(parser.parse_args()))
