@@ -288,8 +288,8 @@ async def main(arguments: argparse.Namespace) -> None:
                 await reset(env)
                 slow = await baseline(servers, arguments.rate, arguments.baseline_seconds)
                 print(
-                    f"baseline  naive per-tick XADD + per-row INSERT: persisted {slow['persisted_per_s']:,.0f}"
-                    f" ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
+                    f"baseline  naive per-tick XADD + per-row INSERT: persisted"
+                    f" {slow['persisted_per_s']:,.0f} ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
                     f" load {slow['load']:.2f})"
                 )
                 if "throughput" in runs:
