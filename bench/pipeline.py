@@ -289,8 +289,8 @@ async def main(arguments: argparse.Namespace) -> None:
                 slow = await baseline(servers, arguments.rate, arguments.baseline_seconds)
                 print(
                     f"baseline  naive per-tick XADD + per-row INSERT: persisted"
-                    f" {slow['persisted_per_s']:,.0f} ticks/s (published {slow['published']:,}, stored {slow['stored']:,};"
-                    f" load {slow['load']:.2f})"
+                    f" {slow['persisted_per_s']:,.0f} ticks/s (published {slow['published']:,},"
+                    f" stored {slow['stored']:,}; load {slow['load']:.2f})"
                 )
                 if "throughput" in runs:
                     ratio = ours["persisted_per_s"] / max(slow["persisted_per_s"], 1e-9)
