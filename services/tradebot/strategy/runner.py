@@ -143,6 +143,10 @@ class StrategyRunner:
             self._close_due(self.event_clock + int(idle * 1_000_000), signals)
         return signals
 
+    def resume(self, wall: float) -> None:
+        """Start the idle clock at `wall` (after a warm start, so a quiet shard still closes bars)."""
+        self._idle_since = wall
+
     def finish(self) -> list[TradeSignal]:
         """Close every open bar (the end of a backtest's data)."""
         signals: list[TradeSignal] = []
