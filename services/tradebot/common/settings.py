@@ -108,10 +108,10 @@ class Settings(BaseSettings):
     strategy_checkpoint_seconds: float = Field(
         30, gt=0, le=3_600, description="how often a strategy replica checkpoints its state"
     )
-    sizing: SizingMode = Field("risk", description="quantity, notional, equity_pct or risk")
+    sizing: SizingMode = Field("equity_pct", description="quantity, notional, equity_pct or risk")
     order_quantity: float = Field(10, gt=0, description="shares per entry (SIZING=quantity)")
     order_notional: float = Field(5_000, gt=0, description="dollars per entry (SIZING=notional)")
-    order_equity_pct: float = Field(5, gt=0, le=100, description="% of equity per entry (SIZING=equity_pct)")
+    order_equity_pct: float = Field(10, gt=0, le=100, description="% of equity per entry (SIZING=equity_pct)")
     risk_per_trade_pct: float = Field(
         0.5, gt=0, le=100, description="% of equity lost if the stop is hit (SIZING=risk)"
     )

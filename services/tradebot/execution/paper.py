@@ -69,7 +69,9 @@ class PaperBroker:
         return cls(
             costs=TradingCosts(s.slippage_bps, s.fee_per_share, s.min_fee),
             limits=RiskLimits.from_settings(s),
-            sizing=Sizing(s.sizing, s.order_quantity, s.order_notional, s.order_equity_pct, s.risk_per_trade_pct),
+            sizing=Sizing(
+                s.sizing, s.order_quantity, s.order_notional, s.order_equity_pct, s.risk_per_trade_pct
+            ),
             exits=ExitRules(s.stop_loss_pct, s.stop_loss_atr, s.take_profit_pct, s.trailing_stop_pct),
             min_signal_strength=s.min_signal_strength,
             cooldown_seconds=s.cooldown_seconds,
@@ -148,7 +150,9 @@ class PaperBroker:
             if held <= 0:
                 rejection = f"no {tick.symbol} position to sell (long-only account)"
             elif holding is not None and holding.strategy and holding.strategy != pending.strategy:
-                rejection = f"the {tick.symbol} position belongs to {holding.strategy}, not {pending.strategy}"
+                rejection = (
+                    f"the {tick.symbol} position belongs to {holding.strategy}, not {pending.strategy}"
+                )
             else:
                 quantity = held
         else:
@@ -163,7 +167,9 @@ class PaperBroker:
         if rejection:
             portfolio.orders_rejected += 1
             return Execution(order)
-        fill, position = self._book(portfolio, pending.signal_id, order, price, pending.reference_price, tick.time)
+        fill, position = self._book(
+            portfolio, pending.signal_id, order, price, pending.reference_price, tick.time
+        )
         if pending.side is Side.BUY:
             opened = portfolio.holdings[tick.symbol]
             opened.strategy, opened.entry_signal = pending.strategy, pending.signal_id
@@ -171,7 +177,12 @@ class PaperBroker:
         return Execution(order, fill, position)
 
     def _entry_size(
-        self, portfolio: Portfolio, holding: Holding | None, pending: PendingOrder, price: float, now: datetime
+        self,
+        portfolio: Portfolio,
+        holding: Holding | None,
+        pending: PendingOrder,
+        price: float,
+        now: datetime,
     ) -> tuple[float, str | None]:
         symbol = pending.symbol
         if holding is not None and holding.quantity > 0:
@@ -179,8 +190,13 @@ class PaperBroker:
         last = holding.last_fill_time if holding is not None else None
         if last is not None and (now - last).total_seconds() < self.cooldown_seconds:
             waited = (now - last).total_seconds()
-            return 0.0, f"{symbol} cooldown: last fill {waited:.0f}s ago, COOLDOWN_SECONDS is {self.cooldown_seconds:g}"
-        wanted, why_none = self.sizing.shares(price, portfolio.equity(), self.exits.stop_distance(price, pending.atr))
+            return (
+                0.0,
+                f"{symbol} cooldown: last fill {waited:.0f}s ago, COOLDOWN_SECONDS is {self.cooldown_seconds:g}",
+            )
+        wanted, why_none = self.sizing.shares(
+            price, portfolio.equity(), self.exits.stop_distance(price, pending.atr)
+        )
         if why_none:
             return 0.0, why_none
         cap = min(

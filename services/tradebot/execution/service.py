@@ -115,7 +115,9 @@ class ExecutionService:
     async def _execute_batch(self, pipe: Pipeline, signals: list[Delivery], ticks: list[Delivery]) -> Counter:
         await pipe.watch(keys.PORTFOLIO, keys.PROCESSED_SIGNALS)
         messages: list[TradeSignal] = [d.message for d in signals]  # type: ignore[misc]
-        already_done = await pipe.zmscore(keys.PROCESSED_SIGNALS, [s.id for s in messages]) if messages else []
+        already_done = (
+            await pipe.zmscore(keys.PROCESSED_SIGNALS, [s.id for s in messages]) if messages else []
+        )
         portfolio = await load_portfolio(pipe, self.starting_cash)
         outcomes: Counter = Counter()
         accepted: set[str] = set()
@@ -163,4 +165,3 @@ class ExecutionService:
         if order.signal_id.startswith("exit:"):
             outcomes["exits"] += 1
             log.info("position exited", extra={"symbol": order.symbol, "reason": order.reason})
-

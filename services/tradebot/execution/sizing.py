@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
-SizingMode = Literal["quantity", "notional", "equity_pct", "risk"]
+from tradebot.common.settings import SizingMode
 
 
 @dataclass(frozen=True)
 class Sizing:
-    mode: SizingMode = "risk"
+    mode: SizingMode = "equity_pct"
     quantity: float = 10
     notional: float = 5_000
-    equity_pct: float = 5.0
+    equity_pct: float = 10.0
     risk_pct: float = 0.5
 
     def shares(self, price: float, equity: float, stop_distance: float | None) -> tuple[float, str | None]:

@@ -83,7 +83,9 @@ def provider_bar(tick: PriceTick) -> Bar:
     """
     time = epoch_us(tick.time)
     price = tick.price
-    return Bar(tick.symbol, tick.source, time, 60, price, price, price, price, tick.volume, 0, time, time, tick.id)
+    return Bar(
+        tick.symbol, tick.source, time, 60, price, price, price, price, tick.volume, 0, time, time, tick.id
+    )
 
 
 def tick_bar(tick: PriceTick) -> Bar:

@@ -51,7 +51,9 @@ class DonchianBreakout(Strategy[DonchianParams, DonchianState]):
 
     def new_state(self) -> DonchianState:
         p = self.params
-        return DonchianState(Extreme(p.entry, maximum=True), Extreme(p.exit, maximum=False), Atr(p.atr_period))
+        return DonchianState(
+            Extreme(p.entry, maximum=True), Extreme(p.exit, maximum=False), Atr(p.atr_period)
+        )
 
     def decide(self, state: DonchianState, bar: Bar) -> Decision | None:
         upper, lower = state.upper, state.lower

@@ -63,7 +63,7 @@ class MovingAverageCrossover(Strategy[CrossoverParams, CrossoverState]):
         p = self.params
         gap_pct = abs(fast - slow) / slow * 100
         label = p.average.upper()
-        reason = (
-            f"{label}({p.fast}) {fast:.4f} crossed {'above' if above else 'below'} {label}({p.slow}) {slow:.4f}"
+        reason = f"{label}({p.fast}) {fast:.4f} crossed {'above' if above else 'below'} {label}({p.slow}) {slow:.4f}"
+        return Decision(
+            Side.BUY if above else Side.SELL, clamp_strength(gap_pct / p.full_strength_gap_pct), reason
         )
-        return Decision(Side.BUY if above else Side.SELL, clamp_strength(gap_pct / p.full_strength_gap_pct), reason)

@@ -26,7 +26,15 @@ from msgspec import Struct, field
 
 from tradebot.common.models import PriceTick, TradeSignal
 from tradebot.strategy.base import Decision, Strategy, input_seconds
-from tradebot.strategy.bars import TIMEFRAMES, Bar, BarBuilder, epoch_us, from_epoch_us, provider_bar, tick_bar
+from tradebot.strategy.bars import (
+    TIMEFRAMES,
+    Bar,
+    BarBuilder,
+    epoch_us,
+    from_epoch_us,
+    provider_bar,
+    tick_bar,
+)
 from tradebot.strategy.indicators import Atr
 
 ATR_PERIOD = 14
@@ -95,7 +103,9 @@ class StrategyRunner:
         self.by_input: dict[str, list[int]] = {}
         for index, strategy in enumerate(strategies):
             self.by_input.setdefault(strategy.input, []).append(index)
-        self.timeframes = sorted({ATR_INPUT, *(i for i in self.by_input if i in TIMEFRAMES)}, key=input_seconds)
+        self.timeframes = sorted(
+            {ATR_INPUT, *(i for i in self.by_input if i in TIMEFRAMES)}, key=input_seconds
+        )
         self.books: dict[str, Book] = {}
         self.event_clock = 0
         self._idle_since: float | None = None
@@ -125,7 +135,9 @@ class StrategyRunner:
                     self._on_bar(book, name, closed, signals)
                 if builder.current is not before and builder.current is not None:
                     opened = builder.current
-                    heapq.heappush(self._deadlines, (opened.end + self.grace, tick.symbol, name, opened.start))
+                    heapq.heappush(
+                        self._deadlines, (opened.end + self.grace, tick.symbol, name, opened.start)
+                    )
             if "trades" in self.by_input:
                 self._evaluate(book, "trades", tick_bar(tick), self._atr(book, ATR_INPUT), signals)
         elif kind == "quote":
@@ -171,7 +183,9 @@ class StrategyRunner:
         if name in self.by_input:
             self._evaluate(book, name, bar, atr, signals)
 
-    def _evaluate(self, book: Book, name: str, bar: Bar, atr: float | None, signals: list[TradeSignal]) -> None:
+    def _evaluate(
+        self, book: Book, name: str, bar: Bar, atr: float | None, signals: list[TradeSignal]
+    ) -> None:
         for index in self.by_input[name]:
             strategy = self.strategies[index]
             decision = strategy.decide(book.states[index], bar)

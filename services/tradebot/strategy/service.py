@@ -59,7 +59,11 @@ class StrategyService:
         self.owned, self.by_stream = {}, {}
         log.info(
             "evaluating ticks",
-            extra={"strategies": [s.name for s in self.strategies], "shards": self.wanted, "token": self.token},
+            extra={
+                "strategies": [s.name for s in self.strategies],
+                "shards": self.wanted,
+                "token": self.token,
+            },
         )
         next_lease_try, renewed_at = 0.0, time.monotonic()
         try:
@@ -141,7 +145,9 @@ class StrategyService:
             owned = self.owned.pop(shard, None)
             if owned is not None:
                 self.by_stream.pop(owned.stream, None)
-                log.warning("lost the lease of a tick shard; another process runs it now", extra={"shard": shard})
+                log.warning(
+                    "lost the lease of a tick shard; another process runs it now", extra={"shard": shard}
+                )
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, deliveries: list[bus.Delivery]) -> dict[int, list[tuple[TradeSignal, str | None]]]:
@@ -172,7 +178,9 @@ class StrategyService:
                 async with ctx.redis.pipeline(transaction=True) as pipe:
                     await pipe.watch(*lease_keys)
                     holders = await pipe.mget(lease_keys)
-                    lost = [n for n, holder in zip(shards, holders, strict=True) if holder != self.token.encode()]
+                    lost = [
+                        n for n, holder in zip(shards, holders, strict=True) if holder != self.token.encode()
+                    ]
                     if lost:
                         self._drop(lost)
                         await self._rebuild_consumer()

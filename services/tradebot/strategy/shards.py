@@ -123,7 +123,9 @@ async def take_over(
         try:
             checkpoint_position, owned.cold = owned.runner.restore(raw)
         except Exception as error:  # unreadable (an older format): start the shard cold, and say so
-            log.error("unreadable strategy checkpoint; starting cold", extra={"shard": shard, "error": str(error)})
+            log.error(
+                "unreadable strategy checkpoint; starting cold", extra={"shard": shard, "error": str(error)}
+            )
             owned.runner = StrategyRunner(strategies, grace)
             owned.cold = [s.name for s in strategies]
     progress = await client.hget(keys.STRATEGY_PROGRESS, str(shard))
