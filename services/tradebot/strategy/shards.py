@@ -112,7 +112,7 @@ async def take_over(
             raise
     start = "0-0"
     while True:  # the previous owner's unacknowledged entries become ours, processed first
-        reply = await client.xautoclaim(stream, GROUP, consumer, 0, start_id=start, count=1000, justid=True)
+        reply = await client.xautoclaim(stream, GROUP, consumer, 0, start_id=start, count=1000)
         start = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         if start == "0-0":
             break
