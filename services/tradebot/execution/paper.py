@@ -50,6 +50,8 @@ class Execution:
     order: Order
     fill: Fill | None = None
     position: Position | None = None
+    traceparent: str | None = None
+    """The trace of the signal behind it (so tick, signal, order and fill are one trace)."""
 
 
 @dataclass(frozen=True)
@@ -78,13 +80,16 @@ class PaperBroker:
         )
 
     # ------------------------------------------------------------------ signals
-    def accept(self, portfolio: Portfolio, signal: TradeSignal) -> Execution | None:
+    def accept(
+        self, portfolio: Portfolio, signal: TradeSignal, traceparent: str | None = None
+    ) -> Execution | None:
         """Queue the signal's order; a rejected order instead when the signal is refused outright."""
         if signal.side is Side.BUY and signal.strength < self.min_signal_strength:
             portfolio.orders_rejected += 1
             reason = f"signal strength {signal.strength:g} is below MIN_SIGNAL_STRENGTH {self.min_signal_strength:g}"
             return Execution(self._order(signal.id, signal.strategy, signal.symbol, signal.side, 0.0,
-                                         signal.price, signal.time, reason, OrderStatus.REJECTED))  # fmt: skip
+                                         signal.price, signal.time, reason, OrderStatus.REJECTED),
+                             traceparent=traceparent)  # fmt: skip
         pending = PendingOrder(
             signal_id=signal.id,
             strategy=signal.strategy,
@@ -95,6 +100,7 @@ class PaperBroker:
             tick_id=signal.tick_id,
             tick_time=signal.tick_time,
             atr=signal.atr,
+            traceparent=traceparent,
         )
         portfolio.pending.setdefault(signal.symbol, []).append(pending)
         return None
@@ -166,7 +172,7 @@ class PaperBroker:
         )  # fmt: skip
         if rejection:
             portfolio.orders_rejected += 1
-            return Execution(order)
+            return Execution(order, traceparent=pending.traceparent)
         fill, position = self._book(
             portfolio, pending.signal_id, order, price, pending.reference_price, tick.time
         )
@@ -174,7 +180,7 @@ class PaperBroker:
             opened = portfolio.holdings[tick.symbol]
             opened.strategy, opened.entry_signal = pending.strategy, pending.signal_id
             self.exits.arm(opened, fill.price, pending.atr)
-        return Execution(order, fill, position)
+        return Execution(order, fill, position, pending.traceparent)
 
     def _entry_size(
         self,

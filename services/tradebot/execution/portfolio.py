@@ -47,6 +47,8 @@ class PendingOrder(BaseModel):
     atr: float | None = None
     armed: bool = False
     """True once its own tick has gone by: the next trade fills it."""
+    traceparent: str | None = None
+    """The signal's trace, which its fill joins."""
 
 
 class Portfolio(BaseModel):

@@ -128,16 +128,19 @@ class ExecutionService:
                 log.info("duplicate signal ignored", extra={"signal": signal.id})
                 continue
             accepted.add(signal.id)
-            with traced(__name__, "accept signal", delivery.traceparent, symbol=signal.symbol) as tp:
-                refused = self.broker.accept(portfolio, signal)
+            with traced(__name__, "execute signal", delivery.traceparent, symbol=signal.symbol) as tp:
+                refused = self.broker.accept(portfolio, signal, tp)
             outcomes["signals_accepted"] += 1
             if refused is not None:
                 results.append((refused, tp))
         for delivery in ticks:
             tick = delivery.message
             if isinstance(tick, PriceTick) and self.broker.wants(portfolio, tick.symbol):
-                with traced(__name__, "check tick", delivery.traceparent, symbol=tick.symbol) as tp:
-                    results.extend((execution, tp) for execution in self.broker.on_tick(portfolio, tick))
+                for execution in self.broker.on_tick(portfolio, tick):
+                    # a fill joins its signal's trace; an exit belongs to the tick that triggered it
+                    parent = execution.traceparent or delivery.traceparent
+                    with traced(__name__, "fill order", parent, symbol=tick.symbol) as tp:
+                        results.append((execution, tp))
         outcomes["ticks_checked"] += len(ticks)
         pipe.multi()
         for execution, tp in results:
