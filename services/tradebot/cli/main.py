@@ -13,6 +13,7 @@ from tradebot import __version__
 from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
 from tradebot.cli import backfill as backfill_cli
 from tradebot.cli import sources as sources_cli
+from tradebot.cli import strategies as strategies_cli
 from tradebot.cli import symbols as symbols_cli
 from tradebot.cli.dashboard import dashboard, demo
 from tradebot.common.settings import Settings, SettingsError, load_settings
@@ -125,3 +126,4 @@ def operator(ctx: typer.Context) -> None:
 app.add_typer(backfill_cli.app, name="backfill")
 app.add_typer(symbols_cli.app, name="symbols")
 app.add_typer(sources_cli.app, name="sources")
+app.add_typer(strategies_cli.app, name="strategies")

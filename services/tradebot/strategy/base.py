@@ -39,8 +39,8 @@ class StrategyParams(BaseModel):
 
     input: InputName = Field(
         "1m",
-        description="what the rule evaluates: bars built from trades (1m, 5m, 15m, 1h), the "
-        "provider's 1-minute bars (provider_1m), every trade (trades) or every quote (quotes)",
+        description="bars of 1m, 5m, 15m or 1h built from trades, the provider's 1-minute bars "
+        "(provider_1m), every trade (trades) or every quote midpoint (quotes)",
     )
 
 
