@@ -52,8 +52,13 @@ def start(env: dict[str, str], replicas: int) -> list[subprocess.Popen]:
     return [
         subprocess.Popen(
             [sys.executable, "-m", "tradebot", "service", "strategy"],
-            env={**os.environ, **env, "REPLICA_INDEX": str(k), "REPLICA_COUNT": str(replicas),
-                 "CONSUMER_NAME": f"bench-{k}"},  # fmt: skip
+            env={
+                **os.environ,
+                **env,
+                "REPLICA_INDEX": str(k),
+                "REPLICA_COUNT": str(replicas),
+                "CONSUMER_NAME": f"bench-{k}",
+            },
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -107,7 +112,7 @@ async def throughput(env: dict[str, str], symbols: int, count: int, replicas: in
         await ready(redis, replicas)
         began = time.perf_counter()
         await publish(redis, ticks, shards)
-        while not await covered(redis, shards):
+        while not await covered(redis, shards):  # noqa: ASYNC110 (polling another process's progress)
             await asyncio.sleep(0.02)
         return count / (time.perf_counter() - began)
     finally:
@@ -224,7 +229,9 @@ async def main(count: int, latency_rate: int, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ticks", type=int, default=200_000, help="ticks per throughput run")
     parser.add_argument("--latency-rate", type=int, default=2_000, help="ticks/s for the latency run")
     parser.add_argument("--seconds", type=float, default=15, help="latency measurement window")

@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from redis.asyncio import Redis
 
+from tradebot.backtest.engine import Simulation
 from tradebot.common import bus, keys
 from tradebot.common.models import Fill, Message, PriceTick, TradeSignal
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols
-from tradebot.backtest.engine import Simulation
 from tradebot.execution.paper import PaperBroker
 from tradebot.execution.portfolio import Portfolio
 from tradebot.market_data.synthetic import SyntheticMarket, reference_price

@@ -29,7 +29,9 @@ def signal(n: int, symbol: str = "AAPL", side: Side = Side.BUY) -> TradeSignal:
 
 
 def trade(symbol: str, price: float, seconds: float = 1) -> PriceTick:
-    return PriceTick(source="synthetic", symbol=symbol, time=NOW + timedelta(seconds=seconds), price=price, size=1)
+    return PriceTick(
+        source="synthetic", symbol=symbol, time=NOW + timedelta(seconds=seconds), price=price, size=1
+    )
 
 
 async def publish_covered(redis, publisher: bus.Publisher, ticks: list[PriceTick]) -> None:
@@ -86,7 +88,7 @@ async def test_ticks_wait_for_the_strategy_then_exits_trade_on_them(make_setting
         assert runtime.ctx.counters["exits"] == 0, "acted on a tick the strategy had not covered"
         await eventually(lambda: _counter(runtime, "ticks_uncovered", 1), within=20, what="the overdue tick")
         await eventually(lambda: _counter(runtime, "exits", 1), what="the stop-loss exit")
-    [entry, exit_order] = [wire.decode(fields) for _, fields in await redis.xrange(keys.ORDERS)]
+    [_, exit_order] = [wire.decode(fields) for _, fields in await redis.xrange(keys.ORDERS)]
     assert exit_order.signal_id == f"exit:{signal(1).id}"
     assert exit_order.reason == "stop-loss: trade 90 at or below stop 99.0495"
     assert Portfolio.model_validate_json(await redis.get(keys.PORTFOLIO)).quantity("AAPL") == 0

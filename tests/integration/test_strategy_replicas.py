@@ -55,7 +55,9 @@ def recorded_ticks(rounds: int, start_round: int = 0) -> list[PriceTick]:
 def closing_ticks(after: datetime) -> list[PriceTick]:
     """One late trade per symbol, two minutes on: closes every bar before it by trade, deterministically."""
     return [
-        PriceTick(id=f"close-{s}", source="synthetic", symbol=s, time=after + timedelta(minutes=2), price=100.0)
+        PriceTick(
+            id=f"close-{s}", source="synthetic", symbol=s, time=after + timedelta(minutes=2), price=100.0
+        )
         for s in SYMBOLS
     ]
 
@@ -90,7 +92,9 @@ def published_signals(client: sync_redis.Redis) -> list[TradeSignal]:
     return [wire.decode(fields) for _, fields in client.xrange(keys.SIGNALS)]  # type: ignore[misc]
 
 
-def replica(redis_url: str, index: int, count: int, name: str | None = None, **extra: str) -> subprocess.Popen:
+def replica(
+    redis_url: str, index: int, count: int, name: str | None = None, **extra: str
+) -> subprocess.Popen:
     env = {**ENV, "REDIS_URL": redis_url, "REPLICA_INDEX": str(index), "REPLICA_COUNT": str(count),
            "CONSUMER_NAME": name or f"strategy-{index}", **extra}  # fmt: skip
     return service_process("strategy", env, stdout=subprocess.DEVNULL)
@@ -146,7 +150,9 @@ def test_sigkill_and_restart_emit_the_uninterrupted_set(redis_url, client):
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     assert not covered(client), "the kill came too late to test anything"
-    assert client.exists(*(keys.strategy_checkpoint_key(n) for n in range(SHARDS))), "checkpoints were written"
+    assert client.exists(*(keys.strategy_checkpoint_key(n) for n in range(SHARDS))), (
+        "checkpoints were written"
+    )
     restarted = replica(redis_url, 0, 1, **slow)
     try:
         wait_for("every shard covered after the restart", lambda: covered(client), timeout=180)

@@ -34,8 +34,9 @@ def signal(
 ) -> TradeSignal:
     source = tick(price or 100.0, n, symbol)
     return TradeSignal(
-        id=f"sig-{symbol}-{n}", time=source.time, strategy=strategy, symbol=symbol, side=side, strength=strength,
-        reason="test", price=source.price, source="synthetic", tick_id=source.id, tick_time=source.time, atr=atr,
+        id=f"sig-{symbol}-{n}", time=source.time, strategy=strategy, symbol=symbol, side=side,
+        strength=strength, reason="test", price=source.price, source="synthetic", tick_id=source.id,
+        tick_time=source.time, atr=atr,
     )  # fmt: skip
 
 
@@ -111,7 +112,8 @@ def test_risk_sizing_without_any_stop_is_refused_with_the_reason():
     [
         (ExitRules(stop_loss_pct=2), [99.0, 98.0], "stop-loss: trade 98 at or below stop 98.098", 97.902),
         (ExitRules(stop_loss_atr=2), [99.0, 97.9], "stop-loss: trade 97.9 at or below stop 98.1", 97.8021),
-        (ExitRules(take_profit_pct=4), [103.0, 104.2], "take-profit: trade 104.2 at or above target 104.104", 104.0958),
+        (ExitRules(take_profit_pct=4), [103.0, 104.2], "take-profit: trade 104.2 at or above target 104.104",
+         104.0958),
         (ExitRules(trailing_stop_pct=3), [105.0, 110.0, 106.8, 106.6],
          "trailing stop: trade 106.6 is 3% below the high 110 since entry", 106.4934),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -144,16 +145,16 @@ def test_every_strategy_documents_its_parameters():
 @pytest.mark.parametrize(
     ("names", "params", "message"),
     [
-        (["magic"], {}, "unknown strategy 'magic'; available: bollinger, donchian_breakout, rsi, sma_crossover"),
-        (["rsi"], {"rsi": {"perod": 3}}, "strategy 'rsi' has no parameter 'perod'; its parameters: input, period"),
-        (["rsi"], {"rsi": {"period": 1}}, "strategy 'rsi' parameter period=1: Input should be greater than or equal to 2"),
+        (["magic"], {}, "unknown strategy 'magic'; available: bollinger, donchian_breakout, rsi, sma_"),
+        (["rsi"], {"rsi": {"perod": 3}}, "strategy 'rsi' has no parameter 'perod'; its parameters: input"),
+        (["rsi"], {"rsi": {"period": 1}}, "strategy 'rsi' parameter period=1: Input should be greater than"),
         (["rsi"], {"rsi": {"oversold": 80}}, "strategy 'rsi': oversold (80) must be below overbought (70)"),
         (["sma_crossover"], {"sma_crossover": {"fast": 30, "slow": 10}}, "fast (30) must be below slow (10)"),
         (["donchian_breakout"], {"donchian_breakout": {"input": "trades"}},
          "strategy 'donchian_breakout' parameter input='trades': it accepts 1m, 5m, 15m, 1h, provider_1m"),
         (["rsi"], {"rsi": {"input": "2m"}}, "strategy 'rsi' parameter input='2m': Input should be"),
         (["rsi", "rsi"], {}, "STRATEGIES names rsi more than once"),
-        (["rsi"], {"bollinger": {"width": 0}}, "strategy 'bollinger' parameter width=0: Input should be greater than 0"),
+        (["rsi"], {"bollinger": {"width": 0}}, "strategy 'bollinger' parameter width=0: Input should be"),
         (["rsi"], {"nope": {}}, "unknown strategy 'nope'"),
     ],
 )  # fmt: skip
@@ -212,3 +213,19 @@ def test_symbols_split_across_runners_give_the_same_signals():
     for symbol in ("AAPL", "MSFT", "TSLA"):
         parts |= {s.id for s in run(ALL, [t for t in ticks if t.symbol == symbol], FAST)}
     assert parts == whole
+
+
+def test_the_readme_example_strategy_runs():
+    """README's "Writing one" is real code: define it, run it on bars, get its signals."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    code = readme.split("### Writing one")[1].split("```python")[1].split("```")[0]
+    namespace: dict = {}
+    exec(  # the README example, with the imports a module of its own would have
+        "from msgspec import Struct\nfrom pydantic import Field\nfrom tradebot.common.models import Side\n"
+        "from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength\n"
+        "from tradebot.strategy.bars import Bar\nfrom tradebot.strategy.indicators import Window\n" + code,
+        namespace,
+    )
+    momentum = namespace["Momentum"](namespace["MomentumParams"](lookback=3, threshold_pct=1))
+    signals = run_all(StrategyRunner([momentum], 5), minute_closes([100, 100, 100, 100, 102, 99, 99]))
+    assert [(s.side, s.reason) for s in signals] == [(Side.BUY, "up 2.00%")]

@@ -50,7 +50,9 @@ def show(
     name: Annotated[str, typer.Argument(help="A strategy name (see `tradebot strategies list`).")],
     params: Annotated[
         str | None,
-        typer.Option("--params", help='Check these parameters too, as JSON: \'{"period": 10}\'.', show_default=False),
+        typer.Option(
+            "--params", help="Check these parameters too, as JSON: '{\"period\": 10}'.", show_default=False
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

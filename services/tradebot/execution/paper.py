@@ -86,7 +86,8 @@ class PaperBroker:
         """Queue the signal's order; a rejected order instead when the signal is refused outright."""
         if signal.side is Side.BUY and signal.strength < self.min_signal_strength:
             portfolio.orders_rejected += 1
-            reason = f"signal strength {signal.strength:g} is below MIN_SIGNAL_STRENGTH {self.min_signal_strength:g}"
+            floor = self.min_signal_strength
+            reason = f"signal strength {signal.strength:g} is below MIN_SIGNAL_STRENGTH {floor:g}"
             return Execution(self._order(signal.id, signal.strategy, signal.symbol, signal.side, 0.0,
                                          signal.price, signal.time, reason, OrderStatus.REJECTED),
                              traceparent=traceparent)  # fmt: skip
@@ -198,7 +199,8 @@ class PaperBroker:
             waited = (now - last).total_seconds()
             return (
                 0.0,
-                f"{symbol} cooldown: last fill {waited:.0f}s ago, COOLDOWN_SECONDS is {self.cooldown_seconds:g}",
+                f"{symbol} cooldown: last fill {waited:.0f}s ago, "
+                f"COOLDOWN_SECONDS is {self.cooldown_seconds:g}",
             )
         wanted, why_none = self.sizing.shares(
             price, portfolio.equity(), self.exits.stop_distance(price, pending.atr)
@@ -221,10 +223,18 @@ class PaperBroker:
     def _exit(self, portfolio: Portfolio, holding: Holding, tick: PriceTick, reason: str) -> Execution:
         exit_id = f"exit:{holding.entry_signal or tick.symbol}"
         price = self.costs.fill_price(Side.SELL, tick.price)
+        strategy, quantity = holding.strategy or "exit", holding.quantity
         order = self._order(
-            exit_id, holding.strategy or "exit", tick.symbol, Side.SELL, holding.quantity, tick.price, tick.time,
-            reason, OrderStatus.FILLED,
-        )  # fmt: skip
+            exit_id,
+            strategy,
+            tick.symbol,
+            Side.SELL,
+            quantity,
+            tick.price,
+            tick.time,
+            reason,
+            OrderStatus.FILLED,
+        )
         fill, position = self._book(portfolio, exit_id, order, price, tick.price, tick.time)
         return Execution(order, fill, position)
 

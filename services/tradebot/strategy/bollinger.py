@@ -12,8 +12,8 @@ from msgspec import Struct
 from pydantic import Field
 
 from tradebot.common.models import Side
-from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.bars import Bar
+from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.indicators import Bands
 
 

@@ -11,8 +11,8 @@ from msgspec import Struct
 from pydantic import Field, model_validator
 
 from tradebot.common.models import Side
-from tradebot.strategy.base import BAR_INPUTS, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.bars import Bar
+from tradebot.strategy.base import BAR_INPUTS, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.indicators import Atr, Extreme
 
 

@@ -12,8 +12,8 @@ from msgspec import Struct
 from pydantic import Field, model_validator
 
 from tradebot.common.models import Side
-from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.bars import Bar
+from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.indicators import Ema, Sma
 
 
@@ -63,7 +63,8 @@ class MovingAverageCrossover(Strategy[CrossoverParams, CrossoverState]):
         p = self.params
         gap_pct = abs(fast - slow) / slow * 100
         label = p.average.upper()
-        reason = f"{label}({p.fast}) {fast:.4f} crossed {'above' if above else 'below'} {label}({p.slow}) {slow:.4f}"
+        direction = "above" if above else "below"
+        reason = f"{label}({p.fast}) {fast:.4f} crossed {direction} {label}({p.slow}) {slow:.4f}"
         return Decision(
             Side.BUY if above else Side.SELL, clamp_strength(gap_pct / p.full_strength_gap_pct), reason
         )

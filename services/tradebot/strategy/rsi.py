@@ -11,8 +11,8 @@ from msgspec import Struct
 from pydantic import Field, model_validator
 
 from tradebot.common.models import Side
-from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.bars import Bar
+from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
 from tradebot.strategy.indicators import Rsi
 
 
@@ -68,6 +68,7 @@ class RsiMeanReversion(Strategy[RsiParams, RsiState]):
             return Decision(
                 Side.SELL,
                 clamp_strength(0.5 + depth * 2),
-                f"RSI({p.period}) {rsi:.1f} fell out of overbought {p.overbought:g} (high {state.extreme:.1f})",
+                f"RSI({p.period}) {rsi:.1f} fell out of overbought {p.overbought:g} "
+                f"(high {state.extreme:.1f})",
             )
         return None

@@ -25,7 +25,6 @@ import msgspec
 from msgspec import Struct, field
 
 from tradebot.common.models import PriceTick, TradeSignal
-from tradebot.strategy.base import Decision, Strategy, input_seconds
 from tradebot.strategy.bars import (
     TIMEFRAMES,
     Bar,
@@ -35,6 +34,7 @@ from tradebot.strategy.bars import (
     provider_bar,
     tick_bar,
 )
+from tradebot.strategy.base import Decision, Strategy, input_seconds
 from tradebot.strategy.indicators import Atr
 
 ATR_PERIOD = 14

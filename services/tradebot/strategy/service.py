@@ -169,7 +169,7 @@ class StrategyService:
     async def _commit(
         self, deliveries: list[bus.Delivery], signals: dict[int, list[tuple[TradeSignal, str | None]]]
     ) -> None:
-        """Publish, record progress, acknowledge and renew the leases: all or nothing, fenced by the leases."""
+        """Publish, record progress, acknowledge, renew leases: all or nothing, while the leases are ours."""
         ctx = self.ctx
         while self.owned:
             shards = sorted(self.owned)

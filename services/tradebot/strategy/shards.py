@@ -143,7 +143,7 @@ async def replay(client: Redis, owned: OwnedShard, after: str, until: str) -> in
     count, cursor = 0, f"({after}"
     while True:
         entries = await client.xrange(owned.stream, min=cursor, max=until, count=REPLAY_CHUNK)
-        for entry_id, fields in entries:
+        for _, fields in entries:
             try:
                 tick = wire.decode(fields)
             except wire.WireError:
