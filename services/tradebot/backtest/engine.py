@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from tradebot.common.models import Message, PriceTick, TradeSignal
 from tradebot.execution.paper import Execution, PaperBroker
 from tradebot.execution.portfolio import Portfolio
 from tradebot.strategy.base import Strategy
+from tradebot.strategy.bars import epoch_us
 from tradebot.strategy.runner import StrategyRunner
 
 
@@ -39,6 +41,11 @@ class Simulation:
     def finish(self) -> tuple[list[TradeSignal], list[Execution]]:
         """Close the last bars; their signals queue orders that no later trade will fill."""
         signals = self.runner.finish()
+        return signals, self._accept(signals)
+
+    def finish_until(self, end: datetime) -> tuple[list[TradeSignal], list[Execution]]:
+        """At the end of the data: close the bars that end by `end` (they are complete)."""
+        signals = self.runner.close_until(epoch_us(end))
         return signals, self._accept(signals)
 
     def _accept(self, signals: list[TradeSignal]) -> list[Execution]:

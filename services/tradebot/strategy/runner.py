@@ -161,8 +161,12 @@ class StrategyRunner:
 
     def finish(self) -> list[TradeSignal]:
         """Close every open bar (the end of a backtest's data)."""
+        return self.close_until(2**62)
+
+    def close_until(self, time: int) -> list[TradeSignal]:
+        """Close the open bars that end by `time` (epoch µs): the data up to it is complete."""
         signals: list[TradeSignal] = []
-        self._close_due(2**62, signals)
+        self._close_due(time + self.grace, signals)
         return signals
 
     def _new_book(self) -> Book:
