@@ -20,7 +20,6 @@ from tradebot.execution.paper import Execution, PaperBroker
 from tradebot.execution.portfolio import Portfolio
 from tradebot.strategy.base import Strategy
 
-MINUTE_US = 60_000_000
 
 
 @dataclass
@@ -73,6 +72,49 @@ class BacktestResult:
         }
 
 
+class Backtest:
+    """Feed it ticks in time order (in as many chunks as you like), then `finish` it."""
+
+    def __init__(
+        self,
+        strategies: list[Strategy],
+        broker: PaperBroker,
+        cash: float,
+        start: datetime,
+        end: datetime,
+        grace_seconds: float = 5.0,
+    ) -> None:
+        self.result = BacktestResult(strategies, start, end, cash, portfolio=Portfolio.opening(cash))
+        assert self.result.portfolio is not None
+        self.simulation = Simulation(strategies, broker, self.result.portfolio, grace_seconds)
+        self.book = _TradeBook()
+        self.minute: int | None = None
+        self.began = time.perf_counter()
+
+    def feed(self, ticks: Iterable[PriceTick]) -> None:
+        result, step = self.result, self.simulation.step
+        for tick in ticks:
+            result.events += 1
+            if tick.type == "trade":
+                result.first_price.setdefault(tick.symbol, tick.price)
+                result.last_price[tick.symbol] = tick.price
+            stamp = int(tick.time.timestamp()) // 60
+            if stamp != self.minute:  # the equity at the end of each minute with a tick
+                if self.minute is not None:
+                    _sample(result, tick.time)
+                self.minute = stamp
+            signals, executions = step(tick)
+            if signals or executions:
+                _record(result, self.book, signals, executions)
+
+    def finish(self) -> BacktestResult:
+        result = self.result
+        _record(result, self.book, *self.simulation.finish_until(result.end))
+        _sample(result, result.end)
+        result.seconds = time.perf_counter() - self.began
+        return result
+
+
 def run_backtest(
     strategies: list[Strategy],
     broker: PaperBroker,
@@ -83,28 +125,9 @@ def run_backtest(
     grace_seconds: float = 5.0,
 ) -> BacktestResult:
     """Replay `ticks` (time order) through the strategies and the broker on a simulated clock."""
-    began = time.perf_counter()
-    result = BacktestResult(strategies, start, end, cash, portfolio=Portfolio.opening(cash))
-    assert result.portfolio is not None
-    simulation = Simulation(strategies, broker, result.portfolio, grace_seconds)
-    book = _TradeBook()
-    minute = None
-    for tick in ticks:
-        result.events += 1
-        if tick.type == "trade":
-            result.first_price.setdefault(tick.symbol, tick.price)
-            result.last_price[tick.symbol] = tick.price
-        stamp = int(tick.time.timestamp() * 1_000_000) // MINUTE_US
-        if stamp != minute:  # the equity at the end of each minute with a tick
-            if minute is not None:
-                _sample(result, tick.time)
-            minute = stamp
-        signals, executions = simulation.step(tick)
-        _record(result, book, signals, executions)
-    _record(result, book, *simulation.finish_until(end))
-    _sample(result, end)
-    result.seconds = time.perf_counter() - began
-    return result
+    backtest = Backtest(strategies, broker, cash, start, end, grace_seconds)
+    backtest.feed(ticks)
+    return backtest.finish()
 
 
 def _sample(result: BacktestResult, moment: datetime) -> None:

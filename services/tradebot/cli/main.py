@@ -12,6 +12,7 @@ from rich.console import Console
 from tradebot import __version__
 from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
 from tradebot.cli import backfill as backfill_cli
+from tradebot.cli import backtest as backtest_cli
 from tradebot.cli import sources as sources_cli
 from tradebot.cli import strategies as strategies_cli
 from tradebot.cli import symbols as symbols_cli
@@ -127,3 +128,4 @@ app.add_typer(backfill_cli.app, name="backfill")
 app.add_typer(symbols_cli.app, name="symbols")
 app.add_typer(sources_cli.app, name="sources")
 app.add_typer(strategies_cli.app, name="strategies")
+app.command("backtest")(backtest_cli.run)
