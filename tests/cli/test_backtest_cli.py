@@ -44,12 +44,16 @@ async def test_backtest_of_stored_ticks_and_bars(invoke, database_url, tmp_path)
                 "sharpe", "sortino", "max_drawdown_pct", "win_rate_pct", "profit_factor", "exposure_pct", "fees",
                 "benchmark_return_pct", "seconds"):  # fmt: skip
         assert key in summary, key
-    assert summary["events"] == 240 * 12 * 2 and summary["symbols"] == ["AAPL", "MSFT"] and summary["trades"] > 0
+    assert (
+        summary["events"] == 240 * 12 * 2 and summary["symbols"] == ["AAPL", "MSFT"] and summary["trades"] > 0
+    )
     assert summary["params"]["sma_crossover"]["fast"] == 3
     page = (tmp_path / "report" / "index.html").read_text()
     assert "<svg" in page and "http" not in page.replace("http-equiv", "")  # self-contained
     assert (tmp_path / "report" / "trades.csv").read_text().count("\n") == summary["trades"] + 1
-    bars = await invoke("backtest", "--strategy", "sma_crossover", *FAST, *window(), "--replay", "bars", "--json")
+    bars = await invoke(
+        "backtest", "--strategy", "sma_crossover", *FAST, *window(), "--replay", "bars", "--json"
+    )
     assert bars.exit_code == 0, bars.output
     assert json.loads(bars.stdout)["events"] == 240 * 2 * 4  # four trades per stored 1-minute bar
     conn = await asyncpg.connect(database_url)
@@ -63,9 +67,13 @@ async def test_backtest_of_a_csv_file(invoke, tmp_path):
     rows = ["timestamp,open,high,low,close,volume"]
     for i in range(200):
         close = 100 + 5 * ((i // 20) % 2) + (i % 20) * 0.1
-        rows.append(f"{(START + timedelta(minutes=i)).isoformat()},{close},{close + 0.5},{close - 0.5},{close},10")
+        rows.append(
+            f"{(START + timedelta(minutes=i)).isoformat()},{close},{close + 0.5},{close - 0.5},{close},10"
+        )
     (tmp_path / "spy.csv").write_text("\n".join(rows) + "\n")
-    result = await invoke("backtest", "--strategy", "donchian_breakout", "--data", str(tmp_path / "spy.csv"), "--json")
+    result = await invoke(
+        "backtest", "--strategy", "donchian_breakout", "--data", str(tmp_path / "spy.csv"), "--json"
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["symbols"] == ["SPY"] and summary["events"] == 800 and summary["signals"] > 0
@@ -79,7 +87,10 @@ async def test_backtest_of_a_csv_file(invoke, tmp_path):
         (["--strategy", "rsi", "--param", "speed=1", *window()], "strategy 'rsi' has no parameter 'speed'"),
         (["--strategy", "rsi", "--param", "period", *window()], "--param 'period': expected name=value"),
         (["--strategy", "rsi", "--start", "2026-01-06", "--end", "2026-01-05"], "empty range"),
-        (["--strategy", "rsi", "--start", "soon", "--end", "2026-01-05"], "--start 'soon' is not an ISO 8601 time"),
+        (
+            ["--strategy", "rsi", "--start", "soon", "--end", "2026-01-05"],
+            "--start 'soon' is not an ISO 8601 time",
+        ),
         (["--strategy", "rsi", *window(), "--symbols", "ZZZZ"], "no ticks for ZZZZ in synthetic"),
         (["--strategy", "rsi", *window(), "--source", "nowhere"], "source 'nowhere' has no ticks table"),
         (["--strategy", "rsi", *window(), "--replay", "candles"], "--replay 'candles': choose one of"),
@@ -96,4 +107,30 @@ async def test_backtest_refusals(invoke, database_url, args, message):
 async def test_malformed_csv_is_refused(invoke, tmp_path):
     (tmp_path / "bad.csv").write_text("time,open,high,low,close\n2026-01-05T14:30:00Z,1,oops,1,1\n")
     result = await invoke("backtest", "--strategy", "rsi", "--data", str(tmp_path / "bad.csv"))
-    assert result.exit_code == 2 and "line 2: could not convert string to float" in " ".join(result.output.split())
+    assert result.exit_code == 2 and "line 2: could not convert string to float" in " ".join(
+        result.output.split()
+    )
+
+
+async def test_sweep_ranks_in_parallel_and_scores_the_best_out_of_sample(invoke, tmp_path):
+    rows = ["timestamp,open,high,low,close,volume"]
+    for i in range(600):
+        close = 100 + 5 * ((i // 30) % 2) + (i % 30) * 0.1
+        rows.append(
+            f"{(START + timedelta(minutes=i)).isoformat()},{close},{close + 0.5},{close - 0.5},{close},10"
+        )
+    (tmp_path / "spy.csv").write_text("\n".join(rows) + "\n")
+    cut = (START + timedelta(minutes=400)).isoformat()
+    result = await invoke("backtest", "sweep", "--strategy", "donchian_breakout", "--grid", "entry=5,10,20",
+                          "--grid", "exit=3,5", "--data", str(tmp_path / "spy.csv"), "--jobs", "2",
+                          "--rank", "return_pct", "--train-until", cut, "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    returns = [row["metrics"]["return_pct"] for row in outcome["results"]]
+    assert outcome["sets"] == 6 and returns == sorted(returns, reverse=True)
+    assert all(row["metrics"]["end"] == cut.replace("Z", "+00:00") for row in outcome["results"])
+    tested = outcome["out_of_sample"]
+    assert tested["params"] == outcome["results"][0]["params"] and tested["metrics"]["start"] == cut
+    refused = await invoke("backtest", "sweep", "--strategy", "rsi", "--grid", "period=1,5", "--data",
+                           str(tmp_path / "spy.csv"))  # fmt: skip
+    assert refused.exit_code == 2 and "strategy 'rsi' parameter period=1" in " ".join(refused.output.split())

@@ -54,10 +54,19 @@ def recorded() -> list[PriceTick]:
     for index in range(3_600):
         moment = START + timedelta(seconds=2 * index)
         batch = market.next_ticks(len(SYMBOLS), moment)
-        ticks.extend(t.model_copy(update={"time": moment + timedelta(milliseconds=10 * i)}) for i, t in enumerate(batch))
+        ticks.extend(
+            t.model_copy(update={"time": moment + timedelta(milliseconds=10 * i)})
+            for i, t in enumerate(batch)
+        )
     closing = ticks[-1].time + timedelta(minutes=2)
     ticks.extend(
-        PriceTick(id=f"close-{s}", source="synthetic", symbol=s, time=closing + timedelta(milliseconds=i), price=100.0)
+        PriceTick(
+            id=f"close-{s}",
+            source="synthetic",
+            symbol=s,
+            time=closing + timedelta(milliseconds=i),
+            price=100.0,
+        )
         for i, s in enumerate(SYMBOLS)
     )
     return ticks
@@ -87,7 +96,9 @@ async def test_live_services_and_backtest_trade_identically(redis, redis_url, da
     conn = await asyncpg.connect(database_url)
     await ensure_schema(conn)
     env = {**ENV, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
-    processes = [service_process(name, env, stdout=subprocess.DEVNULL) for name in ("storage", "strategy", "execution")]
+    processes = [
+        service_process(name, env, stdout=subprocess.DEVNULL) for name in ("storage", "strategy", "execution")
+    ]
     try:
         for offset in range(0, len(ticks), 2_000):
             pipe = redis.pipeline(transaction=False)

@@ -38,7 +38,9 @@ def test_metrics_match_empyrical(seed):
     returns = metrics.returns_of(equity)
     series = np.array(returns)
     assert metrics.sharpe(returns) == pytest.approx(empyrical.sharpe_ratio(series, annualization=N), rel=1e-9)
-    assert metrics.sortino(returns) == pytest.approx(empyrical.sortino_ratio(series, annualization=N), rel=1e-9)
+    assert metrics.sortino(returns) == pytest.approx(
+        empyrical.sortino_ratio(series, annualization=N), rel=1e-9
+    )
     assert metrics.max_drawdown(equity) == pytest.approx(empyrical.max_drawdown(series), rel=1e-9)
     assert metrics.cagr(equity) == pytest.approx(empyrical.cagr(series, annualization=N), rel=1e-6)
 
@@ -68,7 +70,9 @@ def test_a_bar_path_rebuilds_the_bar_exactly():
 
 def test_csv_import_and_its_refusals(tmp_path):
     good = tmp_path / "msft.csv"
-    good.write_text("Date,Open,High,Low,Close,Volume\n2026-01-05T14:31:00Z,2,3,1,2.5,10\n1767623400,1,2,1,2,5\n")
+    good.write_text(
+        "Date,Open,High,Low,Close,Volume\n2026-01-05T14:31:00Z,2,3,1,2.5,10\n1767623400,1,2,1,2,5\n"
+    )
     bars = read_csv(good, None)
     assert [(b.symbol, b.start, b.close) for b in bars] == [
         ("MSFT", START, 2.0), ("MSFT", START + timedelta(minutes=1), 2.5)
@@ -92,7 +96,10 @@ def test_csv_import_and_its_refusals(tmp_path):
 def test_no_look_ahead_orders_fill_at_the_next_bars_open():
     """A signal on a bar's close is filled at the open of the next bar, never at that close."""
     closes = [10.0] * 5 + [9.0] * 5 + [12.0] * 6 + [8.0] * 6
-    bars = [OhlcvBar("AAPL", START + timedelta(minutes=i), c + 0.5, c + 1, c - 1, c, 100) for i, c in enumerate(closes)]
+    bars = [
+        OhlcvBar("AAPL", START + timedelta(minutes=i), c + 0.5, c + 1, c - 1, c, 100)
+        for i, c in enumerate(closes)
+    ]
     strategies = build_strategies(["sma_crossover"], {"sma_crossover": {"fast": 2, "slow": 4}})
     broker = PaperBroker(TradingCosts(0, 0, 0), RiskLimits(1e9, 1e9, 10, 1e9), Sizing("quantity", quantity=1))
     end = START + timedelta(minutes=len(closes))
@@ -106,3 +113,23 @@ def test_no_look_ahead_orders_fill_at_the_next_bars_open():
     summary = result.summary()
     assert summary["trades"] == 1 and summary["return_pct"] == pytest.approx((8.5 - 12.5) / 1_000 * 100)
     assert summary["benchmark_return_pct"] == pytest.approx((8.0 / 10.5 - 1) * 100, abs=1e-4)
+
+
+def test_sweep_grid_combinations_and_ranking():
+    from tradebot.backtest.sweep import combinations, parse_grid, ranked
+
+    grid = parse_grid(["fast=3,5", "average=sma,ema"])
+    assert grid == {"fast": [3, 5], "average": ["sma", "ema"]}
+    sets = combinations(grid, {"slow": 20})
+    assert len(sets) == 4 and sets[0] == {"slow": 20, "fast": 3, "average": "sma"}
+    rows = [
+        {"params": {"n": n}, "metrics": {"sharpe": s}} for n, s in [(1, 0.5), (2, None), (3, 2.0), (4, -1.0)]
+    ]
+    assert [r["params"]["n"] for r in ranked(rows, "sharpe")] == [3, 1, 4, 2]  # undefined ranks last
+    for bad, message in [
+        (["fast"], "expected name=value1,value2"),
+        (["a=1", "a=2"], "names 'a' twice"),
+        ([], "at least one"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_grid(bad)

@@ -50,8 +50,13 @@ def bar_path(bar: OhlcvBar, source: str) -> list[PriceTick]:
     stamp = int(bar.start.timestamp())
     return [
         PriceTick(
-            id=f"b{stamp}{part}", source=source, symbol=bar.symbol, time=bar.start + offset,
-            price=price, size=size, volume=size,
+            id=f"b{stamp}{part}",
+            source=source,
+            symbol=bar.symbol,
+            time=bar.start + offset,
+            price=price,
+            size=size,
+            volume=size,
         )  # fmt: skip
         for part, offset, price in zip("ohlc", PATH_OFFSETS, prices, strict=True)
     ]
@@ -131,15 +136,21 @@ def read_csv(path: Path, symbol: str | None) -> list[OhlcvBar]:
         for line, row in enumerate(reader, start=2):
             try:
                 values = {c: float(row[columns[c]]) for c in ("open", "high", "low", "close")}
-                volume = float(row[columns["volume"]]) if "volume" in columns and row[columns["volume"]] else 0.0
+                volume = (
+                    float(row[columns["volume"]]) if "volume" in columns and row[columns["volume"]] else 0.0
+                )
                 moment = _parse_time(row[time_column])
                 name = normalise_symbol(row[columns["symbol"]]) if "symbol" in columns else default_symbol
             except (TypeError, ValueError) as error:
                 raise DataError(f"--data {path} line {line}: {error}") from None
             if not values["low"] <= min(values["open"], values["close"]) <= max(values["open"], values["close"]) \
                     <= values["high"] or values["low"] <= 0:  # fmt: skip
-                raise DataError(f"--data {path} line {line}: need 0 < low <= open, close <= high, got {values}")
-            bars.append(OhlcvBar(name, moment, values["open"], values["high"], values["low"], values["close"], volume))
+                raise DataError(
+                    f"--data {path} line {line}: need 0 < low <= open, close <= high, got {values}"
+                )
+            bars.append(
+                OhlcvBar(name, moment, values["open"], values["high"], values["low"], values["close"], volume)
+            )
     if not bars:
         raise DataError(f"--data {path}: no rows")
     bars.sort(key=lambda b: (b.start, b.symbol))

@@ -21,7 +21,9 @@ WIDTH, HEIGHT, PAD = 900, 220, 36
 MAX_POINTS = 1_500
 
 
-def write_report(result: BacktestResult, directory: Path, prices: dict[str, list[tuple[float, float]]]) -> Path:
+def write_report(
+    result: BacktestResult, directory: Path, prices: dict[str, list[tuple[float, float]]]
+) -> Path:
     """Write the three files; `prices` is each symbol's (epoch s, price) path for its chart."""
     directory.mkdir(parents=True, exist_ok=True)
     with (directory / "trades.csv").open("w", newline="") as handle:
@@ -42,7 +44,9 @@ def write_report(result: BacktestResult, directory: Path, prices: dict[str, list
 def render(result: BacktestResult, prices: dict[str, list[tuple[float, float]]]) -> str:
     summary = result.summary()
     curve = [(moment.timestamp(), value) for moment, value in result.equity]
-    drawdown = [(t, d * 100) for (t, _), d in zip(curve, metrics.drawdowns([v for _, v in curve]), strict=True)]
+    drawdown = [
+        (t, d * 100) for (t, _), d in zip(curve, metrics.drawdowns([v for _, v in curve]), strict=True)
+    ]
     figures = "".join(
         f"<tr><th>{html.escape(key)}</th><td>{html.escape(str(value))}</td></tr>"
         for key, value in summary.items()
@@ -59,7 +63,9 @@ def render(result: BacktestResult, prices: dict[str, list[tuple[float, float]]])
     for symbol in sorted(prices):
         marks = [(t.entry_time, t.entry_price, "#1a7f37") for t in by_symbol[symbol]]
         marks += [(t.exit_time, t.exit_price, "#d1242f") for t in by_symbol[symbol]]
-        charts.append(_chart(f"{symbol} price (entries green, exits red)", prices[symbol], "#57606a", marks=marks))
+        charts.append(
+            _chart(f"{symbol} price (entries green, exits red)", prices[symbol], "#57606a", marks=marks)
+        )
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in asdict(t).values()) + "</tr>"
         for t in result.trades

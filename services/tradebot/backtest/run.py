@@ -21,7 +21,6 @@ from tradebot.execution.portfolio import Portfolio
 from tradebot.strategy.base import Strategy
 
 
-
 @dataclass
 class BacktestResult:
     strategies: list[Strategy]
