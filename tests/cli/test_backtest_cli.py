@@ -40,9 +40,9 @@ async def test_backtest_of_stored_ticks_and_bars(invoke, database_url, tmp_path)
                          "--report", str(tmp_path / "report"))  # fmt: skip
     assert ticks.exit_code == 0, ticks.output
     summary = json.loads(ticks.stdout)
-    for key in ("strategy", "params", "symbols", "start", "end", "events", "trades", "return_pct", "cagr_pct",
-                "sharpe", "sortino", "max_drawdown_pct", "win_rate_pct", "profit_factor", "exposure_pct", "fees",
-                "benchmark_return_pct", "seconds"):  # fmt: skip
+    for key in ("strategy", "params", "symbols", "start", "end", "events", "trades", "return_pct",
+                "cagr_pct", "sharpe", "sortino", "max_drawdown_pct", "win_rate_pct", "profit_factor",
+                "exposure_pct", "fees", "benchmark_return_pct", "seconds"):  # fmt: skip
         assert key in summary, key
     assert (
         summary["events"] == 240 * 12 * 2 and summary["symbols"] == ["AAPL", "MSFT"] and summary["trades"] > 0

@@ -57,7 +57,7 @@ def bar_path(bar: OhlcvBar, source: str) -> list[PriceTick]:
             price=price,
             size=size,
             volume=size,
-        )  # fmt: skip
+        )
         for part, offset, price in zip("ohlc", PATH_OFFSETS, prices, strict=True)
     ]
 
@@ -143,8 +143,9 @@ def read_csv(path: Path, symbol: str | None) -> list[OhlcvBar]:
                 name = normalise_symbol(row[columns["symbol"]]) if "symbol" in columns else default_symbol
             except (TypeError, ValueError) as error:
                 raise DataError(f"--data {path} line {line}: {error}") from None
-            if not values["low"] <= min(values["open"], values["close"]) <= max(values["open"], values["close"]) \
-                    <= values["high"] or values["low"] <= 0:  # fmt: skip
+            low, high = values["low"], values["high"]
+            body = sorted((values["open"], values["close"]))
+            if not 0 < low <= body[0] <= body[1] <= high:
                 raise DataError(
                     f"--data {path} line {line}: need 0 < low <= open, close <= high, got {values}"
                 )

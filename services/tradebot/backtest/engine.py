@@ -17,8 +17,8 @@ from datetime import datetime
 from tradebot.common.models import Message, PriceTick, TradeSignal
 from tradebot.execution.paper import Execution, PaperBroker
 from tradebot.execution.portfolio import Portfolio
-from tradebot.strategy.base import Strategy
 from tradebot.strategy.bars import epoch_us
+from tradebot.strategy.base import Strategy
 from tradebot.strategy.runner import StrategyRunner
 
 

@@ -7,6 +7,7 @@ minute of event time), annualised over MINUTES_PER_YEAR.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class RoundTrip:
 
 
 def returns_of(equity: Sequence[float]) -> list[float]:
-    return [b / a - 1 for a, b in zip(equity, equity[1:], strict=False) if a > 0]
+    return [b / a - 1 for a, b in itertools.pairwise(equity) if a > 0]
 
 
 def sharpe(returns: Sequence[float], periods: int = MINUTES_PER_YEAR) -> float:

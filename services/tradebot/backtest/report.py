@@ -80,15 +80,17 @@ def render(result: BacktestResult, prices: dict[str, list[tuple[float, float]]])
 <html lang="en"><head><meta charset="utf-8"><title>Backtest {html.escape(summary["strategy"])}</title>
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #1f2328; }}
-table {{ border-collapse: collapse; margin: 8px 0 24px; }} td, th {{ padding: 3px 8px; border-bottom: 1px solid #d0d7de;
-text-align: left; font-variant-numeric: tabular-nums; }} h2 {{ margin-top: 28px; }} svg {{ display: block; }}
+table {{ border-collapse: collapse; margin: 8px 0 24px; }}
+td, th {{ padding: 3px 8px; border-bottom: 1px solid #d0d7de; text-align: left; font-variant-numeric: tabular-nums; }}
+h2 {{ margin-top: 28px; }} svg {{ display: block; }}
 </style></head><body>
 <h1>Backtest: {html.escape(summary["strategy"])}</h1>
 <p>{html.escape(summary["start"])} → {html.escape(summary["end"])}; parameters {params}</p>
 <table>{figures}</table>
 {"".join(charts)}
 <h2>Per symbol</h2>
-<table><tr><th>symbol</th><th>trades</th><th>P&amp;L</th><th>win rate</th><th>profit factor</th></tr>{stats}</table>
+<table><tr><th>symbol</th><th>trades</th><th>P&amp;L</th><th>win rate</th><th>profit factor</th></tr>
+{stats}</table>
 <h2>Trades</h2>
 <table><tr>{head}</tr>{rows}</table>
 </body></html>
@@ -126,7 +128,8 @@ def _chart(
     area = ""
     if fill:
         base = y(min(max(0.0, low), high))
-        area = f'<polygon points="{x(t0):.1f},{base:.1f} {path} {x(t1):.1f},{base:.1f}" fill="{colour}" opacity="0.15"/>'
+        outline = f"{x(t0):.1f},{base:.1f} {path} {x(t1):.1f},{base:.1f}"
+        area = f'<polygon points="{outline}" fill="{colour}" opacity="0.15"/>'
     dots = ""
     for when, price, mark_colour in marks or []:
         moment = datetime.fromisoformat(when).timestamp()

@@ -167,6 +167,6 @@ class _TradeBook:
         reason = order.reason.split(":")[0] if order.reason else "sell signal"
         return metrics.RoundTrip(
             fill.symbol, entry_order.strategy, entry_fill.time.isoformat(), entry_fill.price,
-            fill.time.isoformat(), fill.price, fill.quantity, round(pnl, 4), round(fill.fee + entry_fill.fee, 4),
-            reason,
+            fill.time.isoformat(), fill.price, fill.quantity, round(pnl, 4),
+            round(fill.fee + entry_fill.fee, 4), reason,
         )  # fmt: skip

@@ -343,12 +343,13 @@ async def _check_data(conn, source: str, symbols: list[str] | None, replay: str,
             start,
             end,
             symbols,
-        )  # fmt: skip
+        )
     }
     missing = sorted(set(symbols or []) - found) if symbols else ([] if found else ["any symbol"])
     if missing:
         raise DataError(
-            f"no {replay} for {', '.join(missing)} in {source} between {start.isoformat()} and {end.isoformat()}"
+            f"no {replay} for {', '.join(missing)} in {source} "
+            f"between {start.isoformat()} and {end.isoformat()}"
         )
 
 
@@ -380,7 +381,7 @@ def sweep(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
 ) -> None:
-    """Run every combination of `--grid` values in parallel and rank them (out of sample with --train-until)."""
+    """Run every combination of `--grid` values in parallel, ranked (out of sample with --train-until)."""
     from tradebot.cli.main import settings_or_exit
 
     settings = settings_or_exit()
