@@ -81,7 +81,8 @@ def render(result: BacktestResult, prices: dict[str, list[tuple[float, float]]])
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 24px; color: #1f2328; }}
 table {{ border-collapse: collapse; margin: 8px 0 24px; }}
-td, th {{ padding: 3px 8px; border-bottom: 1px solid #d0d7de; text-align: left; font-variant-numeric: tabular-nums; }}
+td, th {{ padding: 3px 8px; border-bottom: 1px solid #d0d7de; text-align: left; }}
+td {{ font-variant-numeric: tabular-nums; }}
 h2 {{ margin-top: 28px; }} svg {{ display: block; }}
 </style></head><body>
 <h1>Backtest: {html.escape(summary["strategy"])}</h1>
