@@ -2,7 +2,8 @@
 default strategies and the paper broker (`tradebot backtest`'s own code path), against a naive
 loop in the same run and backtrader's published figure.
 
-* ours: rows streamed from PostgreSQL by a cursor (bars from a provider-bar table: `--replay provider-bars`), each bar replayed as its OHLC path (4 trades),
+* ours: rows streamed from PostgreSQL by a cursor (bars from a provider-bar table, as
+  `--replay provider-bars` reads them), each bar replayed as its OHLC path (4 trades),
   the live StrategyRunner and PaperBroker; events/s and bars/s per core (one process);
 * where the time goes: the same rows fetched only, then made into ticks, then run;
 * naive: rows fetched one by one, a model object per event, moving averages recomputed from
@@ -115,8 +116,8 @@ async def stages(url: str, replay: str, end: datetime) -> dict[str, float]:
     )
     began = time.perf_counter()
     async with conn.transaction():
-        async for _ in conn.cursor(f"SELECT * FROM {table} WHERE {column} < $1 ORDER BY {column}, symbol", end,
-                                   prefetch=20_000):  # fmt: skip
+        query = f"SELECT * FROM {table} WHERE {column} < $1 ORDER BY {column}, symbol"
+        async for _ in conn.cursor(query, end, prefetch=20_000):
             pass
     fetched = time.perf_counter() - began
     began = time.perf_counter()
@@ -181,24 +182,29 @@ def main(bars: int, ticks: int, naive_bars: int) -> None:
             bars_end = START + timedelta(minutes=bars // SYMBOLS)
             ticks_end = START + timedelta(milliseconds=100 * ticks)
             print(
-                f"machine: {os.cpu_count()} cores; one process; default strategies (sma_crossover, rsi on 1m)\n"
+                f"machine: {os.cpu_count()} cores; one process; the default strategies (sma_crossover, rsi)\n"
             )
             events, seconds, result = ours(url, "bars", bars_end)
             bar_rate = bars / seconds
-            print(f"ours   bars : {bar_rate:>10,.0f} bars/s ({events / seconds:,.0f} events/s, {events:,} events, "
+            rate = events / seconds
+            print(f"ours   bars : {bar_rate:>10,.0f} bars/s ({rate:,.0f} events/s, {events:,} events, "
                   f"{seconds:.1f} s, {len(result.fills):,} fills; {load()})")  # fmt: skip
             events, seconds, result = ours(url, "ticks", ticks_end)
             print(f"ours   ticks: {events / seconds:>10,.0f} ticks/s ({events:,} ticks, {seconds:.1f} s, "
                   f"{len(result.fills):,} fills; {load()})")  # fmt: skip
             for replay, end, count in (("bars", bars_end, bars * 4), ("ticks", ticks_end, ticks)):
                 parts = asyncio.run(stages(url, replay, end))
-                print(f"where  {replay:5}: fetch rows {count / parts['fetch rows']:,.0f} events/s; fetch + make "
-                      f"ticks {count / parts['+ make ticks']:,.0f} events/s")  # fmt: skip
+                fetch, make = count / parts["fetch rows"], count / parts["+ make ticks"]
+                print(
+                    f"where  {replay:5}: fetch rows {fetch:,.0f} events/s; "
+                    f"fetch + make ticks {make:,.0f} events/s"
+                )
             slow = asyncio.run(naive(url, naive_bars))
             print(f"\nnaive  bars : {slow:>10,.0f} bars/s (first {naive_bars:,} bars; {load()})")
-            print(f"ratio  ours / naive = {bar_rate / slow:.1f}x; ours / backtrader's ~{BACKTRADER_BARS_PER_S:,} "
-                  f"bars/s = {bar_rate / BACKTRADER_BARS_PER_S:.2f}x; goal 1,000,000 bars/s = "
-                  f"{bar_rate / 1_000_000:.3f}x")  # fmt: skip
+            anchor = BACKTRADER_BARS_PER_S
+            goal = bar_rate / 1_000_000
+            print(f"ratio  ours / naive = {bar_rate / slow:.1f}x; ours / backtrader's ~{anchor:,} bars/s = "
+                  f"{bar_rate / anchor:.2f}x; goal 1,000,000 bars/s = {goal:.3f}x")  # fmt: skip
         finally:
             server.stop()
 
