@@ -19,13 +19,13 @@ from typing import Annotated, Any
 
 import asyncpg
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from tradebot.backtest.data import DataError, bars_as_ticks, read_csv, stored_bars, stored_ticks
 from tradebot.backtest.run import Backtest, BacktestResult
 from tradebot.backtest.sweep import RANKABLE, combinations, parse_grid, ranked
+from tradebot.cli.common import console, fail, out, settings_or_exit
 from tradebot.common.models import PriceTick, validate_source_name
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import normalise_symbol
@@ -33,15 +33,8 @@ from tradebot.execution.paper import PaperBroker
 from tradebot.strategy.base import Strategy
 from tradebot.strategy.registry import StrategyConfigError, build_strategies
 
-console = Console(stderr=True)
-out = Console()
 REPLAYS = ("ticks", "bars", "provider-bars")
 CHUNK = 20_000
-
-
-def fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]{message}[/]", highlight=False)
-    return typer.Exit(2)
 
 
 def parse_time(option: str, text: str) -> datetime:
@@ -187,8 +180,6 @@ def run(
         return
     if not strategy:
         raise fail("--strategy is needed (see `tradebot strategies list`)")
-    from tradebot.cli.main import settings_or_exit
-
     settings = settings_or_exit()
     strategies = configured(settings, strategy, param or [], timeframe)
     history = history_of(settings, source, symbols, replay, data, start, end)
@@ -382,8 +373,6 @@ def sweep(
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
 ) -> None:
     """Run every combination of `--grid` values in parallel, ranked (out of sample with --train-until)."""
-    from tradebot.cli.main import settings_or_exit
-
     settings = settings_or_exit()
     if rank not in RANKABLE:
         raise fail(f"--rank {rank!r}: choose one of {', '.join(RANKABLE)}")

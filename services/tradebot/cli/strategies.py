@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tradebot.cli.common import fail, out
 from tradebot.strategy.registry import STRATEGY_CLASSES, StrategyConfigError, build_strategy, strategy_class
 
-console = Console(stderr=True)
-out = Console()
 app = typer.Typer(
     help=(
         "The **strategies**: pick them with STRATEGIES, set their parameters with STRATEGY_PARAMS "
@@ -22,17 +20,12 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[bold red]{message}[/]", highlight=False)
-    return typer.Exit(2)
-
-
 @app.command("list")
 def list_strategies(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every strategy: what it trades on and the inputs it can evaluate."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": name, "summary": cls.summary, "inputs": list(cls.inputs)}
         for name, cls in sorted(STRATEGY_CLASSES.items())
     ]
@@ -64,9 +57,9 @@ def show(
             raise StrategyConfigError(f"--params must be a JSON object, not {type(chosen).__name__}")
         strategy = build_strategy(name, chosen)
     except json.JSONDecodeError as error:
-        raise _fail(f"--params is not JSON: {error}") from None
+        raise fail(f"--params is not JSON: {error}") from None
     except StrategyConfigError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     rows = cls.describe_params(cls.Params)
     values = strategy.params.model_dump(mode="json")
     for row in rows:

@@ -183,7 +183,9 @@ class Settings(BaseSettings):
 
     @field_validator("strategy_params")
     @classmethod
-    def _valid_strategy_params(cls, value: dict[str, dict[str, Any]], info: ValidationInfo) -> dict:
+    def _valid_strategy_params(
+        cls, value: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
         from tradebot.strategy.registry import build_strategies
 
         build_strategies(info.data.get("strategies", ()), value)

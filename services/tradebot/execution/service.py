@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Mapping
 
 import redis.exceptions
 from redis.asyncio.client import Pipeline
@@ -88,13 +89,15 @@ class ExecutionService:
             if len(batch) < self.signals.count:
                 return found
 
-    def _covered_ticks(self, progress: dict[bytes, bytes], ctx: ServiceContext) -> list[Delivery]:
+    def _covered_ticks(
+        self, progress: Mapping[bytes | str, bytes | str], ctx: ServiceContext
+    ) -> list[Delivery]:
         """Buffered ticks the strategy has covered (or that waited longer than WATERMARK_WAIT_SECONDS)."""
         overdue = (int(time.time() * 1000) - self.wait_ms, 0)
         ready: list[Delivery] = []
         for shard, stream in enumerate(self.tick_streams):
             buffer = self.buffers[stream]
-            covered = progress.get(str(shard).encode())
+            covered = progress.get(str(shard).encode()) or progress.get(str(shard))
             bound = max(entry_key(covered) if covered else (0, 0), overdue)
             while buffer and entry_key(buffer[0].entry_id) <= bound:
                 delivery = buffer.popleft()

@@ -222,9 +222,8 @@ class StrategyService:
         positions = {stream: max(ids, key=shard_ops.entry_key).decode() for stream, ids in acked.items()}
         for stream, ids in acked.items():
             pipe.xack(stream, GROUP, *ids)
-        if positions:
-            progress = {str(self.by_stream[stream].shard): p for stream, p in positions.items()}
-            pipe.hset(keys.STRATEGY_PROGRESS, mapping=progress)
+        for stream, position in positions.items():
+            pipe.hset(keys.STRATEGY_PROGRESS, str(self.by_stream[stream].shard), position)
         return positions
 
     async def _checkpoint_due(self) -> None:

@@ -21,7 +21,9 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.exceptions
 from redis.asyncio import Redis
@@ -38,10 +40,13 @@ LEASE_SECONDS = 15.0
 REPLAY_CHUNK = 2_000
 
 
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def entry_key(entry_id: bytes | str) -> tuple[int, int]:
     """A stream entry id as a comparable (milliseconds, sequence)."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    millis, _, sequence = text.partition("-")
+    millis, _, sequence = text(entry_id).partition("-")
     return int(millis), int(sequence or 0)
 
 
@@ -75,15 +80,15 @@ async def try_lease(client: Redis, shard: int, token: str) -> str | None:
     if await client.set(key, token, px=int(LEASE_SECONDS * 1000), nx=True):
         return ""
     holder = await client.get(key)
-    if holder is not None and same_identity(holder.decode(), token):
+    if holder is not None and same_identity(text(holder), token):
         await client.set(key, token, px=int(LEASE_SECONDS * 1000))
-        return holder.decode()
+        return text(holder)
     return None
 
 
 async def lease_holder(client: Redis, shard: int) -> str | None:
     raw = await client.get(keys.strategy_lease_key(shard))
-    return raw.decode() if raw else None
+    return text(raw) if raw else None
 
 
 async def release_leases(client: Redis, shards: list[int], token: str) -> None:
@@ -121,7 +126,9 @@ async def take_over(
     checkpoint_position = "0-0"
     if raw:
         try:
-            checkpoint_position, owned.cold = owned.runner.restore(raw)
+            checkpoint_position, owned.cold = owned.runner.restore(
+                raw if isinstance(raw, bytes) else raw.encode()
+            )
         except Exception as error:  # unreadable (an older format): start the shard cold, and say so
             log.error(
                 "unreadable strategy checkpoint; starting cold", extra={"shard": shard, "error": str(error)}
@@ -129,7 +136,7 @@ async def take_over(
             owned.runner = StrategyRunner(strategies, grace)
             owned.cold = [s.name for s in strategies]
     progress = await client.hget(keys.STRATEGY_PROGRESS, str(shard))
-    owned.position = progress.decode() if progress else checkpoint_position
+    owned.position = text(progress) if progress else checkpoint_position
     owned.gap = await _trimmed_since(client, stream, checkpoint_position)
     owned.replayed = await replay(client, owned, checkpoint_position, owned.position)
     owned.runner.resume(time.time())
@@ -142,10 +149,10 @@ async def replay(client: Redis, owned: OwnedShard, after: str, until: str) -> in
         return 0
     count, cursor = 0, f"({after}"
     while True:
-        entries = await client.xrange(owned.stream, min=cursor, max=until, count=REPLAY_CHUNK)
+        entries = await client.xrange(owned.stream, min=cursor, max=until, count=REPLAY_CHUNK) or []
         for _, fields in entries:
             try:
-                tick = wire.decode(fields)
+                tick = wire.decode(cast("Mapping[bytes, bytes]", fields))
             except wire.WireError:
                 continue  # dead-lettered when it was first read
             if isinstance(tick, PriceTick):
@@ -153,7 +160,7 @@ async def replay(client: Redis, owned: OwnedShard, after: str, until: str) -> in
                 count += 1
         if len(entries) < REPLAY_CHUNK:
             return count
-        cursor = f"({entries[-1][0].decode()}"
+        cursor = f"({text(entries[-1][0] or b'0-0')}"
 
 
 async def _trimmed_since(client: Redis, stream: str, position: str) -> bool:
