@@ -36,6 +36,9 @@ ENV = {
     "STRATEGIES": ",".join(STRATEGY_CLASSES),
     "STRATEGY_PARAMS": orjson.dumps(PARAMS).decode(),
     "STRATEGY_CHECKPOINT_SECONDS": "0.5",
+    # Bars close by trades only: a shard left idle while the test waits (a lease expiring) must not
+    # close its last bars by the clock, which an uninterrupted run would not do in the same time.
+    "BAR_CLOSE_GRACE": "600",
     "LOG_LEVEL": "WARNING",
     "PROBE_PORT": "0",
 }
@@ -65,7 +68,7 @@ def closing_ticks(after: datetime) -> list[PriceTick]:
 def expected_signal_ids(ticks: list[PriceTick]) -> set[str]:
     """What one runner per shard emits in-process: the reference every process layout must match."""
     ids: set[str] = set()
-    runners = [StrategyRunner(build_strategies(STRATEGY_CLASSES, PARAMS), 5.0) for _ in range(SHARDS)]
+    runners = [StrategyRunner(build_strategies(STRATEGY_CLASSES, PARAMS), 600.0) for _ in range(SHARDS)]
     for tick in ticks:
         ids |= {s.id for s in runners[keys.tick_shard(tick.symbol, SHARDS)].on_tick(tick)}
     return ids
