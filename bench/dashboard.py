@@ -136,8 +136,7 @@ def naive_server(redis_url: str, port: int) -> None:
                 response = await redis.xread({keys.TICKS: last}, count=5000, block=1000)
                 for _, entries in response or []:
                     last = entries[-1][0]
-                    for _, fields in entries:
-                        tick = wire.decode(fields)
+                    for tick in (t for _, fields in entries for t in wire.decode_entry(fields).messages):
                         text = orjson.dumps(
                             {"symbol": tick.symbol, "price": tick.price, "time": tick.time.timestamp()}
                         )

@@ -205,6 +205,8 @@ class TradeSignal(Message, frozen=True, kw_only=True):
     source: SourceName
     tick_id: str
     tick_time: datetime
+    atr: NonNegativeFloat | None = None
+    """Average true range of the signal's bars when it fired (price units): the broker's stop distance."""
 
 
 class Order(Message, frozen=True, kw_only=True):
