@@ -318,8 +318,10 @@ def report_throughput(ours: dict, arguments: argparse.Namespace, cores: int) -> 
     )
     if ours["cpu_us_per_tick"]:
         if kept_up != "kept up":
-            print("          (CPU per tick below is per tick persisted: too high for the stages that"
-                  " ran ahead of storage; offer a rate the pipeline keeps up with for exact figures)")  # fmt: skip
+            print(
+                "          (CPU per tick below is per tick persisted: too high for the stages that ran"
+                " ahead of storage; offer a rate the pipeline keeps up with for exact figures)"
+            )
         print_model(ours["cpu_us_per_tick"], cores)
 
 
