@@ -139,7 +139,7 @@ def test_sigkill_and_restart_emit_the_uninterrupted_set(redis_url, client):
     ticks += closing_ticks(ticks[-1].time)
     expected = expected_signal_ids(ticks)
     publish(client, ticks)
-    slow = {"BATCH_SIZE": "50"}  # small batches, so the kill lands mid-stream between checkpoints
+    slow = {"BATCH_SIZE": "5"}  # small batches, so the kill lands mid-stream between checkpoints
     first = replica(redis_url, 0, 1, **slow)
     total = sum(client.xlen(keys.tick_stream(n, SHARDS)) for n in range(SHARDS))
 
