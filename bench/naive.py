@@ -26,7 +26,7 @@ async def produce(redis_url: str, symbols: list[str], rate: float, duration: flo
     market = SyntheticMarket(symbols, seconds_per_tick=len(symbols) / rate, seed=1)
     started, sent = time.monotonic(), 0
     while (elapsed := time.monotonic() - started) < duration:
-        due = int(elapsed * rate) - sent
+        due = min(int(elapsed * rate) - sent, 100)  # a few at a time: the window ends on time
         for tick in market.next_ticks(max(due, 0), datetime.now(UTC)):
             await redis.xadd(STREAM, wire.encode(tick))
             sent += 1
