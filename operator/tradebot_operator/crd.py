@@ -221,9 +221,10 @@ def crd() -> dict[str, Any]:
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},
                                 "metadata": {"type": "object"},
-                                "spec": {**spec_schema(), "default": {}},
+                                "spec": spec_schema(),
                                 "status": status_schema(),
                             },
+                            required=["spec"],
                             **{"x-kubernetes-validations": [NAME_RULE.schema()]},
                         )
                     },

@@ -130,7 +130,7 @@ Quantity = Annotated[
     WithJsonSchema(
         {
             "description": "A Kubernetes quantity, e.g. 100m, 256Mi or 10Gi.",
-            "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
             "maxLength": 32,
@@ -441,7 +441,6 @@ class StackSpec(SpecModel):
 NAME_RULE = Rule(
     cel=f"size(self.metadata.name) <= {MAX_STACK_NAME}",
     message=f"a TradingStack name has at most {MAX_STACK_NAME} characters (children add up to 23)",
-    field_path=".metadata.name",
 )
 
 

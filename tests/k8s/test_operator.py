@@ -33,7 +33,7 @@ from k8s.operator_support import (
 from tradebot_operator.apply import CHILD_KINDS, get
 from tradebot_operator.builders.config import password_from_secret
 from tradebot_operator.config import OperatorConfig
-from tradebot_operator.kube import Kube, load_configuration
+from tradebot_operator.kube import Kube, KubeError, load_configuration
 
 pytestmark = pytest.mark.k8s
 
@@ -124,8 +124,11 @@ def deployments(admin: Kube, namespace: str, stack: str) -> dict[str, dict[str, 
 
 
 def children(admin: Kube, namespace: str, stack: str) -> list[tuple[str, str]]:
+    """Every child but the claims (those are checked on their own: they outlive StatefulSets)."""
     found = []
     for kind, (api_version, plural) in CHILD_KINDS.items():
+        if kind == "PersistentVolumeClaim":
+            continue
         root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         listing = admin.request(
             "GET", f"{root}/namespaces/{namespace}/{plural}",
@@ -245,7 +248,7 @@ def test_example_stack_becomes_ready_with_every_child(
             "dataSource alpaca and polygon need credentials.secretRef",
         ),
         ({"symbols": SYMBOLS, "risk": {"dailyLossLimit": -5}}, "spec.risk.dailyLossLimit"),
-        ({"symbolMode": "custom"}, "symbolMode custom needs symbols"),
+        ({"symbolMode": "custom", "symbols": []}, "symbolMode custom needs symbols"),
         ({"symbols": ["aapl"]}, "spec.symbols[0]"),
         (
             {"symbols": SYMBOLS, "services": {"execution": {"replicas": 2}}},
@@ -449,21 +452,94 @@ def test_operator_restart_resumes_without_duplicates(
     stacks.delete("midway")
 
 
-def test_a_child_the_api_server_refuses_degrades_the_stack(
-    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+def refuse_by_policy(api: client.ApiClient, namespace: str, component: str) -> str:
+    """A ValidatingAdmissionPolicy refusing one component's Deployments: the API server says no."""
+    name = f"refuse-{component}-{uuid.uuid4().hex[:6]}"
+    custom = client.CustomObjectsApi(api)
+    group, version = "admissionregistration.k8s.io", "v1"
+    custom.create_cluster_custom_object(group, version, "validatingadmissionpolicies", {
+        "apiVersion": f"{group}/{version}", "kind": "ValidatingAdmissionPolicy", "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                 "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+            "validations": [{
+                "expression": f"object.metadata.labels['app.kubernetes.io/component'] != '{component}'",
+                "message": f"{component} is frozen by the cluster's policy",
+            }],
+        },
+    })  # fmt: skip
+    custom.create_cluster_custom_object(group, version, "validatingadmissionpolicybindings", {
+        "apiVersion": f"{group}/{version}", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    })  # fmt: skip
+    return name
+
+
+def drop_policy(api: client.ApiClient, name: str) -> None:
+    custom = client.CustomObjectsApi(api)
+    group, version = "admissionregistration.k8s.io", "v1"
+    custom.delete_cluster_custom_object(group, version, "validatingadmissionpolicybindings", name)
+    custom.delete_cluster_custom_object(group, version, "validatingadmissionpolicies", name)
+
+
+def test_a_refused_child_does_not_block_the_others_and_is_reported(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, api: client.ApiClient
 ) -> None:
-    """The CRD cannot see every rule of a Deployment: a refusal is reported, and retried after a fix."""
-    too_little = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}  # requests above limits
-    new_stack(control_plane, stacks, "refused", services={"storage": {"resources": too_little}})
-    wait_for("ApplyFailed", lambda: stacks.condition("refused", "Degraded").get("reason") == "ApplyFailed")
-    assert "must be less than or equal to cpu limit" in stacks.condition("refused", "Degraded")["message"]
-    stacks.patch_spec("refused", {"services": {"storage": {"resources": {"requests": {"cpu": "1"}}}}})
-    wait_for("the storage Deployment", lambda: get(admin, "Deployment", namespace, "refused-storage"))
+    """One child the API server refuses: every other child is applied, later changes still roll, the
+    refusal is in the conditions with the server's words, and it is retried until it goes through."""
+    policy = refuse_by_policy(api, namespace, "storage")
+    try:
+        wait_for("the policy to bite", lambda: _refused(admin, namespace), timeout=30)
+        new_stack(control_plane, stacks, "refused")
+        wait_for(
+            "ApplyFailed", lambda: stacks.condition("refused", "Degraded").get("reason") == "ApplyFailed"
+        )
+        message = stacks.condition("refused", "Degraded")["message"]
+        assert (
+            "Deployment/refused-storage" in message and "storage is frozen by the cluster's policy" in message
+        )
+        assert set(deployments(admin, namespace, "refused")) == {
+            f"refused-{c}" for c in ("market-data", "strategy", "execution", "api", "dashboard")
+        }
+        before = template_checksums(admin, namespace, "refused")
+        stacks.patch_spec("refused", {"symbols": ["TSLA"]})
+        wait_for(
+            "market data to roll although storage is refused",
+            lambda: (
+                template_checksums(admin, namespace, "refused")["refused-market-data"]
+                != before["refused-market-data"]
+            ),
+        )
+        wait_for("observedGeneration 2", lambda: stacks.status("refused").get("observedGeneration") == 2)
+    finally:
+        drop_policy(api, policy)
+    wait_for(
+        "the storage Deployment", lambda: get(admin, "Deployment", namespace, "refused-storage"), timeout=60
+    )
     wait_for(
         "the failure to clear",
         lambda: stacks.condition("refused", "Degraded").get("reason") not in (None, "ApplyFailed"),
     )
     stacks.delete("refused")
+
+
+def _refused(admin: Kube, namespace: str) -> bool:
+    probe = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "probe", "labels": {"app.kubernetes.io/component": "storage"}},
+             "spec": {"selector": {"matchLabels": {"a": "b"}},
+                      "template": {"metadata": {"labels": {"a": "b"}},
+                                   "spec": {"containers": [{"name": "c", "image": "x"}]}}}}  # fmt: skip
+    try:
+        admin.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=probe,
+                      query={"dryRun": "All"})  # fmt: skip
+    except KubeError as error:
+        return "frozen" in error.message
+    return False
 
 
 def test_heartbeats_drive_service_health_and_conditions(
@@ -525,7 +601,11 @@ def test_cluster_wide_watch_with_a_cluster_role(
     role = grant_operator_rbac(api, home, cluster_wide=True)
     control_plane.ensure_namespace(elsewhere)
     config = OperatorConfig(
-        namespaces=(), kubeconfig=str(kubeconfig), redis_url=redis_server_url, health_interval=1
+        namespaces=(),
+        kubeconfig=str(kubeconfig),
+        redis_url=redis_server_url,
+        health_interval=1,
+        lease_namespace=home,
     )
     rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
     running = OperatorThread(config).start()
