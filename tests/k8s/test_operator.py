@@ -474,7 +474,9 @@ def refuse_by_policy(api: client.ApiClient, namespace: str, component: str) -> s
         "metadata": {"name": name},
         "spec": {
             "policyName": name, "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            },
         },
     })  # fmt: skip
     return name

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 import pytest
+import yaml
 
 from tradebot_operator.apply import CHILD_KINDS, NEVER_PRUNED
 from tradebot_operator.crd import crd, crd_yaml, spec_schema
