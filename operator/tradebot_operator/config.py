@@ -52,7 +52,8 @@ class OperatorConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> OperatorConfig:
         """TRADEBOT_OPERATOR_NAMESPACES (comma list; empty = cluster-wide), _REDIS_URL, _HEALTH_INTERVAL,
-        _RESYNC_INTERVAL, _LEASE_NAME, _LEASE_NAMESPACE, _METRICS_PORT."""
+        _RESYNC_INTERVAL, _LEASE_NAME, _LEASE_NAMESPACE, _LEASE_DURATION, _RENEW_DEADLINE, _RETRY_PERIOD,
+        _METRICS_PORT, _IDENTITY (default: the pod's hostname)."""
         env = os.environ if env is None else env
 
         def var(name: str) -> str:
@@ -66,6 +67,10 @@ class OperatorConfig:
             "lease_name": var("LEASE_NAME") or cls.lease_name,
             "lease_namespace": var("LEASE_NAMESPACE"),
             "metrics_port": int(var("METRICS_PORT")) if var("METRICS_PORT") else None,
+            "identity": var("IDENTITY"),
         }
+        for name in ("LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "RETRY_INTERVAL", "AGE_REFRESH"):
+            if var(name):
+                values[name.lower()] = float(var(name))
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
