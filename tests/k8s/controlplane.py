@@ -133,6 +133,32 @@ def find_kubectl() -> str:
 
 # --------------------------------------------------------------------------- helpers
 
+
+def kwok_extras(log_file: Path, forward_port: int) -> str:
+    """kwok's static ClusterLogs and ClusterPortForward (its config file takes them beside Stages)."""
+    return f"""
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: every-pod
+spec:
+  logs:
+  - logsFile: {log_file}
+    follow: true
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata:
+  name: api-port
+spec:
+  forwards:
+  - ports: [8000]
+    target:
+      port: {forward_port}
+      address: 127.0.0.1
+"""
+
 WORKDIR_PREFIX = "tradebot-k8s-"
 
 
@@ -296,6 +322,16 @@ class ControlPlane:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def pod_log(self) -> Path:
+        """What `kubectl logs` shows for every container (kwok serves this file)."""
+        return self.workdir / "pod.log"
+
+    @property
+    def forward_port(self) -> int:
+        """Where `kubectl port-forward` to port 8000 of any pod lands (127.0.0.1)."""
+        return self.ports["forward"]
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -463,17 +499,25 @@ class ControlPlane:
             raise ControlPlaneError(
                 f"kwok stages not found at {stages}; rebuild with scripts/controlplane/build.sh --force"
             )
+        # Beside the stages: every container's log is one file the tests write (kubectl logs reads
+        # it), and a port-forward to any pod's port 8000 reaches forward_port on this machine.
+        self.ports["forward"] = free_port()
+        self.pod_log.write_text("")
+        config = self.workdir / "kwok.yaml"
+        config.write_text(stages.read_text() + kwok_extras(self.pod_log, self.ports["forward"]))
         self._spawn(
             "kwok",
             [
                 str(self.binary("kwok")),
                 f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
-                f"--config={stages}",
+                f"--config={config}",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
                 f"--cidr={POD_CIDR}",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                # The node's kubelet port: where the API server asks for logs and port-forwards.
+                f"--node-port={self.ports['kwok']}",
             ],
             env={"HOME": str(self.workdir / "kwok-home")},
         )
