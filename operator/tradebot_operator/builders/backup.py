@@ -26,7 +26,7 @@ BACKUP_DIR = "/backups"
 
 
 def cronjob_name(stack: Stack) -> str:
-    return stack.child_name(COMPONENT)
+    return stack.child_name(COMPONENT)  # what `kubectl tradebot backup` starts a Job from
 
 
 def volume_name(stack: Stack) -> str:

@@ -22,6 +22,11 @@ METRICS_PORT = 9464
 CHECKSUM_ANNOTATION = "tradebot.dev/config-checksum"
 
 
+def child_name(stack: str, component: str) -> str:
+    """`<stack>-market-data`, `<stack>-redis`, ...: service ids with hyphens (ARCHITECTURE.md)."""
+    return f"{stack}-{component.replace('_', '-')}"
+
+
 @dataclass(frozen=True)
 class Stack:
     """A TradingStack as the builders need it: identity plus the typed, defaulted spec."""
@@ -46,8 +51,7 @@ class Stack:
         return (self.market_data_service, *CORE_SERVICES)
 
     def child_name(self, component: str) -> str:
-        """`<stack>-market-data`, `<stack>-redis`, ...: service ids with hyphens (ARCHITECTURE.md)."""
-        return f"{self.name}-{component.replace('_', '-')}"
+        return child_name(self.name, component)
 
     def service_spec(self, service_id: str) -> ServiceConfig:
         services = self.spec.services
