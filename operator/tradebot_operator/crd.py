@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault
 from pydantic_core import core_schema as cs
 
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator import GROUP, KIND, PLURAL, VERSION
 from tradebot_operator.spec import NAME_RULE, SpecModel, StackSpec
 
@@ -232,6 +233,19 @@ def crd() -> dict[str, Any]:
             ],
         },
     }
+
+
+def data_sources_yaml() -> str:
+    """The chart's list of data sources and their credential keys (charts/tradebot/files/data-sources.yaml)."""
+    header = (
+        "# Generated from tradebot.providers.registry by `python -m tradebot_operator data-sources`\n"
+        "# (make crd); the chart's checks of stack.credentials read it.\n"
+    )
+    sources = {
+        name: {"serviceId": source.service_id, "credentials": list(source.credentials)}
+        for name, source in DATA_SOURCES.items()
+    }
+    return header + yaml.safe_dump(sources, sort_keys=False)
 
 
 def crd_yaml() -> str:

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from tradebot_operator import KOPF_PREFIX
 from tradebot_operator.config import OperatorConfig
-from tradebot_operator.crd import crd_yaml
+from tradebot_operator.crd import crd_yaml, data_sources_yaml
 from tradebot_operator.handlers import registry
 from tradebot_operator.kube import Kube, load_configuration
 from tradebot_operator.leader import LeaderElector
@@ -187,9 +187,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tradebot operator",
         description="Reconcile TradingStack resources into running TradeBot stacks. "
-        "`crd` prints the CustomResourceDefinition.",
+        "`crd` prints the CustomResourceDefinition, `data-sources` the chart's list of data sources.",
     )
-    parser.add_argument("command", nargs="?", choices=["run", "crd"], default="run")
+    parser.add_argument("command", nargs="?", choices=["run", "crd", "data-sources"], default="run")
     parser.add_argument(
         "-n",
         "--namespace",
@@ -222,8 +222,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.command == "crd":
-        sys.stdout.write(crd_yaml())
+    if args.command in ("crd", "data-sources"):
+        sys.stdout.write(crd_yaml() if args.command == "crd" else data_sources_yaml())
         return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
