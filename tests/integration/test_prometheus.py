@@ -1,4 +1,4 @@
-"""Every service serves Prometheus metrics (OpenTelemetry's exporter) with OTEL_METRICS_EXPORTER=prometheus."""
+"""With OTEL_METRICS_EXPORTER=prometheus every service serves its metrics (OpenTelemetry's exporter)."""
 
 from __future__ import annotations
 
