@@ -236,7 +236,7 @@ def crd() -> dict[str, Any]:
 
 
 def data_sources_yaml() -> str:
-    """The chart's list of data sources and their credential keys (charts/tradebot/files/data-sources.yaml)."""
+    """The chart's data sources and their credential keys (charts/tradebot/files/data-sources.yaml)."""
     header = (
         "# Generated from tradebot.providers.registry by `python -m tradebot_operator data-sources`\n"
         "# (make crd); the chart's checks of stack.credentials read it.\n"

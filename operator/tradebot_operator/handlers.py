@@ -112,22 +112,24 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @kopf.on.event(*STACKS, registry=registry)
-async def track_stack(type: str | None, body: Any, namespace: str, name: str, memo: Any, **_: Any) -> None:
+async def track_stack(type: str, body: Any, meta: Any, memo: Any, **_: Any) -> None:
     """Keep the latest body of every stack for the workers and the status loop."""
     runtime = _runtime(memo)
+    key: StackKey = (meta["namespace"], meta["name"])
     if type == "DELETED":
-        await runtime.forget((namespace, name))
+        await runtime.forget(key)
     else:
-        runtime.stacks[(namespace, name)] = _snapshot(body)
+        runtime.stacks[key] = _snapshot(body)
 
 
 @kopf.on.resume(*STACKS, registry=registry)
 @kopf.on.create(*STACKS, registry=registry)
 @kopf.on.update(*STACKS, registry=registry)
-async def queue_stack(body: Any, namespace: str, name: str, memo: Any, **_: Any) -> None:
+async def queue_stack(body: Any, meta: Any, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    runtime.stacks[(namespace, name)] = _snapshot(body)
-    runtime.enqueue((namespace, name))
+    key: StackKey = (meta["namespace"], meta["name"])
+    runtime.stacks[key] = _snapshot(body)
+    runtime.enqueue(key)
 
 
 # --------------------------------------------------------------------------- children

@@ -243,6 +243,10 @@ def merge_conditions(
     merged = []
     for cond in new:
         before = previous.get(cond["type"])
-        same = before is not None and before.get("status") == cond["status"]
-        merged.append({**cond, "lastTransitionTime": before.get("lastTransitionTime", now) if same else now})
+        kept = (
+            before.get("lastTransitionTime", now)
+            if before and before.get("status") == cond["status"]
+            else now
+        )
+        merged.append({**cond, "lastTransitionTime": kept})
     return merged

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import threading
 import time
@@ -20,7 +21,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import portforward
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +32,7 @@ from tradebot_operator import GROUP, PLURAL, VERSION
 from tradebot_operator.builders.backup import COMPONENT as BACKUP
 from tradebot_operator.builders.common import APP_PORTS, child_name
 from tradebot_operator.builders.config import REDIS_PORT
+from tradebot_operator.kube import Kube, KubeError, load_configuration
 
 out = Console()
 err = Console(stderr=True)
@@ -53,33 +55,27 @@ class Cluster:
     """The user's credentials and namespace, from their kubeconfig."""
 
     def __init__(self, kubeconfig: str | None, context: str | None, namespace: str | None) -> None:
-        files = kubeconfig.split(":")[0] if kubeconfig else None
+        path = kubeconfig.split(os.pathsep)[0] if kubeconfig else None
         try:
-            self.api = config.new_client_from_config(config_file=files, context=context)
-            _, active = config.list_kube_config_contexts(config_file=files)
+            self.kube = Kube(load_configuration(path or None, context))
+            contexts, active = config.list_kube_config_contexts(config_file=path)
         except config.ConfigException as error:
             raise fail(f"no usable kubeconfig: {error}") from None
-        chosen = context or active["name"]
-        contexts = {c["name"]: c for c in config.list_kube_config_contexts(config_file=files)[0]}
-        self.namespace = (
-            namespace or contexts.get(chosen, {}).get("context", {}).get("namespace") or "default"
-        )
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
-        self.batch = client.BatchV1Api(self.api)
+        chosen = {c["name"]: c for c in contexts}.get(context or active["name"], active)
+        self.namespace = namespace or chosen.get("context", {}).get("namespace") or "default"
+        self.core = client.CoreV1Api(self.kube.api)
 
     def stack(self, name: str) -> dict[str, Any]:
         try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, name
+            return self.kube.request(
+                "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{self.namespace}/{PLURAL}/{name}"
             )
-        except ApiException as error:
+        except KubeError as error:
             if error.status == 404:
                 raise fail(
                     f"no TradingStack {name} in namespace {self.namespace} (kubectl get tstack -A)"
                 ) from None
-            raise fail(f"cannot read TradingStack {name}: {error.reason}") from None
-        return found
+            raise fail(f"cannot read TradingStack {name}: {error.message}") from None
 
     def pods(self, stack: str, component: str | None = None) -> list[Any]:
         selector = f"{INSTANCE}={stack}" + (f",{COMPONENT}={component}" if component else "")
@@ -198,7 +194,7 @@ def status(
     problem = None
     try:
         health, account = live_details(cluster, name, services)
-    except (LookupError, OSError, ApiException, httpx.HTTPError) as error:
+    except (LookupError, OSError, ApiException, KubeError, httpx.HTTPError) as error:
         health, account, problem = {}, {}, f"{type(error).__name__}: {error}"
     if output == "json":
         data = {
@@ -281,44 +277,46 @@ def backup(
     """Back a stack's database up now: a Job from its backup CronJob (spec.backup)."""
     cluster = Cluster(kubeconfig, context, namespace)
     cluster.stack(name)
+    jobs = f"/apis/batch/v1/namespaces/{cluster.namespace}/jobs"
     try:
-        cron = cluster.batch.read_namespaced_cron_job(child_name(name, BACKUP), cluster.namespace)
-    except ApiException as error:
+        cron = cluster.kube.request(
+            "GET", f"/apis/batch/v1/namespaces/{cluster.namespace}/cronjobs/{child_name(name, BACKUP)}"
+        )
+    except KubeError as error:
         if error.status == 404:
             raise fail(
                 f"{name} has no backups: set spec.backup (e.g. `backup: {{}}` for daily ones)"
             ) from None
-        raise fail(f"cannot read the backup CronJob: {error.reason}") from None
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    template = cron.spec.job_template
-    job = client.V1Job(
-        metadata=client.V1ObjectMeta(
-            name=f"{cron.metadata.name}-manual-{stamp}",
-            labels=template.metadata.labels,
-            annotations={"cronjob.kubernetes.io/instantiate": "manual"},
-            owner_references=[
-                client.V1OwnerReference(
-                    api_version="batch/v1", kind="CronJob", name=cron.metadata.name, uid=cron.metadata.uid
-                )
+        raise fail(f"cannot read the backup CronJob: {error.message}") from None
+    template, meta = cron["spec"]["jobTemplate"], cron["metadata"]
+    job = {  # what `kubectl create job --from=cronjob/…` makes
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{meta['name']}-manual-{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}",
+            "labels": template["metadata"].get("labels", {}),
+            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+            "ownerReferences": [
+                {"apiVersion": "batch/v1", "kind": "CronJob", "name": meta["name"], "uid": meta["uid"]}
             ],
-        ),
-        spec=template.spec,
-    )
-    created = cluster.batch.create_namespaced_job(cluster.namespace, job)
-    out.print(f"job/{created.metadata.name} created")
+        },
+        "spec": template["spec"],
+    }
+    created = cluster.kube.request("POST", jobs, body=job)["metadata"]["name"]
+    out.print(f"job/{created} created")
     if not wait:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = cluster.batch.read_namespaced_job_status(created.metadata.name, cluster.namespace).status
-        conditions = {c.type: c for c in state.conditions or [] if c.status == "True"}
+        state = cluster.kube.request("GET", f"{jobs}/{created}").get("status") or {}
+        conditions = {c["type"]: c for c in state.get("conditions") or [] if c.get("status") == "True"}
         if "Complete" in conditions:
-            out.print(f"backup {created.metadata.name} succeeded")
+            out.print(f"backup {created} succeeded")
             return
         if "Failed" in conditions:
-            raise fail(f"backup {created.metadata.name} failed: {conditions['Failed'].message}")
+            raise fail(f"backup {created} failed: {conditions['Failed'].get('message', '')}")
         time.sleep(1)
-    raise fail(f"backup {created.metadata.name} still running after {timeout:.0f}s")
+    raise fail(f"backup {created} still running after {timeout:.0f}s")
 
 
 # --------------------------------------------------------------------------- logs
@@ -349,7 +347,7 @@ def logs(
     def stream(pod: Any) -> None:
         container = pod.spec.containers[0].name
         try:
-            response = cluster.core.read_namespaced_pod_log(
+            response: Any = cluster.core.read_namespaced_pod_log(
                 pod.metadata.name, cluster.namespace, container=container, follow=follow, tail_lines=tail,
                 since_seconds=since, _preload_content=False,
             )  # fmt: skip

@@ -66,19 +66,20 @@ class LeaderElector:
             if error.status != 404:
                 log.warning("cannot read Lease %s/%s: %s", self.namespace, self.name, error)
                 return False
+            record = self._record(micro_time(), 0)
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
                 "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": self._record(micro_time(), 0),
+                "spec": record,
             }
             try:
                 self.kube.request("POST", self.path.rsplit("/", 1)[0], body=body)
             except KubeError:
                 return False  # someone else created it first
-            self._observed, self._observed_at = body["spec"], time.monotonic()
+            self._observed, self._observed_at = record, time.monotonic()
             return True
-        spec = lease.get("spec") or {}
+        spec: dict[str, Any] = lease.get("spec") or {}
         if spec != self._observed:
             self._observed, self._observed_at = spec, time.monotonic()
         holder = spec.get("holderIdentity") or ""

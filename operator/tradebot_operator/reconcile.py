@@ -155,14 +155,14 @@ def reconcile(runtime: Runtime, key: StackKey) -> Outcome:
                 "ApplyFailed", f"{describe(child_key(wanted))}: {error.message}"
             )
             runtime.metrics.apply_errors.add(1, {"kind": wanted["kind"]})
-    for step, action in (
-        ("claims", lambda: _adopt_claims(runtime, stack)),
-        ("prune", lambda: outcome.removed.extend(prune(runtime.kube, _owned(runtime, stack), children))),
-    ):
-        try:
-            action()
-        except KubeError as error:
-            outcome.problems[step] = Problem("ApplyFailed", f"{step}: {error.message}")
+    try:
+        _adopt_claims(runtime, stack)
+    except KubeError as error:
+        outcome.problems["claims"] = Problem("ApplyFailed", f"owning the claims: {error.message}")
+    try:
+        outcome.removed = prune(runtime.kube, _owned(runtime, stack), children)
+    except KubeError as error:
+        outcome.problems["prune"] = Problem("ApplyFailed", f"removing old children: {error.message}")
     result = "ok" if not outcome.problems else "failed"
     runtime.metrics.reconciles.add(1, {"result": result})
     runtime.metrics.reconcile_seconds.record(time.monotonic() - started)

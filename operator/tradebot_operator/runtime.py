@@ -115,7 +115,7 @@ class Runtime:
             self.locks,
             self.due,
         ):
-            table.pop(key, None)  # type: ignore[attr-defined]
+            table.pop(key, None)
         if body is not None:
             self.passwords.pop(body["metadata"].get("uid", ""), None)
         url = self.config.stack_redis_url(key[1], key[0])

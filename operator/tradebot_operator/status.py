@@ -183,7 +183,9 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
-def post_phase_event(kube: Kube, body: Mapping[str, Any], old_phase: str | None, status: Mapping) -> None:
+def post_phase_event(
+    kube: Kube, body: Mapping[str, Any], old_phase: str | None, status: Mapping[str, Any]
+) -> None:
     meta = body["metadata"]
     phase = status["phase"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
