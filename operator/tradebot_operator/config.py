@@ -28,8 +28,8 @@ class OperatorConfig:
     # Leader election: one Lease; only its holder reconciles. Namespace "" = the first watched one.
     lease_name: str = "tradebot-operator"
     lease_namespace: str = ""
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
+    lease_duration: float = 10.0
+    renew_deadline: float = 7.0
     retry_period: float = 2.0
     leader_election: bool = True
     metrics_port: int | None = None  # Prometheus /metrics (OpenTelemetry's exporter); None: off

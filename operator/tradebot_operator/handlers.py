@@ -46,8 +46,7 @@ def _runtime(memo: Any) -> Runtime:
 async def reconcile_worker(runtime: Runtime) -> None:
     loop = asyncio.get_running_loop()
     while True:
-        key = await runtime.queue.get()
-        runtime.queued.discard(key)
+        key = await runtime.next_queued()
         if key not in runtime.stacks:
             continue
         async with runtime.lock(key):
@@ -73,7 +72,7 @@ async def resync_loop(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(runtime.config.resync_interval)
         for key in list(runtime.stacks):
-            runtime.enqueue(key)
+            runtime.enqueue(key, urgent=False)
 
 
 @kopf.on.login(registry=registry)
@@ -122,7 +121,6 @@ async def track_stack(type: str, body: Any, meta: Any, memo: Any, **_: Any) -> N
         runtime.stacks[key] = _snapshot(body)
 
 
-@kopf.on.resume(*STACKS, registry=registry)
 @kopf.on.create(*STACKS, registry=registry)
 @kopf.on.update(*STACKS, registry=registry)
 async def queue_stack(body: Any, meta: Any, memo: Any, **_: Any) -> None:
@@ -130,6 +128,15 @@ async def queue_stack(body: Any, meta: Any, memo: Any, **_: Any) -> None:
     key: StackKey = (meta["namespace"], meta["name"])
     runtime.stacks[key] = _snapshot(body)
     runtime.enqueue(key)
+
+
+@kopf.on.resume(*STACKS, registry=registry)
+async def queue_resumed(body: Any, meta: Any, memo: Any, **_: Any) -> None:
+    """After a start or a takeover every stack is checked, behind the changes people are waiting for."""
+    runtime = _runtime(memo)
+    key: StackKey = (meta["namespace"], meta["name"])
+    runtime.stacks[key] = _snapshot(body)
+    runtime.enqueue(key, urgent=False)
 
 
 # --------------------------------------------------------------------------- children

@@ -37,8 +37,8 @@ class LeaderElector:
     namespace: str
     name: str
     identity: str
-    duration: float = 15.0
-    renew_deadline: float = 10.0
+    duration: float = 10.0
+    renew_deadline: float = 7.0
     retry_period: float = 2.0
     leading: bool = False
     transitions: int = 0

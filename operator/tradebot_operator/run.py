@@ -39,7 +39,11 @@ class LeadershipLost(RuntimeError):
 class QuietWatchers(logging.Filter):
     """kopf logs each handler's success; for the per-event watchers that is one line per event."""
 
-    NOISE = ("Handler 'track_stack' succeeded.", "Handler 'watch_child' succeeded.")
+    NOISE = (
+        "Handler 'track_stack' succeeded.",
+        "Handler 'watch_child' succeeded.",
+        "Handler 'queue_stack' succeeded.",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() not in self.NOISE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,8 +62,10 @@ class Runtime:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Stacks waiting for a reconcile (each once), and the workers' own threads: reconciles
     # never wait behind status writes, nor status writes behind reconciles.
-    queue: asyncio.Queue[StackKey] = field(default_factory=asyncio.Queue)
-    queued: set[StackKey] = field(default_factory=set)
+    # Urgent first (a spec changed, a child was deleted), then the resume/resync backlog.
+    queue: asyncio.PriorityQueue[tuple[int, int, StackKey]] = field(default_factory=asyncio.PriorityQueue)
+    queued: dict[StackKey, int] = field(default_factory=dict)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
     reconcile_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="reconcile")
     )
@@ -73,11 +76,20 @@ class Runtime:
     def lock(self, key: StackKey) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
 
-    def enqueue(self, key: StackKey) -> None:
-        """Reconcile this stack soon (once, however often it is asked)."""
-        if key in self.stacks and key not in self.queued:
-            self.queued.add(key)
-            self.queue.put_nowait(key)
+    def enqueue(self, key: StackKey, urgent: bool = True) -> None:
+        """Reconcile this stack soon (once, however often it is asked); `urgent` jumps the backlog."""
+        priority = 0 if urgent else 1
+        if key in self.stacks and self.queued.get(key, 2) > priority:
+            self.queued[key] = priority
+            self.queue.put_nowait((priority, next(self._order), key))
+
+    async def next_queued(self) -> StackKey:
+        """The next stack to reconcile (a stale entry of one re-queued as urgent is skipped)."""
+        while True:
+            priority, _, key = await self.queue.get()
+            if self.queued.get(key) == priority:
+                del self.queued[key]
+                return key
 
     def poke(self, key: StackKey) -> None:
         """Refresh this stack's status now instead of at its next interval."""

@@ -272,6 +272,8 @@ async def status_loop(runtime: Runtime, concurrency: int = 32) -> None:
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(concurrency)
 
+    flying: set[asyncio.Task[None]] = set()
+
     async def one(key: StackKey) -> None:
         async with limit:
             try:
@@ -281,7 +283,9 @@ async def status_loop(runtime: Runtime, concurrency: int = 32) -> None:
             finally:  # unless poked meanwhile, the next refresh is one interval away
                 if key in runtime.stacks and runtime.due.get(key) == float("inf"):
                     runtime.due[key] = loop.time() + runtime.config.health_interval
+                runtime.wake.set()
 
+    # No batches: a stack poked while others refresh starts at once (a slow write holds up no one).
     while True:
         runtime.wake.clear()
         now = loop.time()
@@ -293,9 +297,10 @@ async def status_loop(runtime: Runtime, concurrency: int = 32) -> None:
         ready = [key for key, at in runtime.due.items() if at <= now]
         for key in ready:
             runtime.due[key] = float("inf")  # in flight
-        if ready:
-            await asyncio.gather(*(one(key) for key in ready))
-            continue
+        for key in ready:
+            task = asyncio.create_task(one(key))
+            flying.add(task)
+            task.add_done_callback(flying.discard)
         wait = min(runtime.due.values(), default=now + runtime.config.health_interval) - now
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.wake.wait(), timeout=max(0.05, min(wait, 60)))
