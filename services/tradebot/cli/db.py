@@ -11,22 +11,18 @@ from typing import Annotated
 
 import asyncpg
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tradebot.cli.common import console, fail, out, settings_or_exit
 from tradebot.storage import backup as backups
 
-console = Console(stderr=True)
-out = Console()
 app = typer.Typer(help="**Back up and restore** the database (DATABASE_URL).", no_args_is_help=True)
 
 DirOption = Annotated[Path, typer.Option("--dir", help="Where backups are kept (one directory each).")]
 
 
 def _database_url() -> str:
-    from tradebot.cli.main import settings_or_exit
-
     return settings_or_exit().database_url
 
 
@@ -45,10 +41,9 @@ def _run(action: str, work: object) -> object:
     try:
         return asyncio.run(work)  # type: ignore[arg-type]
     except backups.BackupError as error:
-        console.print(f"[bold red]{action} failed:[/] {error}", highlight=False)
+        raise fail(f"{action} failed: {error}", code=1) from None
     except (OSError, asyncpg.PostgresError) as error:
-        console.print(f"[bold red]{action} failed:[/] {type(error).__name__}: {error}", highlight=False)
-    raise typer.Exit(1)
+        raise fail(f"{action} failed: {type(error).__name__}: {error}", code=1) from None
 
 
 def _tracker(progress: Progress) -> backups.Progress:
@@ -90,8 +85,7 @@ def restore(
         chosen = backups.resolve(path)
         manifest = backups.Manifest.load(chosen)
     except backups.BackupError as error:
-        console.print(f"[bold red]restore failed:[/] {error}", highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(f"restore failed: {error}", code=1) from None
     if replace and not yes:
         typer.confirm(f"Empty {len(manifest.tables)} tables and load {chosen.name}?", abort=True)
     with _progress() as progress:
