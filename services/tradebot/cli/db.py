@@ -6,12 +6,13 @@ The CronJob of a stack with spec.backup runs `tradebot db backup` too: one code 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from tradebot.cli.common import console, fail, out, settings_or_exit
@@ -36,10 +37,13 @@ def _progress() -> Progress:
     )
 
 
-def _run(action: str, work: object) -> object:
+T = TypeVar("T")
+
+
+def _run(action: str, work: Coroutine[Any, Any, T]) -> T:
     """Run one coroutine; a refusal or an unreachable database is a message and exit status 1."""
     try:
-        return asyncio.run(work)  # type: ignore[arg-type]
+        return asyncio.run(work)
     except backups.BackupError as error:
         raise fail(f"{action} failed: {error}", code=1) from None
     except (OSError, asyncpg.PostgresError) as error:
@@ -47,7 +51,7 @@ def _run(action: str, work: object) -> object:
 
 
 def _tracker(progress: Progress) -> backups.Progress:
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
 
     def update(table: str, done: int, total: int) -> None:
         if table not in tasks:
@@ -67,7 +71,7 @@ def backup(
     """Write a consistent backup of every table into a new directory under `--dir`."""
     url = _database_url()
     with _progress() as progress:
-        path, manifest = _run("backup", backups.backup(url, directory, keep, _tracker(progress)))  # type: ignore[misc]
+        path, manifest = _run("backup", backups.backup(url, directory, keep, _tracker(progress)))
     out.print(f"{path}  {len(manifest.tables)} tables, {manifest.rows} rows", highlight=False)
 
 

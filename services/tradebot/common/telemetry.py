@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
 
 EXPORTER_CHOICES = ("none", "console", "otlp")
 # Metrics only: a pull reader served at OTEL_EXPORTER_PROMETHEUS_HOST:_PORT (tradebot.common.metrics).
@@ -73,7 +77,7 @@ def _span_exporter(choice: str):
     return OTLPSpanExporter()
 
 
-def _prometheus_reader():
+def _prometheus_reader() -> MetricReader:
     from tradebot.common.metrics import prometheus_reader, serve_prometheus
 
     port = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
