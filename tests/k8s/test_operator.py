@@ -881,3 +881,26 @@ def test_foreign_drift_is_put_back(
     assert "HOME" in env_names()
     wait_for("nothing reported", lambda: stacks.condition("tidy", "Degraded").get("reason") != "ApplyFailed")
     stacks.delete("tidy")
+
+
+def test_the_periodic_resync_repairs_what_no_event_flagged(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    """A label edit bumps no generation: the watch takes it for a status change, the resync puts it back."""
+    new_stack(control_plane, stacks, "resync")
+    wait_for("reconciled", lambda: stacks.status("resync").get("observedGeneration") == 1)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "resync")) == 6)
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/resync-api"
+    generation = admin.request("GET", path)["metadata"]["generation"]
+    admin.request(
+        "PATCH", path, body={"metadata": {"labels": {"app.kubernetes.io/part-of": "someone-else"}}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    edited = admin.request("GET", path)["metadata"]
+    assert edited["generation"] == generation  # nothing for the event handler to go on
+    wait_for(
+        "the label put back by the resync (every 5 s here)",
+        lambda: admin.request("GET", path)["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tradebot",
+        timeout=60,
+    )
+    stacks.delete("resync")
