@@ -25,6 +25,7 @@ class OperatorConfig:
     resync_interval: float = 300.0  # seconds between full reconciles of every stack (drift repair)
     retry_interval: float = 10.0  # seconds before a stack whose reconcile failed is tried again
     age_refresh: float = 60.0  # heartbeat ages alone rewrite a status at most this often
+    min_write_interval: float = 1.0  # other changes without a phase change: at most once a second
     # Leader election: one Lease; only its holder reconciles. Namespace "" = the first watched one.
     lease_name: str = "tradebot-operator"
     lease_namespace: str = ""

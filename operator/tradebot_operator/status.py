@@ -232,8 +232,13 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
     old = runtime.written.get(key) or body.get("status") or {}
     new["conditions"] = merge_conditions(old.get("conditions"), new["conditions"], _now())
     loop = asyncio.get_running_loop()
-    fresh = loop.time() - runtime.written_at.get(key, float("-inf")) < runtime.config.age_refresh
-    if new == old or (fresh and _without_ages(new) == _without_ages(old)):
+    since = loop.time() - runtime.written_at.get(key, float("-inf"))
+    if new == old or (since < runtime.config.age_refresh and _without_ages(new) == _without_ages(old)):
+        return
+    if since < runtime.config.min_write_interval and new["phase"] == old.get("phase"):
+        # Mid-rollout every pod changes the status: write at most once a second per stack (a phase
+        # change at once), so a mass rollout's writes do not queue up before the ones that matter.
+        runtime.due[key] = loop.time() + runtime.config.min_write_interval - since
         return
     namespace, name = key
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
