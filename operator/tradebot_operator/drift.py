@@ -18,8 +18,10 @@ JsonPatch = list[dict[str, Any]]
 
 def matches(wanted: Any, live: Any) -> bool:
     """True when every field of `wanted` is in `live` with the same value (lists: same length)."""
-    if isinstance(wanted, Mapping):
-        return isinstance(live, Mapping) and all(k in live and matches(v, live[k]) for k, v in wanted.items())
+    if isinstance(wanted, Mapping):  # the API server drops empty lists and maps: absent is equal
+        return isinstance(live, Mapping) and all(
+            matches(v, live[k]) if k in live else v in ([], {}) for k, v in wanted.items()
+        )
     if isinstance(wanted, Sequence) and not isinstance(wanted, str):
         if not isinstance(live, Sequence) or isinstance(live, str) or len(wanted) != len(live):
             return False

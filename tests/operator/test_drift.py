@@ -37,6 +37,9 @@ def test_a_changed_value_does_not_match() -> None:
     changed["spec"] = {**wanted["spec"], "replicas": 3}
     assert not matches(wanted, changed)
     assert matches({"a": 1}, {"a": 1.0, "b": 2}) and not matches({"a": True}, {"a": 1})
+    assert matches({"volumes": [], "x": {}}, {}) and not matches(
+        {"volumes": [1]}, {}
+    )  # the server drops empties
 
 
 def test_an_added_env_var_is_taken_out_with_a_guard() -> None:
