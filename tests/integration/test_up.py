@@ -39,6 +39,10 @@ async def test_up_runs_the_pipeline_and_stops_cleanly(tmp_path):
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env["TICK_INTERVAL"] = "0.25"
+    # Strategies on every trade with short windows, trading any signal: fills within seconds (the
+    # cautious defaults trade on 1-minute bars and would need half an hour to warm up).
+    env["STRATEGY_PARAMS"] = '{"sma_crossover": {"fast": 2, "slow": 5, "input": "trades"}}'
+    env["MIN_SIGNAL_STRENGTH"], env["COOLDOWN_SECONDS"] = "0", "0"
     env["API_PORT"], env["DASHBOARD_PORT"] = str(free_port()), str(free_port())
     up = subprocess.Popen(
         [sys.executable, "-m", "tradebot", "up", "--data-dir", str(data_dir)],
