@@ -66,13 +66,13 @@ async def test_a_damaged_backup_restores_nothing(invoke, database_url, other_dat
     assert (await invoke("demo", "--hours", "0.2", "--step", "30")).exit_code == 0
     assert (await invoke("db", "backup", "--dir", str(tmp_path))).exit_code == 0
     (path,) = backups(tmp_path)
-    victim = path / "tables" / "fills.tsv.gz"
+    victim = path / "tables" / "price_ticks_synthetic.tsv.gz"
     rows = gzip.decompress(victim.read_bytes()).splitlines(keepends=True)
-    victim.write_bytes(gzip.compress(b"".join(rows[:-1])))  # one fill lost
+    victim.write_bytes(gzip.compress(b"".join(rows[:-1])))  # one tick lost
 
     cli_env.setenv("DATABASE_URL", other_database)
     result = await invoke("db", "restore", str(path))
-    assert result.exit_code == 1 and "fills.tsv.gz is damaged" in result.output
+    assert result.exit_code == 1 and "price_ticks_synthetic.tsv.gz is damaged" in result.output
     assert not any((await snapshot(other_database)).values())  # one transaction: nothing half-restored
 
 
