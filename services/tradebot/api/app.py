@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from tradebot import __version__
 from tradebot.api.deps import ApiState
@@ -39,7 +40,8 @@ async def unavailable(_: Request, error: Exception) -> JSONResponse:
 
 
 def create_app(state: ApiState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
-    app = FastAPI(title="TradeBot API", version=__version__, description=DESCRIPTION)
+    # /docs (Swagger UI) and /redoc with their scripts and styles from the fastapi-offline package.
+    app = FastAPIOffline(title="TradeBot API", version=__version__, description=DESCRIPTION)
     app.state.api = state
     for router in (market.router, trading.router, system.router):
         app.include_router(router)
