@@ -18,8 +18,10 @@ DESCRIPTION = """
 History and live state of TradeBot: ticks and OHLCV bars per data source, latest
 prices, signals, paper orders, fills, positions and P&L, and every service's health.
 
-Unknown sources and symbols are 404s that name them; bad ranges and intervals are
-422s that say what is accepted; raw ticks come in pages, bars at most 10,000 per request.
+Unknown sources and symbols are 404s that name them; malformed parameters are 422s
+that say what is accepted, exactly as this document declares them; a filter matching
+nothing is an empty list. Times before 1970 or from 2200 on mean unbounded and a
+backwards range is empty; raw ticks come in pages, bars at most 10,000 per answer.
 """
 
 
