@@ -16,6 +16,7 @@ from tradebot.cli import sources as sources_cli
 from tradebot.cli import symbols as symbols_cli
 from tradebot.cli.dashboard import dashboard, demo
 from tradebot.common.settings import Settings, SettingsError, load_settings
+from tradebot.local.connection import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR
 
 console = Console(stderr=True)
 
@@ -37,10 +38,17 @@ app = typer.Typer(
 ServiceName = StrEnum("ServiceName", {name: name for name in SERVICES})
 
 
-def settings_or_exit() -> Settings:
-    """Load settings; on a bad value print what is wrong and exit with status 2."""
+def settings_or_exit(find_stack: bool = True) -> Settings:
+    """Load settings; on a bad value print what is wrong and exit with status 2.
+
+    Below the environment and `.env`, a `tradebot up` running here supplies its servers
+    (REDIS_URL, DATABASE_URL, API_URL: tradebot.local.connection), unless `find_stack` is off.
+    """
+    from tradebot.local.connection import running_stack_file
+
+    stack = running_stack_file() if find_stack else None
     try:
-        return load_settings()
+        return load_settings(_env_file=(stack, ".env") if stack else ".env")
     except SettingsError as error:
         console.print(f"[bold red]Configuration error[/]\n{error}", highlight=False)
         raise typer.Exit(2) from None
@@ -66,9 +74,9 @@ def up(
     data_dir: Annotated[
         Path,
         typer.Option(
-            envvar="TRADEBOT_DATA_DIR", help="Where the embedded Redis and PostgreSQL keep their data."
+            envvar=DATA_DIR_VARIABLE, help="Where the embedded Redis and PostgreSQL keep their data."
         ),
-    ] = Path(".tradebot"),
+    ] = DEFAULT_DATA_DIR,
     only: Annotated[
         list[str] | None,
         typer.Option("--only", help="Run just these services (repeatable), e.g. --only strategy."),
@@ -77,13 +85,15 @@ def up(
     """Run the **whole stack** on this machine until Ctrl-C.
 
     Without REDIS_URL / DATABASE_URL it starts a real Redis and PostgreSQL from Python
-    wheels under `--data-dir` (kept across restarts); with them set, it uses those servers.
-    Each service runs in its own process and is restarted if it dies.
+    wheels under `--data-dir` (kept across restarts); with them set, it uses those servers
+    (and stops, naming the variable, when one does not answer). Each service runs in its own
+    process and is restarted if it dies; all of them stop with `tradebot up`, however it ends.
     """
     from tradebot.local.stack import run_stack
+    from tradebot.local.supervisor import output_console
 
-    settings = settings_or_exit()
-    raise typer.Exit(run_stack(settings, data_dir, only, console))
+    settings = settings_or_exit(find_stack=False)  # its own last run's servers are no setting
+    raise typer.Exit(run_stack(settings, data_dir, only, output_console()))
 
 
 def service(
