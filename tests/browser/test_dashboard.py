@@ -10,6 +10,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from browser.stack import ARTIFACTS, dashboard_running
+from tradebot.common import keys
 from tradebot.common.keys import errors_key, heartbeat_key
 
 pytestmark = pytest.mark.browser
@@ -99,3 +100,25 @@ async def test_the_page_shows_a_lost_connection_and_reconnects(stack, browser):
         price = page.locator('#prices tr[data-symbol="AAPL"] td.price')
         first = await price.text_content()
         await expect(price).not_to_have_text(first or "", timeout=WAIT_MS)
+
+
+async def test_an_error_card_says_what_failed(stack, browser, redis):
+    """The reason of a service's latest error (here a dead letter the real strategy and storage
+    services set aside) and a provider's status message are on its card, not just a count."""
+    await redis.xadd(keys.TICKS, {b"v": b"1", b"k": b"tick", b"d": b"{not json"})
+    provider = {
+        "service": "alpaca_market_data", "status": "error", "timestamp": time.time(), "counters": {},
+        "message": "Alpaca rejected ALPACA_KEY/ALPACA_SECRET: 'auth failed' (402)",
+    }  # fmt: skip
+    await redis.set(heartbeat_key("alpaca_market_data"), orjson.dumps(provider))
+    await redis.incrby(errors_key("alpaca_market_data"), 1)
+    page = await open_dashboard(browser, stack.url)
+    storage = page.locator('.service[data-service="storage"]')
+    await expect(storage).to_have_attribute("data-state", "error", timeout=WAIT_MS)
+    await expect(storage.locator(".reason")).to_contain_text("dead-lettered ticks entry", timeout=WAIT_MS)
+    strategy = page.locator('.service[data-service="strategy"] .reason')
+    await expect(strategy).to_contain_text("dead-lettered ticks entry", timeout=WAIT_MS)
+    alpaca = page.locator('.service[data-service="alpaca_market_data"] .reason')
+    await expect(alpaca).to_contain_text("Alpaca rejected ALPACA_KEY/ALPACA_SECRET", timeout=WAIT_MS)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.locator("#health-panel").screenshot(path=str(ARTIFACTS / "error-cards.png"))

@@ -193,12 +193,25 @@ async function resetErrors(service) {
   if (!answer.ok) console.warn("reset failed", service, answer.status);
 }
 
+// What failed, in the service's words: the reason of its newest counted error (a dead letter, a
+// provider's refusal) while errors are counted, and whatever it says of its state.
+function reasons(s) {
+  const said = [];
+  if (s.error_count > 0 && s.last_error) {
+    const when = s.last_error_at ? ` (${age((Date.now() - Date.parse(s.last_error_at)) / 1000)})` : "";
+    said.push(`last error${when}: ${s.last_error}`);
+  }
+  if (s.message && s.message !== s.last_error) said.push(s.message);
+  return said.map((text) => el("div", { class: "detail reason", title: text }, text));
+}
+
 function renderHealth(services) {
   $("#health").replaceChildren(...services.map((s) => {
     const card = el("div", { class: `service state-${s.state}`, "data-service": s.service, "data-state": s.state },
       el("div", { class: "name" }, s.name, ...(s.active_market_data ? [el("span", { class: "active" }, "active")] : [])),
       el("div", { class: "detail" }, `${s.state} · ${age(s.heartbeat_age)}`),
-      el("div", { class: "detail" }, `errors: ${s.error_count}${s.status ? " · " + s.status : ""}`));
+      el("div", { class: "detail" }, `errors: ${s.error_count}${s.status ? " · " + s.status : ""}`),
+      ...reasons(s));
     if (s.error_count > 0) {
       const button = el("button", { class: "reset", type: "button" }, "reset errors");
       button.onclick = () => resetErrors(s.service);
