@@ -36,6 +36,7 @@ const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v
 const pct = (v) => (v > 0 ? "+" : "") + v.toFixed(2) + "%";
 const clock = (t) => new Date(typeof t === "number" ? t * 1000 : t).toLocaleTimeString([], { hour12: false });
 const signClass = (v) => (v > 0 ? "up" : v < 0 ? "down" : "");
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 // ---- live connection -------------------------------------------------------------------------
 
@@ -115,7 +116,7 @@ function updatePrices(updates) {
   }
   if (added) {
     [...body.children].sort((a, b) => a.dataset.symbol.localeCompare(b.dataset.symbol)).forEach((r) => body.append(r));
-    $("#price-count").textContent = `${Object.keys(state.prices).length} symbols`;
+    $("#price-count").textContent = plural(Object.keys(state.prices).length, "symbol");
     if (!state.selected) selectSymbol(Object.keys(state.rows).sort()[0]);
   }
   renderMovers();
@@ -124,8 +125,9 @@ function updatePrices(updates) {
 function renderMovers() {
   const symbols = Object.keys(state.prices);
   const changes = symbols.map((s) => [s, changeOf(s)]).sort((a, b) => b[1] - a[1]);
-  const item = ([symbol, change]) =>
-    el("li", {}, `${symbol} ${num(state.prices[symbol].price)} `, el("span", { class: signClass(change) }, pct(change)));
+  const item = ([symbol, change]) => el("li", {}, el("span", { class: "mover" },
+    el("span", { class: "what" }, `${symbol} ${num(state.prices[symbol].price)}`),
+    el("span", { class: `pct ${signClass(change)}` }, pct(change))));
   $("#gainers").replaceChildren(...changes.filter((c) => c[1] > 0).slice(0, TOP_MOVERS).map(item));
   $("#losers").replaceChildren(...changes.filter((c) => c[1] < 0).reverse().slice(0, TOP_MOVERS).map(item));
   const up = changes.filter((c) => c[1] > 0).length;
@@ -265,7 +267,7 @@ async function loadBars() {
     state.series.setData(bars);
     state.lastBar = bars.length ? { ...bars[bars.length - 1] } : null;
     state.chart.timeScale().fitContent();
-    message.textContent = `${bars.length} bars from the API; the last one follows live ticks`;
+    message.textContent = `${plural(bars.length, "bar")} from the API; the last one follows live ticks`;
     $("#chart").dataset.bars = String(bars.length);
   } catch (error) {
     message.textContent = "the API is unreachable; retrying";
@@ -301,6 +303,8 @@ async function start() {
     button.onclick = () => {
       document.querySelectorAll("#intervals button").forEach((b) => b.classList.toggle("active", b === button));
       state.interval = button.dataset.interval;
+      // Daily bars all sit at midnight: their axis shows dates, a clock would read "00:00".
+      state.chart.applyOptions({ timeScale: { timeVisible: state.interval !== "1d" } });
       loadBars();
     };
   }
