@@ -31,9 +31,10 @@ test-unit: install
 test-integration: install
 	$(PY) -m pytest tests/integration
 
-lint: install
+lint: install  ## ruff (style, imports, formatting) and mypy (strict on common/ and the operator)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff check --fix .

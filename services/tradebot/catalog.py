@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import import_module
+from collections.abc import Callable
+from functools import partial
 
 from tradebot.common.service import Service
 from tradebot.common.settings import Settings
-from tradebot.providers.registry import DATA_SOURCES
+from tradebot.providers.registry import DATA_SOURCES, load
 
 # The pipeline after market data, in start order: import path and what it does.
 PIPELINE: dict[str, tuple[str, str]] = {
@@ -38,12 +39,13 @@ SERVICE_SUMMARIES: dict[str, str] = {
 }
 
 
-def service_factory(service_id: str):
-    """The class implementing a service; KeyError names the known ones."""
+def service_factory(service_id: str) -> Callable[[Settings], Service]:
+    """What builds a service from Settings; KeyError names the known ones."""
     if service_id not in SERVICES:
         raise KeyError(f"unknown service {service_id!r}; choose one of {', '.join(SERVICES)}")
-    module, _, name = SERVICES[service_id].partition(":")
-    return getattr(import_module(module), name)
+    service_class = load(SERVICES[service_id])
+    source = next((s for s in DATA_SOURCES.values() if s.service_id == service_id and s.feed), None)
+    return partial(service_class, source=source) if source else service_class
 
 
 def build_service(service_id: str, settings: Settings) -> Service:

@@ -13,6 +13,7 @@ import pytest
 
 from providers.fakes.alpaca import FakeAlpaca
 from providers.fakes.polygon import FakePolygon
+from support.net import free_port
 
 pytestmark = pytest.mark.integration
 RANGE = ("--start", "2024-03-01T13:00:00", "--end", "2024-03-01T16:00:00", "--symbols", "AAPL,MSFT")
@@ -125,3 +126,24 @@ async def test_benchmark_compares_the_four_configurations(invoke, cli_env):
     for name in ("conservative", "balanced", "aggressive", "high performance"):
         assert name in result.output
     assert "429s" in result.output and "rows/s" in result.output
+
+
+async def test_an_unknown_source_is_named(invoke, cli_env):
+    """Issue 19: `--source bloomberg` used to be answered as if no source were given."""
+    cli_env.setenv("DATA_SOURCE", "alpaca")
+    unknown = await invoke("backfill", "--source", "bloomberg", *RANGE)
+    assert (
+        unknown.exit_code == 2 and "'bloomberg'" in unknown.output and "alpaca or polygon" in unknown.output
+    )
+
+
+async def test_backfill_without_network_says_where_and_why(invoke, cli_env):
+    """Issue 19 item 18: no traceback; each retry and the final error name the host and the reason."""
+    url = f"http://127.0.0.1:{free_port()}"
+    for name, value in (("ALPACA_KEY", "k"), ("ALPACA_SECRET", "s"), ("ALPACA_DATA_URL", url)):
+        cli_env.setenv(name, value)
+    result = await invoke("backfill", "--source", "alpaca", *RANGE)
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert f"cannot reach Alpaca at {url}" in result.output and "ConnectError" in result.output
+    assert "Traceback" not in result.output and len(result.output.splitlines()) < 40

@@ -86,3 +86,11 @@ async def test_samples_write_one_env_per_mode_and_never_overwrite_silently(invok
     assert forced.exit_code == 0
     bad = await invoke("symbols", "samples", "--source", "yahoo")
     assert bad.exit_code == 2
+
+
+async def test_help_shows_flags_without_a_value_placeholder(invoke):
+    """Issue 19: `--help` showed `<bool>` beside flags, as if they took a value."""
+    for command in (["backfill", "--help"], ["sources", "clean", "--help"], ["symbols", "samples", "--help"]):
+        result = await invoke(*command)
+        assert result.exit_code == 0 and "--help" in result.output
+        assert "<bool>" not in result.output and "BOOLEAN" not in result.output, result.output

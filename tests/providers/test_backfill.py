@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from tradebot.backfill.http import ProviderAuthError
-from tradebot.backfill.ratelimit import Pacer
 from tradebot.backfill.runner import Backfill
-from tradebot.backfill.sources import history_source
 from tradebot.backfill.store import HistoryStore
+from tradebot.providers.history import history_source
+from tradebot.providers.http import ProviderAuthError
+from tradebot.providers.ratelimit import Pacer
 
 from .conftest import SYMBOLS, alpaca_settings, polygon_settings
 from .fakes.alpaca import FakeAlpaca

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +12,9 @@ import orjson
 import pytest
 
 from support.services import eventually, running
+from tradebot.catalog import service_factory
 from tradebot.common.keys import errors_key, heartbeat_key
-from tradebot.market_data.alpaca import AlpacaMarketDataService
-from tradebot.market_data.polygon import PolygonMarketDataService
+from tradebot.common.settings import Settings
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.service import StorageService
 
@@ -30,7 +31,7 @@ class Provider:
     name: str
     fake: Any
     values: dict
-    service: type
+    service: Callable[[Settings], Any]
     credential_words: tuple[str, ...]
 
 
@@ -38,11 +39,11 @@ class Provider:
 def provider(request):
     if request.param == "alpaca":
         fake = FakeAlpaca(SYMBOLS, live_interval=0.05).start()
-        made = Provider("alpaca", fake, alpaca_settings(fake), AlpacaMarketDataService,
+        made = Provider("alpaca", fake, alpaca_settings(fake), service_factory("alpaca_market_data"),
                         ("ALPACA_KEY/ALPACA_SECRET", "auth failed", "402"))  # fmt: skip
     else:
         fake = FakePolygon(SYMBOLS, live_interval=0.05).start()
-        made = Provider("polygon", fake, polygon_settings(fake), PolygonMarketDataService,
+        made = Provider("polygon", fake, polygon_settings(fake), service_factory("polygon_market_data"),
                         ("POLYGON_API_KEY", "authentication failed"))  # fmt: skip
     yield made
     fake.stop()
@@ -95,7 +96,7 @@ async def test_stream_into_storage_and_fill_the_gap_of_a_drop(make_settings, dat
                 await asyncio.sleep(0.5)
                 assert market.ctx.status == "running"
             await assert_stored_exactly_once(conn, provider)
-            bars = await conn.fetchval(f"SELECT count(*) FROM price_ticks_{provider.name} WHERE id = 'b1m'")
+            bars = await conn.fetchval(f"SELECT count(*) FROM price_ticks_{provider.name} WHERE type = 'bar'")
             quotes = await conn.fetchval(f"SELECT count(*) FROM price_ticks_{provider.name} WHERE bid > 0")
             assert bars == 1 and quotes > 0
     finally:
@@ -196,7 +197,7 @@ async def test_subscribed_but_quiet_is_ready(make_settings, name):
     try:
         values = alpaca_settings(fake) if name == "alpaca" else polygon_settings(fake)
         settings = make_settings(**values, symbols=",".join(SYMBOLS), provider_silence_timeout=30)
-        service = (AlpacaMarketDataService if name == "alpaca" else PolygonMarketDataService)(settings)
+        service = service_factory(f"{name}_market_data")(settings)
         async with running(service, settings=settings) as [market]:
             await eventually(lambda: _true(market.ctx.ready and market.ctx.status == "running"), what="ready")
             assert market.ctx.counters["messages"] == 0

@@ -11,10 +11,12 @@ import msgpack
 from alpaca.data.models import Bar, Quote, Trade
 from polygon.websocket.models import EquityAgg, EquityQuote, EquityTrade
 
-from tradebot.backfill import alpaca_rest, polygon_rest
-from tradebot.backfill.ratelimit import MAX_WAIT, Pacer, header_wait, retry_delay
-from tradebot.market_data import alpaca, polygon
-from tradebot.market_data.providers_ticks import from_unix_ns, parse_rfc3339
+from tradebot.providers.alpaca import history as alpaca_rest
+from tradebot.providers.alpaca import stream as alpaca
+from tradebot.providers.polygon import history as polygon_rest
+from tradebot.providers.polygon import stream as polygon
+from tradebot.providers.ratelimit import MAX_WAIT, Pacer, header_wait, retry_delay
+from tradebot.providers.ticks import from_unix_ns, parse_rfc3339
 
 MOMENT = datetime(2024, 1, 2, 14, 30, 0, 123456, tzinfo=UTC)
 
@@ -58,7 +60,10 @@ def test_alpaca_events_become_ticks_with_stable_ids():
             {"S": "AAPL", "o": 1, "h": 2, "l": 0.5, "c": 1.5, "v": 900, "t": MOMENT, "n": 9, "vw": 1.2},
         )
     )
-    assert (bar.id, bar.price, bar.volume, bar.size) == ("b1m", 1.5, 900, 0)
+    seconds = int(MOMENT.timestamp())
+    assert (bar.id, bar.price, bar.volume, bar.size, bar.type) == (f"b1m{seconds}", 1.5, 900, 0, "bar")
+    # Ids never collide: a quote without a sequence number is named by its time (issue 11).
+    assert quote.id == f"q{int(MOMENT.timestamp() * 1_000_000)}" and quote.type == "quote"
 
 
 def test_polygon_events_become_ticks_with_stable_ids():
@@ -80,7 +85,7 @@ def test_polygon_events_become_ticks_with_stable_ids():
     assert one_sided is None
     minute = polygon.tick_of(EquityAgg.from_dict({"ev": "AM", "sym": "MSFT", "c": 3.0, "v": 10, "s": millis}))
     second = polygon.tick_of(EquityAgg.from_dict({"ev": "A", "sym": "MSFT", "c": 3.0, "v": 10, "s": millis}))
-    assert minute.id == "b1m" and second is None
+    assert minute.id == f"b1m{millis // 1000}" and minute.type == "bar" and second is None
 
 
 def test_pagination_steps():

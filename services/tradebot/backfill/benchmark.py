@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from tradebot.backfill.ratelimit import Pacer
 from tradebot.backfill.runner import Backfill, BackfillResult
-from tradebot.backfill.sources import Kind, history_source
 from tradebot.common.settings import Settings
+from tradebot.providers.history import Kind, history_source
+from tradebot.providers.ratelimit import Pacer
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tradebot.backfill.sources import HistorySource, Kind
 from tradebot.backfill.store import HistoryStore, row_time
+from tradebot.providers.history import HistorySource, Kind
 
 ProgressHook = Callable[[float, int], None]  # (seconds of range newly covered, rows fetched)
 

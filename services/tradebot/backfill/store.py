@@ -16,9 +16,9 @@ from datetime import datetime
 
 import asyncpg
 
-from tradebot.backfill.sources import Bar, Kind, Row
 from tradebot.common.models import PriceTick, validate_source_name
 from tradebot.common.tables import bar_table
+from tradebot.providers.history import Bar, Kind, Row
 from tradebot.storage.schema import ensure_schema, rollup_bar_table_ddl
 from tradebot.storage.writer import BatchWriter, TableSpec, insert_new
 

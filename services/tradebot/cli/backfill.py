@@ -7,18 +7,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from tradebot.backfill.http import ProviderAuthError, ProviderError
-from tradebot.backfill.sources import KINDS, Kind, credentials_problem
+from tradebot.cli.common import console, fail, out, settings_or_exit
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols, normalise_symbol
+from tradebot.providers.history import KINDS, Kind, credentials_problem
+from tradebot.providers.http import ProviderAuthError, ProviderError
 from tradebot.providers.registry import history_sources
 
-console = Console(stderr=True)
-out = Console()
 app = typer.Typer(
     help="Fetch **historical** bars and trades from Alpaca or Polygon REST into the database.",
     rich_markup_mode="markdown",
@@ -37,17 +35,6 @@ SymbolsOption = Annotated[
     typer.Option("--symbols", help="Comma-separated; default: SYMBOL_MODE's symbols.", show_default=False),
 ]
 KindsOption = Annotated[list[str] | None, typer.Option("--kind", help="bars and/or trades (repeatable).")]
-
-
-def settings_or_exit() -> Settings:
-    from tradebot.cli.main import settings_or_exit as load
-
-    return load()
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]{message}[/]", highlight=False)
-    return typer.Exit(code)
 
 
 def resolve_source(source: str | None, settings: Settings) -> str:
@@ -127,6 +114,8 @@ def backfill(
         raise fail(str(error), 1) from None
     except ProviderError as error:
         raise fail(f"backfill stopped: {error}; run it again to resume", 1) from None
+    except OSError as error:
+        raise fail(f"cannot reach the database (DATABASE_URL): {error}", 1) from None
     stats = result.stats
     out.print(
         f"Done: {result.rows:,} rows in {result.pages:,} pages, {result.rows_per_second:,.0f} rows/s; "
@@ -139,10 +128,10 @@ def backfill(
 async def _run(settings: Settings, source: str, symbols, kinds, start, end, resume: bool):
     import asyncpg
 
-    from tradebot.backfill.ratelimit import Pacer
     from tradebot.backfill.runner import Backfill, total_seconds
-    from tradebot.backfill.sources import history_source
     from tradebot.backfill.store import HistoryStore
+    from tradebot.providers.history import history_source
+    from tradebot.providers.ratelimit import Pacer
 
     conn = await asyncpg.connect(
         settings.database_url, server_settings={"application_name": "tradebot-backfill"}

@@ -6,9 +6,8 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True)
+from tradebot.cli.common import console, settings_or_exit
 
 
 def dashboard(
@@ -16,7 +15,6 @@ def dashboard(
     api_url: Annotated[str | None, typer.Option(help="Where the API is (default API_URL).")] = None,
 ) -> None:
     """Run the **live dashboard** on its own, against REDIS_URL and the API at API_URL, until Ctrl-C."""
-    from tradebot.cli.main import settings_or_exit
     from tradebot.common.service import run_service
     from tradebot.dashboard.service import DashboardService
 
@@ -38,7 +36,6 @@ def demo(
     (replacing the one there) and recent trades in Redis. Uses DATABASE_URL and REDIS_URL, or
     the servers of a `tradebot up` running in this directory; keep it running for live data.
     """
-    from tradebot.cli.main import settings_or_exit
     from tradebot.common.connections import connect_redis
     from tradebot.demo import seed_demo
 

@@ -7,18 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from tradebot import __version__
 from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
 from tradebot.cli import backfill as backfill_cli
 from tradebot.cli import sources as sources_cli
 from tradebot.cli import symbols as symbols_cli
+from tradebot.cli.common import console, settings_or_exit
 from tradebot.cli.dashboard import dashboard, demo
-from tradebot.common.settings import Settings, SettingsError, load_settings
 from tradebot.local.connection import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR
-
-console = Console(stderr=True)
 
 app = typer.Typer(
     name="tradebot",
@@ -35,23 +32,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-ServiceName = StrEnum("ServiceName", {name: name for name in SERVICES})
-
-
-def settings_or_exit(find_stack: bool = True) -> Settings:
-    """Load settings; on a bad value print what is wrong and exit with status 2.
-
-    Below the environment and `.env`, a `tradebot up` running here supplies its servers
-    (REDIS_URL, DATABASE_URL, API_URL: tradebot.local.connection), unless `find_stack` is off.
-    """
-    from tradebot.local.connection import running_stack_file
-
-    stack = running_stack_file() if find_stack else None
-    try:
-        return load_settings(_env_file=(stack, ".env") if stack else ".env")
-    except SettingsError as error:
-        console.print(f"[bold red]Configuration error[/]\n{error}", highlight=False)
-        raise typer.Exit(2) from None
+# The catalog's service ids as the choices of `tradebot service` (mypy cannot see members made at runtime).
+ServiceName = StrEnum("ServiceName", {name: name for name in SERVICES})  # type: ignore[misc]
 
 
 def version_callback(value: bool) -> None:

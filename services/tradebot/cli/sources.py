@@ -12,17 +12,14 @@ from typing import Annotated, Any
 
 import asyncpg
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from tradebot.backfill.store import CHECKPOINTS_TABLE, provider_bar_table
+from tradebot.cli.common import fail, out, settings_or_exit
 from tradebot.common.models import validate_source_name
-from tradebot.common.settings import Settings
 from tradebot.common.symbols import normalise_symbol
 from tradebot.common.tables import TICK_TABLE_PREFIX, bar_table, tick_table
 
-console = Console(stderr=True)
-out = Console()
 app = typer.Typer(
     help="Manage the **data sources**: one `price_ticks_<source>` table each.", no_args_is_help=True
 )
@@ -31,17 +28,6 @@ SourceOption = Annotated[str, typer.Option("--source", help="The source name, e.
 TargetOption = Annotated[str, typer.Option("--target", help="The other source.")]
 SymbolOption = Annotated[str | None, typer.Option("--symbol", help="Only this symbol.", show_default=False)]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-
-
-def settings_or_exit() -> Settings:
-    from tradebot.cli.main import settings_or_exit as load
-
-    return load()
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]{message}[/]", highlight=False)
-    return typer.Exit(code)
 
 
 def checked_source(name: str, option: str = "--source") -> str:

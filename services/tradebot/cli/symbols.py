@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from tradebot.cli.common import fail, out, settings_or_exit
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import (
     MODE_DESCRIPTIONS,
@@ -24,23 +24,10 @@ from tradebot.common.symbols import (
 )
 from tradebot.providers.registry import DATA_SOURCES
 
-console = Console(stderr=True)
-out = Console()
 app = typer.Typer(
     help="Inspect and refresh the **symbol universe** behind SYMBOL_MODE.", no_args_is_help=True
 )
 MODES = ("custom", *UNIVERSE_MODES, "all")
-
-
-def settings_or_exit() -> Settings:
-    from tradebot.cli.main import settings_or_exit as load
-
-    return load()
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]{message}[/]", highlight=False)
-    return typer.Exit(code)
 
 
 def current_universe(settings: Settings) -> tuple[Universe, str]:
@@ -146,7 +133,7 @@ def fetch(
     from alpaca.trading.enums import AssetClass, AssetStatus
     from alpaca.trading.requests import GetAssetsRequest
 
-    from tradebot.backfill.sources import credentials_problem
+    from tradebot.providers.history import credentials_problem
 
     settings = settings_or_exit()
     problem = credentials_problem("alpaca", settings)

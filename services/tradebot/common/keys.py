@@ -75,7 +75,7 @@ def provider_resume_key(source: str) -> str:
     return f"market_data:{source}:last_trade"
 
 
-def decode_latest_ticks(values: Iterable[bytes | None]) -> dict[str, PriceTick]:
+def decode_latest_ticks(values: Iterable[bytes | str | None]) -> dict[str, PriceTick]:
     """`prices:latest` values as symbol -> tick; unreadable entries are skipped (pure)."""
     ticks: dict[str, PriceTick] = {}
     for raw in values:
@@ -98,7 +98,7 @@ async def read_latest_ticks(
     return decode_latest_ticks(await redis.hmget(LATEST_PRICES, wanted)) if wanted else {}
 
 
-def decode_latest_prices(raw: Mapping[bytes, bytes | None]) -> dict[str, float]:
+def decode_latest_prices(raw: Mapping[bytes | str, bytes | str | None]) -> dict[str, float]:
     """`prices:latest` as symbol -> price, reading only each tick's `price` (pure)."""
     prices: dict[str, float] = {}
     for symbol, tick in raw.items():
@@ -107,7 +107,7 @@ def decode_latest_prices(raw: Mapping[bytes, bytes | None]) -> dict[str, float]:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
         if price > 0:
-            prices[symbol.decode()] = price
+            prices[symbol.decode() if isinstance(symbol, bytes) else symbol] = price
     return prices
 
 
@@ -119,7 +119,7 @@ async def read_latest_prices(
         return decode_latest_prices(await redis.hgetall(LATEST_PRICES))
     wanted = list(symbols)
     values = await redis.hmget(LATEST_PRICES, wanted) if wanted else []
-    return decode_latest_prices({s.encode(): v for s, v in zip(wanted, values, strict=True)})
+    return decode_latest_prices(dict(zip(wanted, values, strict=True)))
 
 
 # ---------------------------------------------------------------------------- execution

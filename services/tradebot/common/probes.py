@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 ProbeCheck = Callable[[], tuple[bool, dict]]
-SHUTDOWN_GRACE_SECONDS = 3.0
+SHUTDOWN_GRACE_SECONDS = 3
 """How long a stopping HTTP server lets open requests and WebSockets finish before dropping them."""
 
 

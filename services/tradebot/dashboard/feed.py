@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import KeyT, StreamIdT
 
 from tradebot.api.account import read_account
 from tradebot.api.status import service_statuses
@@ -51,7 +52,7 @@ class StreamFeed:
         self.streams = streams
         self.count = count
         self.block_ms = block_ms
-        self.last_ids: dict[str, bytes] = {}
+        self.last_ids: dict[KeyT, StreamIdT] = {}
 
     async def start(self) -> None:
         """Begin after each stream's newest entry (history comes from the snapshot, not from here)."""
@@ -66,7 +67,7 @@ class StreamFeed:
         response = await self.redis.xread(self.last_ids, count=self.count, block=self.block_ms)
         for stream, entries in response or []:
             if entries:
-                self.last_ids[stream.decode() if isinstance(stream, bytes) else stream] = entries[-1][0]
+                self.last_ids[stream.decode() if isinstance(stream, bytes) else str(stream)] = entries[-1][0]
         return decode_entries(response)
 
 

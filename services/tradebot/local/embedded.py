@@ -61,7 +61,10 @@ class EmbeddedPostgres:
     @property
     def pid(self) -> int:
         """The postmaster: a daemon (started by pg_ctl), not a child of this one."""
-        return self._server.get_pid()
+        pid = self._server.get_pid()
+        if pid is None:
+            raise EmbeddedServerError(f"the embedded PostgreSQL in {self.data_dir} is not running")
+        return int(pid)
 
     def start(self) -> str:
         try:

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TextIO, cast
 
 from rich.console import Console
 from rich.text import Text
@@ -73,7 +73,7 @@ class PipeSafeStream(io.TextIOBase):
 
 def output_console(stream: TextIO = sys.stderr) -> Console:
     """Where `tradebot up` and its services' lines go: stderr, surviving a reader that leaves."""
-    return Console(file=PipeSafeStream(stream))
+    return Console(file=cast(TextIO, PipeSafeStream(stream)))  # a TextIOBase: every method rich uses
 
 
 class Supervisor:

@@ -21,17 +21,19 @@ class TickPublisher:
         self.redis = redis
         self.publisher = bus.Publisher(redis, maxlen)
 
-    async def publish(self, ticks: Sequence[PriceTick]) -> int:
-        """One round trip: append every tick and refresh `prices:latest` for their symbols."""
+    async def publish(self, ticks: Sequence[PriceTick], latest: bool = True) -> int:
+        """One round trip: append every tick and refresh `prices:latest` for their symbols
+        (`latest=False` for older ticks, such as a gap fill's, that must not replace newer prices)."""
         if not ticks:
             return 0
         entries = []
         for tick in ticks:
             with traced(__name__, "publish tick", symbol=tick.symbol, source=tick.source) as tp:
                 entries.append(wire.encode(tick, tp))
-        latest = {tick.symbol: fields[b"d"] for tick, fields in zip(ticks, entries, strict=True)}
         pipe = self.redis.pipeline(transaction=False)
         await self.publisher.append_encoded(pipe, TICKS, entries)
-        pipe.hset(LATEST_PRICES, mapping=latest)
+        if latest:
+            newest = {tick.symbol: fields[b"d"] for tick, fields in zip(ticks, entries, strict=True)}
+            pipe.hset(LATEST_PRICES, mapping=newest)
         await pipe.execute()
         return len(ticks)

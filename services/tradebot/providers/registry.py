@@ -8,7 +8,8 @@ and the chart take the credential keys each source needs from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,16 +18,18 @@ class DataSource:
 
     `name` is DATA_SOURCE's value and the suffix of its tables; `service_id` the
     market-data service that feeds it; `credentials` the environment variables it
-    needs (also the keys of a stack's credentials Secret); `service` and `history`
-    the import paths of its live service and of its REST history (None: it has none).
+    needs (also the keys of a stack's credentials Secret). `feed` and `history` are
+    the import paths of its live Feed and REST HistorySource classes (both built
+    from Settings); a source without a feed names its own `service` class instead.
     """
 
     name: str
     service_id: str
     description: str
-    service: str
     credentials: tuple[str, ...] = ()
+    feed: str | None = None
     history: str | None = None
+    service: str = "tradebot.market_data.provider_service:ProviderStreamService"
 
 
 SYNTHETIC = DataSource(
@@ -39,17 +42,17 @@ ALPACA = DataSource(
     name="alpaca",
     service_id="alpaca_market_data",
     description="Alpaca trades, quotes and bars (alpaca-py) onto `ticks`; gaps filled from REST",
-    service="tradebot.market_data.alpaca:AlpacaMarketDataService",
     credentials=("ALPACA_KEY", "ALPACA_SECRET"),
-    history="tradebot.backfill.alpaca_rest:AlpacaHistory",
+    feed="tradebot.providers.alpaca.stream:AlpacaFeed",
+    history="tradebot.providers.alpaca.history:AlpacaHistory",
 )
 POLYGON = DataSource(
     name="polygon",
     service_id="polygon_market_data",
     description="Polygon trades, quotes and minute bars (polygon-api-client) onto `ticks`",
-    service="tradebot.market_data.polygon:PolygonMarketDataService",
     credentials=("POLYGON_API_KEY",),
-    history="tradebot.backfill.polygon_rest:PolygonHistory",
+    feed="tradebot.providers.polygon.stream:PolygonFeed",
+    history="tradebot.providers.polygon.history:PolygonHistory",
 )
 
 DATA_SOURCES: dict[str, DataSource] = {source.name: source for source in (SYNTHETIC, ALPACA, POLYGON)}
@@ -75,3 +78,9 @@ def history_sources() -> list[str]:
 def market_data_service_ids() -> dict[str, str]:
     """data source name -> its market-data service id."""
     return {name: source.service_id for name, source in DATA_SOURCES.items()}
+
+
+def load(path: str) -> Any:
+    """The object at 'package.module:name', imported on first use (keeps the CLI fast)."""
+    module, _, name = path.partition(":")
+    return getattr(import_module(module), name)

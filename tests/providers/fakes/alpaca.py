@@ -27,7 +27,7 @@ from starlette.routing import Route
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from tradebot.market_data.providers_ticks import parse_rfc3339
+from tradebot.providers.ticks import parse_rfc3339
 
 from .common import Clients, ProviderServer, RateLimit
 from .market import FakeMarket, MinuteBar, Trade
@@ -56,6 +56,7 @@ class FakeAlpaca(ProviderServer):
     secret: str = "test-secret"
     page_size: int = 200
     max_connections: int = 1
+    max_symbols: int = 1_000  # per channel; more is refused with 405 "symbol limit exceeded"
     live_interval: float | None = None  # seconds between live trades per symbol; None: no live tape
     limit: RateLimit = field(default_factory=RateLimit)
     assets: list[dict] = field(default_factory=list)
@@ -99,8 +100,13 @@ class FakeAlpaca(ProviderServer):
                     await send({"T": "error", "code": 400, "msg": "invalid syntax"})
                     continue
                 wanted = self.subscriptions[connection]
-                for channel in CHANNELS:
-                    names = set(request.get(channel) or ())
+                changed = {c: set(request.get(c) or ()) for c in CHANNELS}
+                if request["action"] == "subscribe" and any(
+                    len(wanted[c] | names) > self.max_symbols for c, names in changed.items()
+                ):
+                    await send({"T": "error", "code": 405, "msg": "symbol limit exceeded"})
+                    continue
+                for channel, names in changed.items():
                     if request["action"] == "subscribe":
                         wanted[channel] |= names
                     else:
@@ -148,7 +154,7 @@ class FakeAlpaca(ProviderServer):
                     }
                 )
             if messages:
-                asyncio.get_running_loop().create_task(self._send_quietly(connection, messages))
+                self.clients.deliver(connection, symbol, msgpack.packb(messages))
 
     async def _send_quietly(self, connection: ServerConnection, messages: list[dict]) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -187,6 +193,8 @@ class FakeAlpaca(ProviderServer):
 
     def _refusal(self, request: Request) -> JSONResponse | None:
         self.rest_requests += 1
+        if self.outage_answer():
+            return JSONResponse({"code": 50010000, "message": "service unavailable"}, status_code=503)
         if (request.headers.get("apca-api-key-id"), request.headers.get("apca-api-secret-key")) != (
             self.key,
             self.secret,

@@ -7,6 +7,7 @@ SDK calls (alpaca-py's REST clients, a CLI under CliRunner) can reach them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Self
 import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 if TYPE_CHECKING:
     from .market import FakeMarket
@@ -86,6 +88,18 @@ class Clients:
         self.open: set[ServerConnection] = set()
         self.silent = False
         self.connections = 0
+        self.lag: dict[str, float] = {}  # symbol -> seconds its events reach clients late
+
+    def deliver(self, connection: ServerConnection, symbol: str, frame: str | bytes) -> None:
+        """Send a frame now, or after the symbol's lag (one slow upstream symbol)."""
+
+        async def send() -> None:
+            if self.lag.get(symbol):
+                await asyncio.sleep(self.lag[symbol])
+            with contextlib.suppress(ConnectionClosed):
+                await connection.send(frame)
+
+        asyncio.get_running_loop().create_task(send())
 
     def add(self, connection: ServerConnection) -> None:
         self.open.add(connection)
@@ -108,6 +122,7 @@ class ProviderServer:
     clients: Clients
     limit: RateLimit
     live_interval: float | None
+    rest_outage = 0  # REST calls still to answer 503
 
     def start(self) -> Self:
         self._loop = BackgroundLoop()
@@ -129,6 +144,30 @@ class ProviderServer:
 
     def storm(self, requests: int) -> None:
         self.limit.storm = requests
+
+    def fail_rest(self, requests: int) -> None:
+        """The next `requests` REST calls answer 503 (a provider outage)."""
+        self.rest_outage = requests
+
+    def outage_answer(self) -> bool:
+        """Whether this REST call falls in an outage (counts it down)."""
+        if self.rest_outage > 0:
+            self.rest_outage -= 1
+            return True
+        return False
+
+    def send_raw(self, frame: str | bytes) -> None:
+        """Send one frame as is to every client (a malformed one, say)."""
+
+        async def send() -> None:
+            for connection in list(self.clients.open):
+                with contextlib.suppress(ConnectionClosed):
+                    await connection.send(frame)
+
+        self._loop.call(send())
+
+    def lag(self, symbol: str, seconds: float) -> None:
+        self.clients.lag[symbol] = seconds
 
     @property
     def rest_url(self) -> str:

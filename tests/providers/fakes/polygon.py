@@ -42,6 +42,7 @@ class FakePolygon(ProviderServer):
     key: str = "test-key"
     page_size: int = 200
     live_interval: float | None = None
+    max_connections: int = 1_000
     limit: RateLimit = field(default_factory=lambda: RateLimit(retry_after=None))
 
     def __post_init__(self) -> None:
@@ -74,6 +75,11 @@ class FakePolygon(ProviderServer):
             self.auth_failures += 1
             await status(("auth_failed", "authentication failed"))
             await connection.close()
+            return
+        if len(self.clients.open) >= self.max_connections:
+            # As documented: a status message, then the socket closed with 1008 (policy violation).
+            await status(("max_connections", "Maximum number of websocket connections exceeded."))
+            await connection.close(1008, "max_connections")
             return
         await status(("auth_success", "authenticated"))
         self.clients.add(connection)
@@ -132,7 +138,7 @@ class FakePolygon(ProviderServer):
                     }
                 )
             if events:
-                asyncio.get_running_loop().create_task(self._send_quietly(connection, events))
+                self.clients.deliver(connection, symbol, json.dumps(events))
 
     async def _send_quietly(self, connection: ServerConnection, events: list[dict]) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -173,6 +179,10 @@ class FakePolygon(ProviderServer):
 
     def _refusal(self, request: Request) -> JSONResponse | None:
         self.rest_requests += 1
+        if self.outage_answer():
+            return JSONResponse(
+                {"status": "ERROR", "request_id": "fake", "error": "Service Unavailable"}, 503
+            )
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
         if (request.query_params.get("apiKey") or bearer) != self.key:
             return JSONResponse({"status": "ERROR", "request_id": "fake", "error": "Unknown API Key"}, 401)

@@ -51,14 +51,21 @@ def trade_tick(
     )
 
 
+def epoch_micros(moment: datetime) -> int:
+    """Microseconds since the epoch: the identity of an event that has no id of its own."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
 def quote_tick(
-    source: str, symbol: str, time: datetime, bid: float, ask: float, sequence: object = ""
+    source: str, symbol: str, time: datetime, bid: float, ask: float, sequence: object = None
 ) -> PriceTick | None:
-    """A quote becomes a tick at the midpoint (no size: nothing traded); None if one-sided."""
+    """A quote becomes a tick at the midpoint (no size: nothing traded); None if one-sided.
+
+    Its id is the provider's sequence number, else its time: two quotes never share one."""
     if bid <= 0 or ask <= 0:
         return None
     return PriceTick(
-        id=f"q{sequence}",
+        id=f"q{sequence if sequence is not None else epoch_micros(time)}",
         source=source,
         symbol=symbol,
         time=time,
@@ -70,7 +77,13 @@ def quote_tick(
 
 
 def bar_tick(source: str, symbol: str, time: datetime, close: float, volume: float) -> PriceTick:
-    """A closed 1-minute bar: its close, with the bar's volume but no trade size."""
+    """A closed 1-minute bar (at its start time): its close, with the bar's volume but no trade size."""
     return PriceTick(
-        id="b1m", source=source, symbol=symbol, time=time, price=close, volume=volume, type="bar"
+        id=f"b1m{epoch_micros(time) // 1_000_000}",
+        source=source,
+        symbol=symbol,
+        time=time,
+        price=close,
+        volume=volume,
+        type="bar",
     )

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from importlib import import_module
 from typing import Any, Literal, Protocol
 
-from tradebot.backfill.http import ProviderHTTP
-from tradebot.backfill.ratelimit import Pacer
 from tradebot.common.models import PriceTick
 from tradebot.common.settings import Settings
-from tradebot.providers.registry import DATA_SOURCES, history_sources
+from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
+from tradebot.providers.ratelimit import Pacer
+from tradebot.providers.registry import DATA_SOURCES, history_sources, load
 
 Kind = Literal["bars", "trades"]
 KINDS: tuple[Kind, ...] = ("bars", "trades")
@@ -65,13 +64,14 @@ async def paginate(
         request = next_of(body)
 
 
-def history_source(source: str, settings: Settings, pacer: Pacer) -> HistorySource:
-    """The REST history of `source` (a registry source with `history`)."""
+def history_source(
+    source: str, settings: Settings, pacer: Pacer, attempts: int = MAX_ATTEMPTS
+) -> HistorySource:
+    """The REST history of `source` (a registry source with `history`); `attempts` per request."""
     path = DATA_SOURCES[source].history if source in DATA_SOURCES else None
     if path is None:
         raise ValueError(f"no REST history for source {source!r}; choose {' or '.join(history_sources())}")
-    module, _, name = path.partition(":")
-    history: HistorySource = getattr(import_module(module), name)(settings, pacer)
+    history: HistorySource = load(path)(settings, pacer, attempts)
     return history
 
 

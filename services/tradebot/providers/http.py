@@ -14,10 +14,10 @@ from typing import Any
 
 import httpx
 
-from tradebot.backfill.ratelimit import RETRY_STATUSES, Pacer, retry_delay
+from tradebot.providers.ratelimit import RETRY_STATUSES, Pacer, retry_delay
 
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 5
 RATE_LIMIT_PATIENCE = 300.0  # seconds of 429 waits one request accepts before giving up
 
 
@@ -27,6 +27,20 @@ class ProviderError(RuntimeError):
     def __init__(self, provider: str, status: int, answer: str) -> None:
         super().__init__(f"{provider} answered HTTP {status}: {answer}")
         self.provider, self.status, self.answer = provider, status, answer
+
+
+class ProviderUnreachable(ProviderError):
+    """The provider could not be reached at all (DNS, refused, timeouts) after every attempt."""
+
+    def __init__(self, provider: str, base_url: str, reason: str, attempts: int) -> None:
+        super().__init__(provider, 0, reason)
+        self.args = (f"cannot reach {provider} at {base_url}: {reason} (tried {attempts} times)",)
+
+
+def transport_reason(error: httpx.TransportError) -> str:
+    """What went wrong on the wire, in words (httpx's own message is often empty)."""
+    detail = str(error) or str(error.__cause__ or "") or "no answer"
+    return f"{type(error).__name__}: {detail}"
 
 
 class ProviderAuthError(ProviderError):
@@ -59,8 +73,11 @@ class ProviderHTTP:
         credential_variables: str,
         pacer: Pacer,
         timeout: float = 30.0,
+        attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self.provider = provider
+        self.base_url = base_url
+        self.attempts = attempts
         self.credential_variables = credential_variables
         self.pacer = pacer
         self.stats: Counter[str] = Counter()
@@ -71,7 +88,7 @@ class ProviderHTTP:
 
     async def get_json(self, url: str, params: dict[str, Any] | None = None) -> Any:
         """GET and decode; 429s are retried as long as the provider asks (up to RATE_LIMIT_PATIENCE s
-        in all), other transient failures MAX_ATTEMPTS times."""
+        in all), other transient failures `attempts` times."""
         failures, limited, waited = 0, 0, 0.0
         while True:
             async with self.pacer:
@@ -80,10 +97,14 @@ class ProviderHTTP:
                     response = await self.client.get(url, params=params)
                 except httpx.TransportError as error:
                     failures += 1
-                    if failures >= MAX_ATTEMPTS:
-                        raise
+                    reason = transport_reason(error)
+                    if failures >= self.attempts:
+                        raise ProviderUnreachable(self.provider, self.base_url, reason, failures) from None
                     wait = retry_delay({}, failures, time.time())
-                    log.warning("request failed; retrying", extra={"error": str(error), "wait": wait})
+                    log.warning(
+                        f"request to {self.provider} failed; retrying in {wait:.1f}s",
+                        extra={"url": f"{self.base_url}{url}", "error": reason, "attempt": failures},
+                    )
                     self.stats["retries"] += 1
                     self.pacer.hold(wait)
                     continue
@@ -101,7 +122,7 @@ class ProviderHTTP:
                 self.stats["rate_limited"] += 1
                 if waited > RATE_LIMIT_PATIENCE:
                     raise ProviderError(self.provider, status, answer_text(response))
-            elif status in RETRY_STATUSES and failures + 1 < MAX_ATTEMPTS:
+            elif status in RETRY_STATUSES and failures + 1 < self.attempts:
                 failures += 1
                 wait = retry_delay(response.headers, failures, time.time())
             else:

@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from tradebot.backfill.http import ProviderHTTP
-from tradebot.backfill.ratelimit import Pacer
-from tradebot.backfill.sources import Bar, Kind, Request, Row, paginate
 from tradebot.common.settings import Settings
-from tradebot.market_data.providers_ticks import parse_rfc3339, to_rfc3339, trade_tick
+from tradebot.providers.history import Bar, Kind, Request, Row, paginate
+from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
+from tradebot.providers.ratelimit import Pacer
+from tradebot.providers.registry import ALPACA
+from tradebot.providers.ticks import parse_rfc3339, to_rfc3339, trade_tick
 
 PAGE_LIMIT = 10_000
-SOURCE = "alpaca"
+SOURCE = ALPACA.name
 
 
 def bar_from(symbol: str, raw: dict[str, Any]) -> Bar:
@@ -38,7 +39,7 @@ def next_request(first: Request, body: dict[str, Any]) -> Request | None:
 class AlpacaHistory:
     name = SOURCE
 
-    def __init__(self, settings: Settings, pacer: Pacer) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer, attempts: int = MAX_ATTEMPTS) -> None:
         self.feed = settings.alpaca_feed
         self.http = ProviderHTTP(
             "Alpaca",
@@ -47,8 +48,9 @@ class AlpacaHistory:
                 "APCA-API-KEY-ID": settings.alpaca_key or "",
                 "APCA-API-SECRET-KEY": settings.alpaca_secret or "",
             },
-            "ALPACA_KEY/ALPACA_SECRET",
+            "/".join(ALPACA.credentials),
             pacer,
+            attempts=attempts,
         )
 
     def pages(self, kind: Kind, symbol: str, start: datetime, end: datetime) -> AsyncIterator[list[Row]]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from tradebot.backfill.http import ProviderHTTP
-from tradebot.backfill.ratelimit import Pacer
-from tradebot.backfill.sources import Bar, Kind, Request, Row, paginate
 from tradebot.common.settings import Settings
-from tradebot.market_data.providers_ticks import from_unix_ms, trade_tick
+from tradebot.providers.history import Bar, Kind, Request, Row, paginate
+from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
+from tradebot.providers.ratelimit import Pacer
+from tradebot.providers.registry import POLYGON
+from tradebot.providers.ticks import from_unix_ms, trade_tick
 
 PAGE_LIMIT = 50_000
-SOURCE = "polygon"
+SOURCE = POLYGON.name
 
 
 def millis(moment: datetime) -> int:
@@ -41,20 +42,21 @@ def next_request(body: dict[str, Any]) -> Request | None:
 class PolygonHistory:
     name = SOURCE
 
-    def __init__(self, settings: Settings, pacer: Pacer) -> None:
+    def __init__(self, settings: Settings, pacer: Pacer, attempts: int = MAX_ATTEMPTS) -> None:
         self.http = ProviderHTTP(
             "Polygon",
             settings.polygon_rest_url,
             {"Authorization": f"Bearer {settings.polygon_api_key or ''}"},
-            "POLYGON_API_KEY",
+            "/".join(POLYGON.credentials),
             pacer,
+            attempts=attempts,
         )
 
     def pages(self, kind: Kind, symbol: str, start: datetime, end: datetime) -> AsyncIterator[list[Row]]:
         if kind == "bars":
             url = f"/v2/aggs/ticker/{symbol}/range/1/minute/{millis(start)}/{millis(end) - 1}"
             params: dict[str, Any] = {"adjusted": "true", "sort": "asc", "limit": PAGE_LIMIT}
-            convert = bar_from
+            convert: Callable[[str, dict[str, Any]], Row] = bar_from
         else:
             url = f"/v3/trades/{symbol}"
             params = {"timestamp.gte": millis(start) * 1_000_000, "timestamp.lt": millis(end) * 1_000_000,

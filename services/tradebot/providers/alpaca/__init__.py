@@ -1,0 +1,1 @@
+"""Alpaca market data: the live WebSocket (alpaca-py's StockDataStream) and the REST v2 history."""
