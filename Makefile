@@ -7,7 +7,7 @@ EXTRAS ?= embedded,operator,providers,test
 # A lively demo on the embedded default: each symbol ticks four times a second.
 export TICK_INTERVAL ?= 0.25
 
-.PHONY: install run test test-unit test-integration lint format bench controlplane clean browser vendor-chart bench-api bench-dashboard
+.PHONY: install run test test-unit test-integration lint format bench controlplane clean browser vendor-chart bench-api bench-dashboard bench-strategy bench-backtest
 .PHONY: images kind-up kind-load dev deploy port-forward kind-down e2e lint-docker lint-chart test-chart
 .PHONY: operator crd bench-operator test-operator
 
@@ -55,6 +55,12 @@ vendor-chart:  ## refresh the vendored lightweight-charts build from npm
 	  && tar xzf lightweight-charts-$(CHART_VERSION).tgz && cd - >/dev/null \
 	  && cp $$tmp/package/dist/lightweight-charts.standalone.production.js $(CHART_DIR)/ \
 	  && cp $$tmp/package/LICENSE $(CHART_DIR)/lightweight-charts.LICENSE && rm -rf $$tmp
+
+bench-strategy: install  ## events/s through 1 and 2 strategy processes; tick->signal p50/p99
+	$(PY) bench/strategy.py
+
+bench-backtest: install  ## backtest bars/s and ticks/s per core, data loading included, against a naive loop
+	$(PY) bench/backtest.py
 
 bench-api: install  ## API latency on 10 million ticks (p50/p99) against naive queries
 	$(PY) bench/api.py

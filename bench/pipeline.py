@@ -111,7 +111,13 @@ async def throughput(env: dict[str, str], rate: int, seconds: float) -> dict:
 async def latency(env: dict[str, str], rate: int, seconds: float) -> list[float]:
     """Tick-to-signal: from the tick's creation to its signal arriving at a downstream reader."""
     redis = connect_redis(env["REDIS_URL"])
-    settings = {**env, "TICKS_PER_SECOND": str(rate), "SMA_SHORT_WINDOW": "2", "SMA_LONG_WINDOW": "5"}
+    settings = {
+        **env,
+        "TICKS_PER_SECOND": str(rate),
+        "STRATEGY_PARAMS": '{"sma_crossover": {"fast": 2, "slow": 5, "input": "trades"}}',
+        "MIN_SIGNAL_STRENGTH": "0",
+        "COOLDOWN_SECONDS": "0",
+    }
     processes = start_services(settings, ("strategy", "market_data"))
     samples: list[float] = []
     try:

@@ -20,13 +20,13 @@ from redis.asyncio import Redis
 
 from tradebot.api.account import read_account
 from tradebot.api.models import Account
+from tradebot.backtest.engine import Simulation
 from tradebot.common import bus, keys
-from tradebot.common.models import Message, PriceTick
+from tradebot.common.models import Fill, Message, PriceTick, TradeSignal
 from tradebot.common.settings import Settings
 from tradebot.common.symbols import configured_symbols
-from tradebot.execution.paper import TradingCosts, execute_signal
+from tradebot.execution.paper import PaperBroker
 from tradebot.execution.portfolio import Portfolio
-from tradebot.execution.risk import RiskLimits
 from tradebot.market_data.synthetic import SyntheticMarket, reference_price
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
@@ -88,29 +88,23 @@ def scaled(tick: PriceTick, factor: float) -> PriceTick:
 def generate(
     settings: Settings, market: DemoMarket, factors: Mapping[str, float], history: DemoHistory
 ) -> Iterator[Message]:
-    """Pure apart from `history`'s counters: every tick, signal, order, fill and position, in time order."""
-    strategies = build_strategies(settings)
-    limits = RiskLimits.from_settings(settings)
-    costs = TradingCosts(settings.slippage_bps, settings.fee_per_share, settings.min_fee)
+    """Pure apart from `history`'s counters: every tick, signal, order, fill and position, in time order.
+
+    The live strategies and paper broker run on the market's ticks, as in a backtest.
+    """
+    strategies = build_strategies(settings.strategies, settings.strategy_params)
+    simulation = Simulation(
+        strategies, PaperBroker.from_settings(settings), history.portfolio, settings.bar_close_grace
+    )
     for ticks in market.rounds():
         for raw in ticks:
             tick = scaled(raw, factors.get(raw.symbol, 1.0))
             history.ticks += 1
             yield tick
-            for strategy in strategies:
-                signal = strategy.on_tick(tick)
-                if signal is None:
-                    continue
-                history.signals += 1
-                result = execute_signal(
-                    history.portfolio, signal, settings.order_quantity, limits, costs, tick.time
-                )
-                yield signal
-                yield result.order
-                if result.fill is not None and result.position is not None:
-                    history.fills += 1
-                    yield result.fill
-                    yield result.position
+            for message in simulation.messages_of(tick):
+                history.signals += isinstance(message, TradeSignal)
+                history.fills += isinstance(message, Fill)
+                yield message
 
 
 async def seed_demo(

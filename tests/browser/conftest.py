@@ -29,8 +29,10 @@ class Stack:
 async def stack(make_settings, redis) -> AsyncIterator[Stack]:
     """Demo history, then the whole pipeline with the API and the dashboard, on free ports."""
     settings = make_settings(
-        symbols="AAPL,MSFT,TSLA,NVDA,AMZN,META", ticks_per_second=30, sma_short_window=3, sma_long_window=8,
-        rsi_period=5, api_port=0,
+        symbols="AAPL,MSFT,TSLA,NVDA,AMZN,META", ticks_per_second=30,
+        min_signal_strength=0, cooldown_seconds=0,
+        strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"},
+                         "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
     await seed_demo(settings, hours=3, step_seconds=15, redis=redis)
     api = ApiService(settings, host="127.0.0.1")

@@ -39,8 +39,9 @@ async def newest_id(redis, stream: str) -> bytes:
 @pytest.mark.browser
 async def test_a_live_run_shows_every_fill_and_position(make_settings, redis, browser):
     settings = make_settings(
-        symbols="AAPL,MSFT,TSLA,NVDA", ticks_per_second=40, sma_short_window=3, sma_long_window=8,
-        rsi_period=5, api_port=0,
+        symbols="AAPL,MSFT,TSLA,NVDA", ticks_per_second=40, min_signal_strength=0, cooldown_seconds=0,
+        strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"},
+                         "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
     api = ApiService(settings, host="127.0.0.1")
     pipeline = (

@@ -24,7 +24,14 @@ async def count(conn: asyncpg.Connection, table: str) -> int:
 
 async def test_ticks_become_signals_orders_fills_and_rows(make_settings, redis, database_url):
     settings = make_settings(
-        symbols="AAPL,MSFT,TSLA", ticks_per_second=600, sma_short_window=3, sma_long_window=8, rsi_period=5
+        symbols="AAPL,MSFT,TSLA",
+        ticks_per_second=600,
+        min_signal_strength=0,
+        cooldown_seconds=0,
+        strategy_params={
+            "sma_crossover": {"fast": 3, "slow": 8, "input": "trades"},
+            "rsi": {"period": 5, "input": "trades"},
+        },
     )
     market = SyntheticMarketDataService(settings, seed=7)
     conn = await asyncpg.connect(database_url)

@@ -30,7 +30,13 @@ def spans(monkeypatch):
 
 
 async def test_a_fill_traces_back_to_its_tick(make_settings, database_url, spans):
-    settings = make_settings(symbols="AAPL,MSFT", ticks_per_second=200, sma_short_window=2, sma_long_window=4)
+    settings = make_settings(
+        symbols="AAPL,MSFT",
+        ticks_per_second=200,
+        min_signal_strength=0,
+        cooldown_seconds=0,
+        strategy_params={"sma_crossover": {"fast": 2, "slow": 4, "input": "trades"}},
+    )
     conn = await asyncpg.connect(database_url)
     await ensure_schema(conn)
     services = [SyntheticMarketDataService(settings, seed=1), StrategyService(settings),

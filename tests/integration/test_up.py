@@ -32,9 +32,16 @@ CLEAN_ENV = ("REDIS_URL", "DATABASE_URL", "API_URL", "API_PORT", "DASHBOARD_PORT
 
 
 def up_env(**values: str) -> dict[str, str]:
-    """This environment without any stack setting, plus `values`; ports 0 (up picks free ones)."""
+    """This environment without any stack setting, plus `values`; ports 0 (up picks free ones).
+
+    Strategies on every trade with short windows, trading any signal: fills within seconds (the
+    cautious defaults trade on 1-minute bars and would need half an hour to warm up)."""
     env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-    return {**env, "TICK_INTERVAL": "0.25", "API_PORT": "0", "DASHBOARD_PORT": "0", **values}
+    fast = {
+        "TICK_INTERVAL": "0.25", "MIN_SIGNAL_STRENGTH": "0", "COOLDOWN_SECONDS": "0",
+        "STRATEGY_PARAMS": '{"sma_crossover": {"fast": 2, "slow": 5, "input": "trades"}}',
+    }  # fmt: skip
+    return {**env, **fast, "API_PORT": "0", "DASHBOARD_PORT": "0", **values}
 
 
 class Up:

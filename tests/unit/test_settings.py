@@ -53,8 +53,10 @@ def test_bad_value_names_the_variable(monkeypatch, variable, value, expected):
 
 
 def test_cross_field_rules():
-    with pytest.raises(SettingsError, match="SMA_SHORT_WINDOW must be smaller than SMA_LONG_WINDOW"):
-        load_settings(sma_short_window=30, sma_long_window=20)
+    with pytest.raises(
+        SettingsError, match=r"strategy 'sma_crossover': fast \(30\) must be below slow \(20\)"
+    ):
+        load_settings(strategy_params={"sma_crossover": {"fast": 30, "slow": 20}})
     with pytest.raises(SettingsError, match="SYMBOLS must list at least one symbol"):
         load_settings(symbol_mode="custom", symbols="")
 

@@ -127,3 +127,18 @@ PORTFOLIO = "execution:portfolio"
 """The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
 PROCESSED_SIGNALS = "execution:processed_signals"
 """Sorted set: signal id -> time it was executed (exactly-once record)."""
+
+# ---------------------------------------------------------------------------- strategy
+STRATEGY_PROGRESS = "strategy:progress"
+"""Hash: tick shard -> id of the last `ticks:<n>` entry whose signals are published (set in the
+same transaction as those signals); execution checks exits only on ticks the strategy has covered."""
+
+
+def strategy_lease_key(shard: int) -> str:
+    """`strategy:lease:<n>`: which strategy process reads shard n now (a token with a short TTL)."""
+    return f"strategy:lease:{shard}"
+
+
+def strategy_checkpoint_key(shard: int) -> str:
+    """`strategy:checkpoint:<n>`: shard n's strategy state and the stream position it covers."""
+    return f"strategy:checkpoint:{shard}"

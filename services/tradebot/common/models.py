@@ -89,6 +89,8 @@ class TradeSignal(Message):
     source: SourceName
     tick_id: str
     tick_time: datetime
+    atr: NonNegativeFloat | None = None
+    """Average true range of the signal's bars when it fired (price units): the broker's stop distance."""
 
 
 class Order(Message):

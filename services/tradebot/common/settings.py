@@ -8,13 +8,15 @@ half-configured.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+import orjson
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tradebot.providers.registry import DEFAULT_SOURCE, DataSourceName, data_source
 
+SizingMode = Literal["quantity", "notional", "equity_pct", "risk"]
 SymbolMode = Literal["custom", "popular", "large", "mid", "small", "all"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -81,17 +83,8 @@ class Settings(BaseSettings):
     backfill_concurrent_requests: int = Field(3, ge=1, le=100)
     rate_limit_delay: float = Field(0.5, ge=0, le=60)
 
-    # Strategy.
-    strategies: Annotated[tuple[str, ...], NoDecode] = ("sma_crossover", "rsi")
-    sma_short_window: int = Field(5, ge=1, le=10_000)
-    sma_long_window: int = Field(20, ge=2, le=10_000)
-    rsi_period: int = Field(14, ge=2, le=10_000)
-    rsi_oversold: float = Field(30, gt=0, lt=100)
-    rsi_overbought: float = Field(70, gt=0, lt=100)
-
-    # Paper execution and its risk limits.
+    # Paper execution costs and risk limits.
     starting_cash: float = Field(100_000, gt=0)
-    order_quantity: float = Field(10, gt=0, description="shares per order at full signal strength")
     slippage_bps: float = Field(5, ge=0, le=1_000)
     fee_per_share: float = Field(0.005, ge=0)
     min_fee: float = Field(1.0, ge=0)
@@ -99,6 +92,41 @@ class Settings(BaseSettings):
     max_order_notional: float = Field(50_000, gt=0)
     max_open_positions: int = Field(20, ge=1)
     daily_loss_limit: float = Field(5_000, gt=0, description="stop trading after this loss in a day")
+
+    # ------------------------------------------------------------------ strategies, sizing, exits
+    # (tradebot.strategy and tradebot.execution; a strategy's own parameters live on its class.)
+    strategies: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("sma_crossover", "rsi"), description="strategies to run (`tradebot strategies list`)"
+    )
+    strategy_params: Annotated[dict[str, dict[str, Any]], NoDecode] = Field(
+        default_factory=dict,
+        description='JSON {strategy: {parameter: value}}, e.g. {"rsi": {"period": 10}}',
+    )
+    bar_close_grace: float = Field(
+        5, ge=0, le=3_600, description="seconds after its end that a quiet symbol's bar closes"
+    )
+    strategy_checkpoint_seconds: float = Field(
+        30, gt=0, le=3_600, description="how often a strategy replica checkpoints its state"
+    )
+    sizing: SizingMode = Field("equity_pct", description="quantity, notional, equity_pct or risk")
+    order_quantity: float = Field(10, gt=0, description="shares per entry (SIZING=quantity)")
+    order_notional: float = Field(5_000, gt=0, description="dollars per entry (SIZING=notional)")
+    order_equity_pct: float = Field(10, gt=0, le=100, description="% of equity per entry (SIZING=equity_pct)")
+    risk_per_trade_pct: float = Field(
+        0.5, gt=0, le=100, description="% of equity lost if the stop is hit (SIZING=risk)"
+    )
+    stop_loss_pct: float = Field(2, ge=0, lt=100, description="stop below the entry, %; 0 = none")
+    stop_loss_atr: float = Field(
+        2, ge=0, le=100, description="stop below the entry in signal ATRs (before STOP_LOSS_PCT); 0 = off"
+    )
+    take_profit_pct: float = Field(4, ge=0, le=1_000, description="take profit above the entry, %; 0 = none")
+    trailing_stop_pct: float = Field(0, ge=0, lt=100, description="exit this % below the high since entry")
+    min_signal_strength: float = Field(0.3, ge=0, le=1, description="weaker buy signals are not traded")
+    cooldown_seconds: float = Field(300, ge=0, le=86_400, description="no new entry this soon after a fill")
+    watermark_wait_seconds: float = Field(
+        5, gt=0, le=3_600, description="execution waits this long for the strategy to cover a tick"
+    )
+    # ------------------------------------------------------------------ end of strategies, sizing, exits
 
     # History API and dashboard.
     api_port: int = Field(8000, ge=0, le=65_535, description="port of the history API; 0 picks one")
@@ -134,6 +162,35 @@ class Settings(BaseSettings):
 
         return tuple(dict.fromkeys(normalise_symbol(s) for s in value))
 
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from tradebot.strategy.registry import build_strategies
+
+        build_strategies(value, {})
+        return value
+
+    @field_validator("strategy_params", mode="before")
+    @classmethod
+    def _parse_strategy_params(cls, value: object) -> object:
+        if isinstance(value, str | bytes):
+            try:
+                return orjson.loads(value or b"{}")
+            except orjson.JSONDecodeError as error:
+                expected = '{"strategy": {"parameter": value}}'
+                raise ValueError(f"not JSON ({error}); expected {expected}") from None
+        return value
+
+    @field_validator("strategy_params")
+    @classmethod
+    def _valid_strategy_params(
+        cls, value: dict[str, dict[str, Any]], info: ValidationInfo
+    ) -> dict[str, dict[str, Any]]:
+        from tradebot.strategy.registry import build_strategies
+
+        build_strategies(info.data.get("strategies", ()), value)
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
@@ -143,8 +200,6 @@ class Settings(BaseSettings):
     def _check_cross_field_rules(self) -> Settings:
         if self.symbol_mode == "custom" and not self.symbols:
             raise ValueError("SYMBOLS must list at least one symbol when SYMBOL_MODE=custom")
-        if self.sma_short_window >= self.sma_long_window:
-            raise ValueError("SMA_SHORT_WINDOW must be smaller than SMA_LONG_WINDOW")
         if self.replica_index >= self.replica_count:
             raise ValueError(f"REPLICA_INDEX must be below REPLICA_COUNT ({self.replica_count})")
         if self.replica_count > self.tick_shards:
@@ -152,8 +207,6 @@ class Settings(BaseSettings):
                 f"REPLICA_COUNT={self.replica_count} exceeds TICK_SHARDS={self.tick_shards}: "
                 "a replica would own no shard"
             )
-        if self.rsi_oversold >= self.rsi_overbought:
-            raise ValueError("RSI_OVERSOLD must be below RSI_OVERBOUGHT")
         return self
 
     def credentials_problem(self) -> str | None:

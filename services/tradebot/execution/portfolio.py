@@ -1,4 +1,5 @@
-"""The paper account: cash, long positions, realised P&L and the day's starting equity.
+"""The paper account: cash, long positions with their exit levels, orders waiting for
+their fill, realised P&L and the day's starting equity.
 
 Pure state with JSON round-tripping, so the service can keep it in Redis and
 update it atomically with the orders and fills it publishes.
@@ -21,6 +22,33 @@ class Holding(BaseModel):
     average_price: float = 0.0
     realized_pnl: float = 0.0
     market_price: float = 0.0
+    strategy: str = ""
+    """The strategy whose signal opened the position: only its sell signals close it."""
+    entry_signal: str = ""
+    stop_price: float | None = None
+    take_profit_price: float | None = None
+    trail_high: float | None = None
+    """Highest trade since the entry, for the trailing stop."""
+    last_fill_time: datetime | None = None
+    """When the symbol last traded here, for the per-symbol cooldown."""
+
+
+class PendingOrder(BaseModel):
+    """A signal's market order, waiting for the first trade after the tick that made it."""
+
+    signal_id: str
+    strategy: str
+    symbol: str
+    side: Side
+    reference_price: float
+    signal_time: datetime
+    tick_id: str
+    tick_time: datetime
+    atr: float | None = None
+    armed: bool = False
+    """True once its own tick has gone by: the next trade fills it."""
+    traceparent: str | None = None
+    """The signal's trace, which its fill joins."""
 
 
 class Portfolio(BaseModel):
@@ -32,6 +60,8 @@ class Portfolio(BaseModel):
     day_start_equity: float | None = None
     orders_filled: int = 0
     orders_rejected: int = 0
+    pending: dict[str, list[PendingOrder]] = Field(default_factory=dict)
+    """Orders waiting for a trade, by symbol."""
 
     @classmethod
     def opening(cls, cash: float) -> Portfolio:
@@ -70,6 +100,7 @@ class Portfolio(BaseModel):
         """Book a fill; returns the symbol's position after it."""
         holding = self.holdings.setdefault(fill.symbol, Holding())
         holding.market_price = fill.price
+        holding.last_fill_time = fill.time
         if fill.side is Side.BUY:
             cost = holding.average_price * holding.quantity + fill.price * fill.quantity
             holding.quantity += fill.quantity
@@ -85,6 +116,8 @@ class Portfolio(BaseModel):
             self.cash += fill.price * fill.quantity - fill.fee
             if holding.quantity <= 1e-9:
                 holding.quantity, holding.average_price = 0.0, 0.0
+                holding.strategy, holding.entry_signal = "", ""
+                holding.stop_price = holding.take_profit_price = holding.trail_high = None
         self.fees_paid += fill.fee
         return Position(
             symbol=fill.symbol,

@@ -37,8 +37,10 @@ CREATE TABLE IF NOT EXISTS {SIGNALS_TABLE} (
     price double precision NOT NULL,
     source text NOT NULL,
     tick_id text NOT NULL,
-    tick_time timestamptz NOT NULL
+    tick_time timestamptz NOT NULL,
+    atr double precision
 );
+ALTER TABLE {SIGNALS_TABLE} ADD COLUMN IF NOT EXISTS atr double precision;
 CREATE INDEX IF NOT EXISTS {SIGNALS_TABLE}_symbol_time ON {SIGNALS_TABLE} (symbol, time DESC);
 CREATE INDEX IF NOT EXISTS {SIGNALS_TABLE}_time ON {SIGNALS_TABLE} (time DESC);
 

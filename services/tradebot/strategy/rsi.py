@@ -1,67 +1,74 @@
-"""RSI mean reversion: buy when RSI falls into oversold, sell when it rises into overbought.
+"""RSI mean reversion: buy when RSI climbs back out of oversold, sell when it falls out of overbought.
 
-Wilder's smoothing; signals fire on entering a zone, not on every tick inside it.
+Wilder's RSI on each bar's close. Waiting for the exit from the zone (instead of
+buying on the way in) avoids catching a falling knife; strength grows with how
+deep the RSI went while in the zone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
+from pydantic import Field, model_validator
 
-from tradebot.common.models import PriceTick, Side, TradeSignal
-from tradebot.strategy.base import Strategy
-
-
-@dataclass
-class _RsiState:
-    last_price: float | None = None
-    average_gain: float = 0.0
-    average_loss: float = 0.0
-    samples: int = 0
-    zone: str = "neutral"
+from tradebot.common.models import Side
+from tradebot.strategy.bars import Bar
+from tradebot.strategy.base import EVERY_INPUT, Decision, Strategy, StrategyParams, clamp_strength
+from tradebot.strategy.indicators import Rsi
 
 
-def wilder_rsi(average_gain: float, average_loss: float) -> float:
-    if average_loss == 0:
-        return 100.0 if average_gain > 0 else 50.0
-    return 100.0 - 100.0 / (1.0 + average_gain / average_loss)
+class RsiParams(StrategyParams):
+    period: int = Field(14, ge=2, le=1_000, description="bars in Wilder's RSI")
+    oversold: float = Field(30, gt=0, lt=100, description="RSI at or below this is oversold")
+    overbought: float = Field(70, gt=0, lt=100, description="RSI at or above this is overbought")
+
+    @model_validator(mode="after")
+    def _zones_in_order(self) -> RsiParams:
+        if self.oversold >= self.overbought:
+            raise ValueError(f"oversold ({self.oversold:g}) must be below overbought ({self.overbought:g})")
+        return self
 
 
-class RsiMeanReversion(Strategy):
+class RsiState(Struct):
+    rsi: Rsi
+    zone: int = 0
+    """-1 oversold, 1 overbought, 0 between."""
+    extreme: float = 50.0
+    """The deepest RSI of the current zone."""
+
+
+class RsiMeanReversion(Strategy[RsiParams, RsiState]):
     name = "rsi"
+    summary = "mean reversion: buys when RSI leaves oversold, sells when it leaves overbought"
+    Params = RsiParams
+    State = RsiState
+    inputs = EVERY_INPUT
 
-    def __init__(self, period: int = 14, oversold: float = 30, overbought: float = 70) -> None:
-        if period < 2 or not 0 < oversold < overbought < 100:
-            raise ValueError("need period >= 2 and 0 < oversold < overbought < 100")
-        self.period = period
-        self.oversold = oversold
-        self.overbought = overbought
-        self._state: dict[str, _RsiState] = {}
+    def new_state(self) -> RsiState:
+        return RsiState(Rsi(self.params.period))
 
-    def on_tick(self, tick: PriceTick) -> TradeSignal | None:
-        state = self._state.setdefault(tick.symbol, _RsiState())
-        if state.last_price is None:
-            state.last_price = tick.price
+    def decide(self, state: RsiState, bar: Bar) -> Decision | None:
+        rsi = state.rsi.push(bar.close)
+        if rsi is None:
             return None
-        change = tick.price - state.last_price
-        state.last_price = tick.price
-        gain, loss = max(change, 0.0), max(-change, 0.0)
-        state.samples += 1
-        if state.samples <= self.period:  # seed with a simple average of the first period
-            state.average_gain += gain / self.period
-            state.average_loss += loss / self.period
-            if state.samples < self.period:
-                return None
-        else:
-            state.average_gain = (state.average_gain * (self.period - 1) + gain) / self.period
-            state.average_loss = (state.average_loss * (self.period - 1) + loss) / self.period
-        rsi = wilder_rsi(state.average_gain, state.average_loss)
-        zone = "oversold" if rsi <= self.oversold else "overbought" if rsi >= self.overbought else "neutral"
-        entered = zone != state.zone
-        state.zone = zone
-        if not entered or zone == "neutral":
+        p = self.params
+        zone = -1 if rsi <= p.oversold else 1 if rsi >= p.overbought else 0
+        previous, state.zone = state.zone, zone
+        if zone != 0:
+            state.extreme = rsi if previous != zone else (min if zone < 0 else max)(state.extreme, rsi)
             return None
-        if zone == "oversold":
-            strength = (self.oversold - rsi) / self.oversold + 0.5
-            return self.signal(tick, Side.BUY, strength, f"RSI({self.period}) {rsi:.1f} <= {self.oversold:g}")
-        strength = (rsi - self.overbought) / (100 - self.overbought) + 0.5
-        return self.signal(tick, Side.SELL, strength, f"RSI({self.period}) {rsi:.1f} >= {self.overbought:g}")
+        if previous == -1:
+            depth = (p.oversold - state.extreme) / p.oversold
+            return Decision(
+                Side.BUY,
+                clamp_strength(0.5 + depth * 2),
+                f"RSI({p.period}) {rsi:.1f} rose out of oversold {p.oversold:g} (low {state.extreme:.1f})",
+            )
+        if previous == 1:
+            depth = (state.extreme - p.overbought) / (100 - p.overbought)
+            return Decision(
+                Side.SELL,
+                clamp_strength(0.5 + depth * 2),
+                f"RSI({p.period}) {rsi:.1f} fell out of overbought {p.overbought:g} "
+                f"(high {state.extreme:.1f})",
+            )
+        return None

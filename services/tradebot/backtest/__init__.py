@@ -1,0 +1,1 @@
+"""Backtests: stored history replayed through the live strategy classes and paper broker."""
