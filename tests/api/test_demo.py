@@ -65,11 +65,13 @@ async def test_the_demo_fills_the_database_and_redis(make_settings, redis):
 
 async def test_the_demo_account_replaces_the_old_one_and_its_summary_is_the_dashboards(make_settings, redis):
     """`tradebot demo` prints the account the dashboard then shows: the demo's, not a leftover one."""
-    settings = make_settings(symbols="AAPL,MSFT")
+    settings = make_settings(symbols="AAPL,MSFT,TSLA")
     await redis.set(keys.PORTFOLIO, Portfolio.opening(40_000).model_dump_json())  # an older run's account
     env = {
         **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")},
-        "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url, "SYMBOLS": "AAPL,MSFT",
+        "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url, "SYMBOLS": "AAPL,MSFT,TSLA",
+        "STRATEGY_PARAMS": '{"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"}}',
+        "MIN_SIGNAL_STRENGTH": "0", "COOLDOWN_SECONDS": "0",
     }  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "tradebot", "demo", "--hours", "1", "--step", "10"],
