@@ -101,12 +101,16 @@ def gone(pid: int) -> bool:
 def everything_started(up: Up, urls: dict[str, str]) -> dict[int, str]:
     """pid -> what it is: up's children (six services and its guard) and the embedded servers."""
 
-    def services_running() -> list[psutil.Process]:
-        children = psutil.Process(up.process.pid).children(recursive=True)
-        running = {" ".join(c.cmdline()[-1:]) for c in children}
-        return children if running >= set(SERVICES) else []
+    def services_running() -> dict[int, str]:
+        found = {}
+        for child in psutil.Process(up.process.pid).children(recursive=True):
+            try:
+                found[child.pid] = " ".join(child.cmdline()[-3:])
+            except psutil.NoSuchProcess:  # a service restarting: look again
+                return {}
+        return found if {what.rsplit(" ", 1)[-1] for what in found.values()} >= set(SERVICES) else {}
 
-    processes = {c.pid: " ".join(c.cmdline()[-3:]) for c in wait_for("the six services", services_running)}
+    processes = wait_for("the six services", services_running)
     client = redis.Redis.from_url(urls["REDIS_URL"])
     processes[int(client.info("server")["process_id"])] = "embedded redis"
     client.close()
