@@ -47,6 +47,6 @@ COPY --from=build /opt/tradebot /opt/tradebot
 VOLUME ["/tmp"]
 USER 10001:10001
 WORKDIR /tmp
-# kopf's /healthz (the chart passes --liveness-port 8080).
+# /healthz, /readyz and Prometheus /metrics (the chart passes --health-port 8080).
 EXPOSE 8080
 ENTRYPOINT ["python", "-m", "tradebot_operator"]

@@ -50,7 +50,7 @@ COPY --from=build /opt/tradebot /opt/tradebot
 VOLUME ["/tmp"]
 USER 10001:10001
 WORKDIR /tmp
-# api, dashboard, and the liveness/readiness endpoints of every other service.
-EXPOSE 8000 8001 8080
+# api, dashboard, the liveness/readiness endpoints of every other service, and Prometheus /metrics.
+EXPOSE 8000 8001 8080 9464
 ENTRYPOINT ["tradebot"]
 CMD ["--help"]

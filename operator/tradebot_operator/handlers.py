@@ -1,9 +1,12 @@
-"""kopf handlers: reconcile stacks, repair their children, keep the status loop running.
+"""kopf handlers: feed the reconcile queue, keep the cache of children, run the loops.
 
-- create/update/resume: build every child (pure builders), server-side apply each,
-  delete owned children no longer wanted (the old market-data service), poke the status.
-- child events (Deployments, StatefulSets, Services, ConfigMaps, Secrets we manage):
-  a child deleted or edited by hand is applied again from its stack's spec.
+- create/update/resume of a stack: remember its body and queue it; workers reconcile
+  queued stacks (each once at a time) in their own threads.
+- child events (every kind we make, plus the Jobs of backups): update the cache; a child
+  deleted, or changed by anyone but us, queues its stack; a workload's status change
+  refreshes the stack's status at once.
+- a resync loop queues every stack periodically (drift the watches could not see) and
+  retries failed ones sooner.
 - no deletion handler and no timer, so kopf adds no finalizer: owner references let
   the garbage collector remove everything when a stack is deleted.
 """
@@ -13,30 +16,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from tradebot_operator import GROUP, KIND, MANAGED_BY, PLURAL, VERSION
-from tradebot_operator.apply import CHILD_KINDS, apply, get, owned_children, prune
-from tradebot_operator.builders import Stack, build_children
-from tradebot_operator.builders.config import db_secret_name, generate_password, password_from_secret
-from tradebot_operator.health import Problem
-from tradebot_operator.kube import KubeError, connection_info
-from tradebot_operator.runtime import Runtime, StackKey
+from tradebot_operator.apply import WATCHED_KINDS, ChildKey
+from tradebot_operator.kube import connection_info
+from tradebot_operator.reconcile import GENERATION_KINDS, reconcile
+from tradebot_operator.runtime import INSTANCE, Runtime, StackKey, slim
 from tradebot_operator.status import status_loop
 
+log = logging.getLogger(__name__)
 registry = kopf.OperatorRegistry()
 STACKS = (GROUP, VERSION, PLURAL)
-GENERATION_KINDS = ("Deployment", "StatefulSet")  # kinds whose spec edits bump metadata.generation
+WORKERS = 4
 
 
 def _runtime(memo: Any) -> Runtime:
-    return memo.runtime
+    runtime: Runtime = memo.runtime
+    return runtime
 
 
-# --------------------------------------------------------------------------- operator lifecycle
+# --------------------------------------------------------------------------- loops
+
+
+async def reconcile_worker(runtime: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        key = await runtime.next_queued()
+        if key not in runtime.stacks:
+            continue
+        async with runtime.lock(key):
+            try:
+                outcome = await loop.run_in_executor(runtime.reconcile_pool, reconcile, runtime, key)
+            except Exception:  # a bug must not stop the worker: the stack is retried
+                log.exception("reconciling %s/%s failed", *key)
+                loop.call_later(runtime.config.retry_interval, runtime.enqueue, key)
+                continue
+        runtime.reconciled[key] = outcome.generation
+        if outcome.problems:
+            runtime.apply_errors[key] = outcome.problems
+            loop.call_later(runtime.config.retry_interval, runtime.enqueue, key)
+        else:
+            runtime.apply_errors.pop(key, None)
+        runtime.poke(key)
+        if outcome.applied or outcome.removed or outcome.problems:
+            log.info("stack %s/%s generation %s: %s", *key, outcome.generation, outcome.summary())
+
+
+async def resync_loop(runtime: Runtime) -> None:
+    """Every stack again each resync interval: what no watch event told us is put right too."""
+    while True:
+        await asyncio.sleep(runtime.config.resync_interval)
+        for key in list(runtime.stacks):
+            runtime.enqueue(key, urgent=False)
 
 
 @kopf.on.login(registry=registry)
@@ -45,15 +81,23 @@ def login(memo: Any, **_: Any) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup(registry=registry)
-async def start_status_loop(memo: Any, **_: Any) -> None:
-    memo.status_task = asyncio.create_task(status_loop(_runtime(memo)), name="tradebot-status")
+async def start_loops(memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    memo.tasks = [
+        asyncio.create_task(status_loop(runtime), name="tradebot-status"),
+        asyncio.create_task(resync_loop(runtime), name="tradebot-resync"),
+        *(
+            asyncio.create_task(reconcile_worker(runtime), name=f"tradebot-reconcile-{i}")
+            for i in range(WORKERS)
+        ),
+    ]
 
 
 @kopf.on.cleanup(registry=registry)
-async def stop_status_loop(memo: Any, **_: Any) -> None:
-    task = getattr(memo, "status_task", None)
-    if task is not None:
+async def stop_loops(memo: Any, **_: Any) -> None:
+    for task in getattr(memo, "tasks", []):
         task.cancel()
+    for task in getattr(memo, "tasks", []):
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await _runtime(memo).close()
@@ -67,60 +111,32 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @kopf.on.event(*STACKS, registry=registry)
-async def track_stack(type: str | None, body: Any, namespace: str, name: str, memo: Any, **_: Any) -> None:
-    """Keep the latest body of every stack for the status loop and the child handlers."""
+async def track_stack(type: str, body: Any, meta: Any, memo: Any, **_: Any) -> None:
+    """Keep the latest body of every stack for the workers and the status loop."""
     runtime = _runtime(memo)
+    key: StackKey = (meta["namespace"], meta["name"])
     if type == "DELETED":
-        await runtime.forget((namespace, name))
+        await runtime.forget(key)
     else:
-        runtime.stacks[(namespace, name)] = _snapshot(body)
+        runtime.stacks[key] = _snapshot(body)
 
 
-def _password(runtime: Runtime, stack: Stack) -> str:
-    """The stack's database password: remembered, else read from its Secret, else new."""
-    if stack.uid not in runtime.passwords:
-        existing = get(runtime.kube, "Secret", stack.namespace, db_secret_name(stack))
-        runtime.passwords[stack.uid] = password_from_secret(existing) or generate_password()
-    return runtime.passwords[stack.uid]
-
-
-def _apply(runtime: Runtime, obj: Mapping[str, Any]) -> str:
-    """Apply one child; its resourceVersion afterwards (unchanged when it already matched)."""
-    result = apply(runtime.kube, obj)
-    meta = result["metadata"]
-    if obj["kind"] in GENERATION_KINDS:
-        runtime.applied_generation[(obj["kind"], meta["namespace"], meta["name"])] = meta["generation"]
-    return meta["resourceVersion"]
-
-
-def _reconcile(runtime: Runtime, stack: Stack) -> list[str]:
-    children = build_children(stack, _password(runtime, stack))
-    for obj in children:
-        _apply(runtime, obj)
-    return prune(runtime.kube, owned_children(runtime.kube, stack.namespace, stack.name, stack.uid), children)
+@kopf.on.create(*STACKS, registry=registry)
+@kopf.on.update(*STACKS, registry=registry)
+async def queue_stack(body: Any, meta: Any, memo: Any, **_: Any) -> None:
+    runtime = _runtime(memo)
+    key: StackKey = (meta["namespace"], meta["name"])
+    runtime.stacks[key] = _snapshot(body)
+    runtime.enqueue(key)
 
 
 @kopf.on.resume(*STACKS, registry=registry)
-@kopf.on.create(*STACKS, registry=registry)
-@kopf.on.update(*STACKS, registry=registry)
-async def reconcile(body: Any, namespace: str, name: str, memo: Any, logger: Any, **_: Any) -> None:
+async def queue_resumed(body: Any, meta: Any, memo: Any, **_: Any) -> None:
+    """After a start or a takeover every stack is checked, behind the changes people are waiting for."""
     runtime = _runtime(memo)
-    key: StackKey = (namespace, name)
+    key: StackKey = (meta["namespace"], meta["name"])
     runtime.stacks[key] = _snapshot(body)
-    stack = Stack.from_body(body)
-    async with runtime.lock(key):
-        try:
-            removed = await asyncio.to_thread(_reconcile, runtime, stack)
-        except KubeError as error:
-            runtime.apply_errors[key] = Problem("ApplyFailed", error.message)
-            runtime.poke(key)
-            raise kopf.TemporaryError(f"applying the children failed: {error}", delay=10) from None
-    runtime.apply_errors.pop(key, None)
-    runtime.reconciled[key] = body["metadata"]["generation"]
-    runtime.poke(key)
-    logger.info(
-        "applied generation %s%s", body["metadata"]["generation"], f"; removed {removed}" if removed else ""
-    )
+    runtime.enqueue(key, urgent=False)
 
 
 # --------------------------------------------------------------------------- children
@@ -129,69 +145,44 @@ async def reconcile(body: Any, namespace: str, name: str, memo: Any, logger: Any
 def _controller(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
     for ref in meta.get("ownerReferences") or ():
         if ref.get("kind") == KIND and ref.get("controller") and ref.get("apiVersion", "").startswith(GROUP):
-            return ref
+            return dict(ref)
     return None
 
 
-def _stack_alive(runtime: Runtime, namespace: str, owner: Mapping[str, Any]) -> bool:
-    """Ask the API server: a child deleted by the garbage collector must not come back."""
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{owner['name']}"
-    try:
-        live = runtime.kube.request("GET", path)
-    except KubeError as error:
-        if error.status == 404:
-            return False
-        raise
-    return live["metadata"]["uid"] == owner["uid"] and not live["metadata"].get("deletionTimestamp")
-
-
-def _restore(runtime: Runtime, key: StackKey, child: Mapping[str, Any], deleted: bool) -> bool:
-    """Apply one child again from its stack's spec; whether that changed it (a hand edit undone)."""
-    kind, name = child["kind"], child["metadata"]["name"]
+def owning_stack(runtime: Runtime, meta: Mapping[str, Any]) -> StackKey | None:
+    """The stack a child belongs to: its controller reference, else (claims, Jobs) its instance label."""
+    owner = _controller(meta)
+    name = owner["name"] if owner else (meta.get("labels") or {}).get(INSTANCE)
+    if not name:
+        return None
+    key: StackKey = (meta["namespace"], name)
     body = runtime.stacks.get(key)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return False
-    stack = Stack.from_body(body)
-    wanted = [
-        o
-        for o in build_children(stack, _password(runtime, stack))
-        if (o["kind"], o["metadata"]["name"]) == (kind, name)
-    ]
-    if not wanted or (deleted and not _stack_alive(runtime, key[0], {"name": key[1], "uid": stack.uid})):
-        return False
-    return _apply(runtime, wanted[0]) != child["metadata"].get("resourceVersion")
+    if body is None or (owner is not None and body["metadata"].get("uid") != owner["uid"]):
+        return None
+    return key
 
 
-async def repair_child(type: str | None, body: Any, memo: Any, logger: Any, **_: Any) -> None:
-    """A child changed or vanished: apply it again unless the change was ours or its stack is going."""
-    if type is None:  # the initial listing: the resume handlers re-apply every stack anyway
-        return
+async def watch_child(type: str | None, body: Any, memo: Any, **_: Any) -> None:
+    """A child changed or vanished: cache it; queue its stack unless the change was ours."""
     runtime = _runtime(memo)
     meta, kind = body["metadata"], body.get("kind", "")
-    owner = _controller(meta)
-    if owner is None:
+    child: ChildKey = (kind, meta["namespace"], meta["name"])
+    if type == "DELETED":
+        runtime.children.pop(child, None)
+    else:
+        runtime.children[child] = slim(body)
+    key = owning_stack(runtime, meta)
+    if type is None or key is None or key not in runtime.reconciled:
+        return  # the initial listing (resume queues every stack), or not ours
+    seen = runtime.applied_generation.get(child)
+    if kind == "Job" or (type != "DELETED" and kind in GENERATION_KINDS and seen == meta.get("generation")):
+        runtime.poke(key)  # a status change (pods ready, a backup done): the stack's status follows now
         return
-    key: StackKey = (meta["namespace"], owner["name"])
-    stack_body = runtime.stacks.get(key)
-    if (
-        stack_body is None
-        or stack_body["metadata"].get("uid") != owner["uid"]
-        or key not in runtime.reconciled
-    ):
-        return
-    deleted = type == "DELETED"
-    seen = runtime.applied_generation.get((kind, meta["namespace"], meta["name"]))
-    if not deleted and kind in GENERATION_KINDS and seen == meta.get("generation"):
-        runtime.poke(key)  # a status update (pods became ready, say): the stack's status follows now
-        return
-    async with runtime.lock(key):
-        restored = await asyncio.to_thread(_restore, runtime, key, body, deleted)
-    if restored:
-        logger.info("restored %s %s (%s by hand)", kind, meta["name"], "deleted" if deleted else "edited")
-        runtime.poke(key)
+    runtime.poke(key)
+    runtime.enqueue(key)
 
 
-for _kind, (_api_version, _plural) in CHILD_KINDS.items():
+for _kind, (_api_version, _plural) in WATCHED_KINDS.items():
     kopf.on.event(
         _api_version, _plural, labels={"app.kubernetes.io/managed-by": MANAGED_BY}, registry=registry
-    )(repair_child)
+    )(watch_child)

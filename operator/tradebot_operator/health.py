@@ -52,6 +52,8 @@ class Observation:
     redis_error: str | None = None
     problems: Sequence[Problem] = ()
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    volumes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # as recorded (track_volumes)
+    backup: Mapping[str, str] | None = None  # status.backup (backup_status), when backups are on
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) -> dict[str, Any]:
@@ -166,7 +168,71 @@ def compute_status(obs: Observation) -> dict[str, Any]:
         "conditions": conditions,
         "services": services,
         "endpoints": dict(obs.endpoints),
+        **({"volumes": {k: dict(v) for k, v in obs.volumes.items()}} if obs.volumes else {}),
+        **({"backup": dict(obs.backup)} if obs.backup is not None else {}),
     }
+
+
+def track_volumes(
+    recorded: Mapping[str, Mapping[str, str]] | None,
+    observed: Mapping[str, Mapping[str, str]],
+    accept: bool = False,
+) -> tuple[dict[str, dict[str, str]], list[Problem]]:
+    """The volumes to record, and a problem for each store whose claim is not the one first seen.
+
+    A claim recreated (by hand, or because it was deleted with its pod) is empty: the stack
+    must not look Ready on it. The first claim seen is recorded; a different one is reported
+    until someone accepts it (`accept`: the stack's accept-volumes annotation).
+    """
+    record = {k: dict(v) for k, v in (recorded or {}).items()}
+    problems = []
+    for store, claim in observed.items():
+        before = record.get(store)
+        if before is None or accept or not before.get("uid"):
+            record[store] = dict(claim)
+        elif before["uid"] != claim["uid"]:
+            problems.append(
+                Problem(
+                    "DataVolumeReplaced",
+                    f"{store}: claim {claim['claim']} is new (volume {claim.get('volumeName') or 'pending'},"
+                    f" was {before.get('volumeName') or before['uid']}); its data is not the stack's. Restore"
+                    " a backup (tradebot db restore), then accept it: kubectl annotate tstack NAME"
+                    " tradebot.dev/accept-volumes=true",
+                )
+            )
+        elif claim.get("volumeName") or claim.get("capacity"):
+            record[store] = {**before, **{k: v for k, v in claim.items() if v}}
+    return record, problems
+
+
+def backup_status(cronjob: Mapping[str, Any] | None, jobs: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """status.backup from the CronJob and its newest Job (Running, Succeeded or Failed)."""
+    out: dict[str, str] = {}
+    if cronjob is not None:
+        out["schedule"] = str(cronjob.get("spec", {}).get("schedule", ""))
+        for key in ("lastScheduleTime", "lastSuccessfulTime"):
+            if (cronjob.get("status") or {}).get(key):
+                out[key] = str(cronjob["status"][key])
+    if jobs:
+        newest = max(jobs, key=lambda j: str(j["metadata"].get("creationTimestamp", "")))
+        out["lastJob"] = newest["metadata"]["name"]
+        conditions = {c.get("type"): c for c in (newest.get("status") or {}).get("conditions") or []}
+        if conditions.get("Complete", {}).get("status") == "True":
+            out["lastResult"] = "Succeeded"
+        elif conditions.get("Failed", {}).get("status") == "True":
+            out["lastResult"] = "Failed"
+            out["message"] = str(
+                conditions["Failed"].get("message") or conditions["Failed"].get("reason", "")
+            )
+        else:
+            out["lastResult"] = "Running"
+    return out
+
+
+def backup_problems(backup: Mapping[str, str] | None) -> list[Problem]:
+    if backup and backup.get("lastResult") == "Failed":
+        return [Problem("BackupFailed", f"backup {backup['lastJob']} failed: {backup.get('message', '')}")]
+    return []
 
 
 def merge_conditions(
@@ -177,6 +243,10 @@ def merge_conditions(
     merged = []
     for cond in new:
         before = previous.get(cond["type"])
-        same = before is not None and before.get("status") == cond["status"]
-        merged.append({**cond, "lastTransitionTime": before.get("lastTransitionTime", now) if same else now})
+        kept = (
+            before.get("lastTransitionTime", now)
+            if before and before.get("status") == cond["status"]
+            else now
+        )
+        merged.append({**cond, "lastTransitionTime": kept})
     return merged

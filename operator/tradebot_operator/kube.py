@@ -28,10 +28,10 @@ class KubeError(Exception):
         self.status, self.reason, self.message = status, reason, message
 
 
-def load_configuration(kubeconfig: str | None = None) -> client.Configuration:
+def load_configuration(kubeconfig: str | None = None, context: str | None = None) -> client.Configuration:
     cfg = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+    if kubeconfig or context:
+        config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
         return cfg
     try:
         config.load_incluster_config(client_configuration=cfg)

@@ -12,22 +12,36 @@ import logging
 import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from tradebot.common.heartbeat import read_health
+from tradebot.common.heartbeat import ServiceHealth, read_health
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator import API_VERSION, GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from tradebot_operator.apply import collection_path
+from tradebot_operator.builders.backup import COMPONENT as BACKUP
+from tradebot_operator.builders.backup import cronjob_name
 from tradebot_operator.builders.common import Stack
-from tradebot_operator.builders.config import CREDENTIAL_KEYS
-from tradebot_operator.builders.storage import stores
+from tradebot_operator.builders.storage import claim_name, stores
 from tradebot_operator.builders.workloads import endpoints
-from tradebot_operator.health import Observation, Problem, Workload, compute_status, merge_conditions
+from tradebot_operator.health import (
+    Observation,
+    Problem,
+    Workload,
+    backup_problems,
+    backup_status,
+    compute_status,
+    merge_conditions,
+    track_volumes,
+)
 from tradebot_operator.kube import Kube, KubeError
 from tradebot_operator.runtime import Runtime, StackKey
+from tradebot_operator.spec import InvalidSpec
 
 log = logging.getLogger(__name__)
+ACCEPT_VOLUMES = "tradebot.dev/accept-volumes"
 
 
 def _workload(component: str, name: str, item: Mapping[str, Any] | None) -> Workload:
@@ -49,24 +63,23 @@ def _workload(component: str, name: str, item: Mapping[str, Any] | None) -> Work
     return Workload(component, name, replicas, int(status.get("readyReplicas", 0)), True, current, stalled)
 
 
-def read_workloads(kube: Kube, stack: Stack) -> list[Workload]:
-    selector = f"app.kubernetes.io/instance={stack.name},app.kubernetes.io/managed-by={MANAGED_BY}"
-    found: dict[str, Mapping[str, Any]] = {}
-    for plural in ("deployments", "statefulsets"):
-        listing = kube.request(
-            "GET", collection_path("apps/v1", plural, stack.namespace), query={"labelSelector": selector}
-        )
-        found.update({item["metadata"]["name"]: item for item in listing.get("items", [])})
-    components = [*stack.service_ids, *(store.component for store in stores(stack))]
-    return [_workload(c, stack.child_name(c), found.get(stack.child_name(c))) for c in components]
+def read_workloads(runtime: Runtime, stack: Stack) -> list[Workload]:
+    """From the watch cache: no request."""
+    kinds = {sid: "Deployment" for sid in stack.service_ids} | {
+        s.component: "StatefulSet" for s in stores(stack)
+    }
+    return [
+        _workload(c, stack.child_name(c), runtime.children.get((kind, stack.namespace, stack.child_name(c))))
+        for c, kind in kinds.items()
+    ]
 
 
 def credential_problems(kube: Kube, stack: Stack) -> list[Problem]:
     """A missing credentials Secret (or key) is a Degraded reason, never an operator crash."""
-    keys = CREDENTIAL_KEYS[stack.spec["dataSource"]]
-    if not keys:
+    keys = DATA_SOURCES[stack.spec.data_source].credentials
+    if not keys or stack.spec.credentials is None:
         return []
-    name = stack.spec["credentials"]["secretRef"]["name"]
+    name = stack.spec.credentials.secret_ref.name
     try:
         secret = kube.request("GET", f"{collection_path('v1', 'secrets', stack.namespace)}/{name}")
     except KubeError as error:
@@ -86,7 +99,9 @@ def credential_problems(kube: Kube, stack: Stack) -> list[Problem]:
     return []
 
 
-async def read_heartbeats(runtime: Runtime, key: StackKey, stack: Stack) -> tuple[dict | None, str | None]:
+async def read_heartbeats(
+    runtime: Runtime, key: StackKey, stack: Stack
+) -> tuple[dict[str, ServiceHealth] | None, str | None]:
     try:
         found = await read_health(runtime.redis_for(key), list(stack.service_ids))
     except (RedisError, OSError) as error:
@@ -94,24 +109,61 @@ async def read_heartbeats(runtime: Runtime, key: StackKey, stack: Stack) -> tupl
     return {h.service: h for h in found}, None
 
 
+def observed_claims(runtime: Runtime, stack: Stack) -> dict[str, dict[str, str]]:
+    found = {}
+    for store in stores(stack):
+        claim = runtime.children.get(("PersistentVolumeClaim", stack.namespace, claim_name(stack, store)))
+        if claim is not None and not claim["metadata"].get("deletionTimestamp"):
+            found[store.component] = {
+                "claim": claim["metadata"]["name"],
+                "uid": claim["metadata"]["uid"],
+                "volumeName": str(claim.get("spec", {}).get("volumeName") or ""),
+                "capacity": str((claim.get("status") or {}).get("capacity", {}).get("storage") or ""),
+            }
+    return found
+
+
+def observed_backup(runtime: Runtime, stack: Stack) -> dict[str, str] | None:
+    if stack.spec.backup is None:
+        return None
+    jobs = [
+        obj
+        for obj in runtime.stack_children((stack.namespace, stack.name))
+        if obj["kind"] == "Job"
+        and (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == BACKUP
+    ]
+    return backup_status(runtime.children.get(("CronJob", stack.namespace, cronjob_name(stack))), jobs)
+
+
 async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> Observation:
-    stack = Stack.from_body(body)
-    workloads, problems, (heartbeats, redis_error) = await asyncio.gather(
-        asyncio.to_thread(read_workloads, runtime.kube, stack),
-        asyncio.to_thread(credential_problems, runtime.kube, stack),
+    generation = body["metadata"].get("generation", 1)
+    failures = list((runtime.apply_errors.get(key) or {}).values())
+    try:
+        stack = Stack.from_body(body)
+    except InvalidSpec as error:
+        failures = [Problem("InvalidSpec", str(error))]
+        return Observation(generation, runtime.reconciled.get(key), (), "", (), {}, problems=failures)
+    loop = asyncio.get_running_loop()
+    problems, (heartbeats, redis_error) = await asyncio.gather(
+        loop.run_in_executor(runtime.status_pool, credential_problems, runtime.kube, stack),
         read_heartbeats(runtime, key, stack),
     )
-    failure = runtime.apply_errors.get(key)
+    accept = ACCEPT_VOLUMES in (body["metadata"].get("annotations") or {})
+    recorded = (runtime.written.get(key) or body.get("status") or {}).get("volumes")
+    volumes, volume_problems = track_volumes(recorded, observed_claims(runtime, stack), accept)
+    backup = observed_backup(runtime, stack)
     return Observation(
-        generation=body["metadata"].get("generation", 1),
+        generation=generation,
         reconciled_generation=runtime.reconciled.get(key),
         service_ids=stack.service_ids,
         market_data_service=stack.market_data_service,
-        workloads=workloads,
+        workloads=read_workloads(runtime, stack),
         heartbeats=heartbeats,
         redis_error=redis_error,
-        problems=[*problems, *([failure] if failure else [])],
+        problems=[*volume_problems, *problems, *failures, *backup_problems(backup)],
         endpoints=endpoints(stack),
+        volumes=volumes,
+        backup=backup,
     )
 
 
@@ -131,7 +183,9 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
     return patch
 
 
-def post_phase_event(kube: Kube, body: Mapping[str, Any], old_phase: str | None, status: Mapping) -> None:
+def post_phase_event(
+    kube: Kube, body: Mapping[str, Any], old_phase: str | None, status: Mapping[str, Any]
+) -> None:
     meta = body["metadata"]
     phase = status["phase"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
@@ -160,8 +214,16 @@ def post_phase_event(kube: Kube, body: Mapping[str, Any], old_phase: str | None,
     kube.request("POST", collection_path("v1", "events", meta["namespace"]), body=event)
 
 
+def _without_ages(status: Mapping[str, Any]) -> dict[str, Any]:
+    services = {
+        sid: {k: v for k, v in entry.items() if k != "heartbeatAge"}
+        for sid, entry in (status.get("services") or {}).items()
+    }
+    return {**status, "services": services}
+
+
 async def refresh(runtime: Runtime, key: StackKey) -> None:
-    """Observe one stack and write its status if anything changed."""
+    """Observe one stack and write its status if anything changed (heartbeat ages: now and then)."""
     body = runtime.stacks.get(key)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
@@ -169,33 +231,53 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
     new = compute_status(obs)
     old = runtime.written.get(key) or body.get("status") or {}
     new["conditions"] = merge_conditions(old.get("conditions"), new["conditions"], _now())
-    if new == old:
+    loop = asyncio.get_running_loop()
+    since = loop.time() - runtime.written_at.get(key, float("-inf"))
+    if new == old or (since < runtime.config.age_refresh and _without_ages(new) == _without_ages(old)):
+        return
+    if since < runtime.config.min_write_interval and new["phase"] == old.get("phase"):
+        # Mid-rollout every pod changes the status: write at most once a second per stack (a phase
+        # change at once), so a mass rollout's writes do not queue up before the ones that matter.
+        runtime.due[key] = loop.time() + runtime.config.min_write_interval - since
         return
     namespace, name = key
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
     try:
-        await asyncio.to_thread(
-            runtime.kube.request,
-            "PATCH",
-            path,
-            {"status": merge_patch(old, new)},
-            None,
-            "application/merge-patch+json",
-        )
+        await loop.run_in_executor(
+            runtime.status_pool,
+            partial(runtime.kube.request, "PATCH", path, {"status": merge_patch(old, new)}, None,
+                    "application/merge-patch+json"),
+        )  # fmt: skip
     except KubeError as error:
         if error.status == 404:  # deleted meanwhile
             return
         raise
-    runtime.written[key] = new
+    runtime.metrics.status_writes.add(1)
+    runtime.written[key], runtime.written_at[key] = new, loop.time()
+    if ACCEPT_VOLUMES in (body["metadata"].get("annotations") or {}):
+        await loop.run_in_executor(runtime.status_pool, forget_acceptance, runtime.kube, key)
     if old.get("phase") != new["phase"]:
         log.info("stack %s/%s is %s", namespace, name, new["phase"])
-        await asyncio.to_thread(post_phase_event, runtime.kube, body, old.get("phase"), new)
+        await loop.run_in_executor(
+            runtime.status_pool, post_phase_event, runtime.kube, body, old.get("phase"), new
+        )
 
 
-async def status_loop(runtime: Runtime, concurrency: int = 8) -> None:
+def forget_acceptance(kube: Kube, key: StackKey) -> None:
+    """The new volumes are recorded: the annotation that accepted them has done its job."""
+    namespace, name = key
+    kube.request(
+        "PATCH", f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+        {"metadata": {"annotations": {ACCEPT_VOLUMES: None}}}, None, "application/merge-patch+json",
+    )  # fmt: skip
+
+
+async def status_loop(runtime: Runtime, concurrency: int = 32) -> None:
     """Refresh each stack every `health_interval` seconds, or at once when poked."""
     loop = asyncio.get_running_loop()
     limit = asyncio.Semaphore(concurrency)
+
+    flying: set[asyncio.Task[None]] = set()
 
     async def one(key: StackKey) -> None:
         async with limit:
@@ -206,7 +288,9 @@ async def status_loop(runtime: Runtime, concurrency: int = 8) -> None:
             finally:  # unless poked meanwhile, the next refresh is one interval away
                 if key in runtime.stacks and runtime.due.get(key) == float("inf"):
                     runtime.due[key] = loop.time() + runtime.config.health_interval
+                runtime.wake.set()
 
+    # No batches: a stack poked while others refresh starts at once (a slow write holds up no one).
     while True:
         runtime.wake.clear()
         now = loop.time()
@@ -218,9 +302,10 @@ async def status_loop(runtime: Runtime, concurrency: int = 8) -> None:
         ready = [key for key, at in runtime.due.items() if at <= now]
         for key in ready:
             runtime.due[key] = float("inf")  # in flight
-        if ready:
-            await asyncio.gather(*(one(key) for key in ready))
-            continue
+        for key in ready:
+            task = asyncio.create_task(one(key))
+            flying.add(task)
+            task.add_done_callback(flying.discard)
         wait = min(runtime.due.values(), default=now + runtime.config.health_interval) - now
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(runtime.wake.wait(), timeout=max(0.05, min(wait, 60)))

@@ -16,10 +16,11 @@ import yaml
 from chart.conftest import Render
 from chart.support import CHART, CRD_FILE, KUBERNETES_VERSION, RBAC_FILE, Helm, HelmError
 from chart.workloads import pod_spec, problems, workloads
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders import build_children
-from tradebot_operator.builders.config import CREDENTIAL_KEYS
 
 Obj = dict[str, Any]
+LEADER_RBAC_FILE = CHART / "files" / "operator-leader-rules.yaml"
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -161,20 +162,41 @@ def test_every_operator_workload_is_hardened_and_valid(source: str) -> None:
 def test_default_render(render: Render) -> None:
     objects = render(namespace="trading")
     assert sorted(o["kind"] for o in objects) == sorted(
-        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Pod"]
+        [
+            "ServiceAccount",
+            "Role",
+            "Role",
+            "RoleBinding",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+            "Pod",
+        ]
     )
     dep = one(objects, "Deployment")
     assert dep["metadata"]["name"] == "tradebot-operator"
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    # Two copies, one Lease: a rolling update never leaves the stacks without an operator.
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert one(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     c = operator_container(objects)
     assert c["image"] == "ghcr.io/tradebot/tradebot-operator:0.1.0"
     env = {e["name"]: e.get("value") for e in c["env"]}
     # The operator's own contract (tradebot_operator.config / run.py): watch the release namespace.
     assert env["TRADEBOT_OPERATOR_NAMESPACES"] == "trading"
-    assert c["args"] == ["run", "--liveness-port=8080"]
+    assert c["args"] == ["run", "--health-port=8080"]
+    lease = {e["name"]: e.get("value") or e["valueFrom"]["fieldRef"]["fieldPath"] for e in c["env"]}
+    assert lease["TRADEBOT_OPERATOR_LEASE_NAME"] == "tradebot-operator"
+    assert lease["TRADEBOT_OPERATOR_LEASE_NAMESPACE"] == "metadata.namespace"
+    assert lease["TRADEBOT_OPERATOR_IDENTITY"] == "metadata.name"
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
     assert pod_spec(dep)["serviceAccountName"] == "tradebot-operator"
-    role, binding = one(objects, "Role"), one(objects, "RoleBinding")
+    roles = {r["metadata"]["name"]: r for r in by_kind(objects, "Role")}
+    leader = roles.pop("tradebot-operator-leader")
+    assert leader["rules"] == yaml.safe_load(LEADER_RBAC_FILE.read_text())
+    (role,) = roles.values()
+    binding = next(
+        b for b in by_kind(objects, "RoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]
+    )
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == "trading"
     sa = {"kind": "ServiceAccount", "name": "tradebot-operator", "namespace": "trading"}
     assert binding["subjects"] == [sa]
@@ -194,10 +216,10 @@ def test_crd_is_the_operators(render: Render) -> None:
 def test_rbac_rules_are_the_operators_file_verbatim(render: Render) -> None:
     rules = yaml.safe_load(RBAC_FILE.read_text())
     namespaced = render(SCENARIOS["namespaces"])
-    roles = by_kind(namespaced, "Role")
+    roles = [r for r in by_kind(namespaced, "Role") if not r["metadata"]["name"].endswith("-leader")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b", "tradebot"]
     assert all(r["rules"] == rules for r in roles)
-    assert len(by_kind(namespaced, "RoleBinding")) == 3
+    assert len(by_kind(namespaced, "RoleBinding")) == 4  # and the leader Lease's, in the release namespace
     assert not by_kind(namespaced, "ClusterRole")
     env = {e["name"]: e.get("value") for e in operator_container(namespaced)["env"]}
     assert env["TRADEBOT_OPERATOR_NAMESPACES"] == "team-a,team-b,tradebot"
@@ -207,7 +229,7 @@ def test_rbac_rules_are_the_operators_file_verbatim(render: Render) -> None:
     binding = one(clusterwide, "ClusterRoleBinding")
     assert binding["metadata"]["name"] == "tradebot-operator-tradebot"
     assert binding["subjects"][0]["namespace"] == "tradebot"
-    assert not by_kind(clusterwide, "Role")
+    assert [r["metadata"]["name"] for r in by_kind(clusterwide, "Role")] == ["tradebot-operator-leader"]
 
 
 def test_overrides_reach_the_operator_pod(render: Render) -> None:
@@ -241,8 +263,8 @@ def test_overrides_reach_the_operator_pod(render: Render) -> None:
 
 def test_minimal_uses_an_existing_service_account(render: Render) -> None:
     objects = render(SCENARIOS["minimal"])
-    assert [o["kind"] for o in objects] == ["Deployment"]
-    assert pod_spec(objects[0])["serviceAccountName"] == "existing-sa"
+    assert [o["kind"] for o in objects] == ["PodDisruptionBudget", "Deployment"]
+    assert pod_spec(one(objects, "Deployment"))["serviceAccountName"] == "existing-sa"
 
 
 def test_default_stack_from_values_with_its_credentials_secret(render: Render) -> None:
@@ -263,7 +285,7 @@ def test_default_stack_from_values_with_its_credentials_secret(render: Render) -
     secret = one(objects, "Secret")
     assert secret["metadata"]["name"] == "live-credentials"
     assert secret["stringData"] == {"ALPACA_KEY": "key-id", "ALPACA_SECRET": "s3cret"}
-    assert tuple(secret["stringData"]) == CREDENTIAL_KEYS["alpaca"]  # the keys the operator reads
+    assert tuple(secret["stringData"]) == DATA_SOURCES["alpaca"].credentials  # the keys the operator reads
 
     objects = render(SCENARIOS["stack-polygon-secret"])
     stack = one(objects, "TradingStack")
@@ -420,7 +442,7 @@ def test_values_schema_agrees_with_the_crd() -> None:
     assert stack_spec["symbols"]["items"]["pattern"] == crd_spec["symbols"]["items"]["pattern"]
     credentials = values_schema["properties"]["stack"]["properties"]["credentials"]
     keys = credentials["properties"]["data"]["properties"]
-    assert set(keys) == {k for ks in CREDENTIAL_KEYS.values() for k in ks}
+    assert set(keys) == {k for s in DATA_SOURCES.values() for k in s.credentials}
 
 
 def test_default_values_match_the_images_and_the_crd_defaults() -> None:
@@ -432,3 +454,38 @@ def test_default_values_match_the_images_and_the_crd_defaults() -> None:
     assert crd_images["tradebot"]["default"] == services_image
     # The operator runs as the images' user.
     assert values["podSecurityContext"]["runAsUser"] == 10001
+
+
+def test_the_charts_data_sources_are_the_registrys() -> None:
+    """The chart's credential checks read files/data-sources.yaml, generated from the registry."""
+    from tradebot_operator.crd import data_sources_yaml
+
+    assert (CHART / "files" / "data-sources.yaml").read_text() == data_sources_yaml(), "run make crd"
+
+
+def test_monitors_scrape_the_operator_and_every_stacks_pods(render: Render) -> None:
+    assert not by_kind(render(), "ServiceMonitor") and not by_kind(render(), "PodMonitor")
+    values = {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                          "podMonitor": {"enabled": True, "interval": "15s"}}}  # fmt: skip
+    objects = render({**values, **SCENARIOS["namespaces"]})
+    monitor = one(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s"}]
+    service = next(
+        s for s in by_kind(objects, "Service") if s["metadata"]["name"] == "tradebot-operator-metrics"
+    )
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    pods = one(objects, "PodMonitor")["spec"]
+    assert pods["podMetricsEndpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
+    assert pods["namespaceSelector"] == {"matchNames": ["team-a", "team-b", "tradebot"]}
+    # The operator's pods name the port the PodMonitor scrapes.
+    body = {"metadata": {"name": "d", "namespace": "t", "uid": "u"}, "spec": {}}
+    deployments = [o for o in build_children(body, "pw") if o["kind"] == "Deployment"]
+    for d in deployments:
+        ports = pod_spec(d)["containers"][0]["ports"]
+        assert "metrics" in [p["name"] for p in ports]
+        assert pods["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+    wide = render(
+        {"metrics": {"podMonitor": {"enabled": True}}, "operator": {"watch": {"clusterWide": True}}}
+    )
+    assert one(wide, "PodMonitor")["spec"]["namespaceSelector"] == {"any": True}

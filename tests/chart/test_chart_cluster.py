@@ -77,12 +77,18 @@ def test_install_makes_the_operator_ready_and_the_crd_established(
 ) -> None:
     namespace, _ = installed
     dep = client.AppsV1Api(api).read_namespaced_deployment(OPERATOR, namespace)
-    assert dep.status.ready_replicas == 1
+    assert dep.status.ready_replicas == 2  # a leader and a standby (one Lease)
     pods = client.CoreV1Api(api).list_namespaced_pod(
         namespace, label_selector="app.kubernetes.io/component=operator"
     )
-    assert [p.status.phase for p in pods.items] == ["Running"]
-    assert pods.items[0].spec.service_account_name == OPERATOR
+    assert [p.status.phase for p in pods.items] == ["Running", "Running"]
+    assert {p.spec.service_account_name for p in pods.items} == {OPERATOR}
+    assert (
+        client.PolicyV1Api(api)
+        .read_namespaced_pod_disruption_budget(OPERATOR, namespace)
+        .spec.max_unavailable
+        == 1
+    )
     crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(CRD_NAME)
     assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
 

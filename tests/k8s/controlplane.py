@@ -133,6 +133,43 @@ def find_kubectl() -> str:
 
 # --------------------------------------------------------------------------- helpers
 
+
+FORWARDED_PORTS = (8000, 6379)  # the api's and Redis's: what `kubectl tradebot status` reaches
+
+
+def kwok_extras(log_file: Path, forward_dir: Path) -> str:
+    """kwok's static ClusterLogs and ClusterPortForward (its config file takes them beside Stages).
+
+    A port-forward to port P of any pod runs forward_bridge.py, which connects to the target
+    written in `forward_dir/P` (see ControlPlane.forward).
+    """
+    bridge = Path(__file__).with_name("forward_bridge.py")
+    forwards = "".join(
+        f"""
+  - ports: [{port}]
+    command: [{sys.executable!r}, {str(bridge)!r}, {str(forward_dir / str(port))!r}]"""
+        for port in FORWARDED_PORTS
+    )
+    return f"""
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: every-pod
+spec:
+  logs:
+  - logsFile: {log_file}
+    follow: true
+---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterPortForward
+metadata:
+  name: test-machine
+spec:
+  forwards:{forwards}
+"""
+
+
 WORKDIR_PREFIX = "tradebot-k8s-"
 
 
@@ -296,6 +333,23 @@ class ControlPlane:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self.ports['apiserver']}"
+
+    @property
+    def pod_log(self) -> Path:
+        """What `kubectl logs` shows for every container (kwok serves this file)."""
+        return self.workdir / "pod.log"
+
+    def forward(self, port: int, target: str) -> None:
+        """Port-forwards to `port` of any pod reach `target` (`host:port` or `unix:/path`) from now on."""
+        if port not in FORWARDED_PORTS:
+            raise ControlPlaneError(f"kwok forwards only ports {FORWARDED_PORTS}")
+        (self.workdir / "forwards" / str(port)).write_text(target)
+
+    def write_pod_log(self, *lines: str) -> None:
+        """Lines every container's log then shows (kwok reads the CRI log format)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+        with self.pod_log.open("a") as out:
+            out.writelines(f"{stamp} stdout F {line}\n" for line in lines)
 
     @property
     def admin_kubeconfig(self) -> Path:
@@ -463,17 +517,25 @@ class ControlPlane:
             raise ControlPlaneError(
                 f"kwok stages not found at {stages}; rebuild with scripts/controlplane/build.sh --force"
             )
+        # Beside the stages: every container's log is one file the tests write (kubectl logs reads
+        # it), and a port-forward to any pod's port 8000 reaches forward_port on this machine.
+        self.pod_log.write_text("")
+        (self.workdir / "forwards").mkdir(exist_ok=True)
+        config = self.workdir / "kwok.yaml"
+        config.write_text(stages.read_text() + kwok_extras(self.pod_log, self.workdir / "forwards"))
         self._spawn(
             "kwok",
             [
                 str(self.binary("kwok")),
                 f"--kubeconfig={self.workdir / 'kwok.kubeconfig'}",
-                f"--config={stages}",
+                f"--config={config}",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION[0]}={KWOK_ANNOTATION[1]}",
                 f"--cidr={POD_CIDR}",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",
+                # The node's kubelet port: where the API server asks for logs and port-forwards.
+                f"--node-port={self.ports['kwok']}",
             ],
             env={"HOME": str(self.workdir / "kwok-home")},
         )

@@ -27,6 +27,7 @@ from tradebot_operator.run import operator
 
 CRD_FILE = REPO_ROOT / "charts" / "tradebot" / "crds" / "tradingstacks.yaml"
 RBAC_FILE = REPO_ROOT / "charts" / "tradebot" / "files" / "operator-rbac-rules.yaml"
+LEADER_RBAC_FILE = REPO_ROOT / "charts" / "tradebot" / "files" / "operator-leader-rules.yaml"
 STACK_FILE = REPO_ROOT / "k8s" / "stack.yaml"
 SERVICE_ACCOUNT = "tradebot-operator"
 
@@ -80,6 +81,19 @@ def grant_operator_rbac(api: client.ApiClient, namespace: str, cluster_wide: boo
     else:
         rbac.create_namespaced_role(namespace, role)
         rbac.create_namespaced_role_binding(namespace, binding)
+    # The leader Lease lives in the operator's own namespace, as the chart grants it.
+    leader = f"{SERVICE_ACCOUNT}-leader"
+    rbac.create_namespaced_role(
+        namespace, {"metadata": {"name": leader}, "rules": yaml.safe_load(LEADER_RBAC_FILE.read_text())}
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            **binding,
+            "metadata": {"name": leader},
+            "roleRef": {**binding["roleRef"], "kind": "Role", "name": leader},
+        },
+    )
     return name
 
 
@@ -90,21 +104,35 @@ class OperatorThread:
         self.config = config
         self.stop_flag = threading.Event()
         self.ready_flag = threading.Event()
+        self.standby_flag = threading.Event()
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="tradebot-operator", daemon=True)
 
     def _run(self) -> None:
         try:
-            asyncio.run(operator(self.config, stop_flag=self.stop_flag, ready_flag=self.ready_flag))
+            asyncio.run(
+                operator(
+                    self.config,
+                    stop_flag=self.stop_flag,
+                    ready_flag=self.ready_flag,
+                    standby_flag=self.standby_flag,
+                )
+            )
         except BaseException as exc:  # surfaced by start() and stop()
             self.error = exc
 
-    def start(self) -> OperatorThread:
+    def start(self, leading: bool = True) -> OperatorThread:
+        """Until kopf is ready (this copy leads), or with leading=False until it stands by for the Lease."""
         self.thread.start()
-        wait_for("the operator to start", lambda: self.ready_flag.is_set() or self.error, timeout=60)
+        flag = self.ready_flag if leading else self.standby_flag
+        wait_for("the operator to start", lambda: flag.is_set() or self.error, timeout=60)
         if self.error:
             raise self.error
         return self
+
+    @property
+    def leading(self) -> bool:
+        return self.ready_flag.is_set() and self.thread.is_alive()
 
     def stop(self) -> None:
         self.stop_flag.set()
@@ -174,7 +202,18 @@ def write_heartbeat(redis: Any, service_id: str, age: float = 0.0, errors: int =
         redis.delete(errors_key(service_id))
 
 
-def operator_config(kubeconfig: Path, namespace: str, redis_url: str) -> OperatorConfig:
-    return OperatorConfig(
-        namespaces=(namespace,), kubeconfig=str(kubeconfig), redis_url=redis_url, health_interval=1.0
-    )
+def operator_config(kubeconfig: Path, namespace: str, redis_url: str, **extra: Any) -> OperatorConfig:
+    """Quick intervals so the tests see reconciles, resyncs and failovers within seconds."""
+    values: dict[str, Any] = {
+        "namespaces": (namespace,),
+        "kubeconfig": str(kubeconfig),
+        "redis_url": redis_url,
+        "health_interval": 1.0,
+        "retry_interval": 2.0,
+        "resync_interval": 5.0,
+        "lease_duration": 4.0,
+        "renew_deadline": 3.0,
+        "retry_period": 0.5,
+        **extra,
+    }
+    return OperatorConfig(**values)

@@ -33,7 +33,7 @@ from k8s.operator_support import (
 from tradebot_operator.apply import CHILD_KINDS, get
 from tradebot_operator.builders.config import password_from_secret
 from tradebot_operator.config import OperatorConfig
-from tradebot_operator.kube import Kube, load_configuration
+from tradebot_operator.kube import Kube, KubeError, load_configuration
 
 pytestmark = pytest.mark.k8s
 
@@ -124,8 +124,11 @@ def deployments(admin: Kube, namespace: str, stack: str) -> dict[str, dict[str, 
 
 
 def children(admin: Kube, namespace: str, stack: str) -> list[tuple[str, str]]:
+    """Every child but the claims (those are checked on their own: they outlive StatefulSets)."""
     found = []
     for kind, (api_version, plural) in CHILD_KINDS.items():
+        if kind == "PersistentVolumeClaim":
+            continue
         root = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         listing = admin.request(
             "GET", f"{root}/namespaces/{namespace}/{plural}",
@@ -245,7 +248,7 @@ def test_example_stack_becomes_ready_with_every_child(
             "dataSource alpaca and polygon need credentials.secretRef",
         ),
         ({"symbols": SYMBOLS, "risk": {"dailyLossLimit": -5}}, "spec.risk.dailyLossLimit"),
-        ({"symbolMode": "custom"}, "symbolMode custom needs symbols"),
+        ({"symbolMode": "custom", "symbols": []}, "symbolMode custom needs symbols"),
         ({"symbols": ["aapl"]}, "spec.symbols[0]"),
         (
             {"symbols": SYMBOLS, "services": {"execution": {"replicas": 2}}},
@@ -449,21 +452,96 @@ def test_operator_restart_resumes_without_duplicates(
     stacks.delete("midway")
 
 
-def test_a_child_the_api_server_refuses_degrades_the_stack(
-    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+def refuse_by_policy(api: client.ApiClient, namespace: str, component: str) -> str:
+    """A ValidatingAdmissionPolicy refusing one component's Deployments: the API server says no."""
+    name = f"refuse-{component}-{uuid.uuid4().hex[:6]}"
+    custom = client.CustomObjectsApi(api)
+    group, version = "admissionregistration.k8s.io", "v1"
+    custom.create_cluster_custom_object(group, version, "validatingadmissionpolicies", {
+        "apiVersion": f"{group}/{version}", "kind": "ValidatingAdmissionPolicy", "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                 "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+            "validations": [{
+                "expression": f"object.metadata.labels['app.kubernetes.io/component'] != '{component}'",
+                "message": f"{component} is frozen by the cluster's policy",
+            }],
+        },
+    })  # fmt: skip
+    custom.create_cluster_custom_object(group, version, "validatingadmissionpolicybindings", {
+        "apiVersion": f"{group}/{version}", "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name, "validationActions": ["Deny"],
+            "matchResources": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            },
+        },
+    })  # fmt: skip
+    return name
+
+
+def drop_policy(api: client.ApiClient, name: str) -> None:
+    custom = client.CustomObjectsApi(api)
+    group, version = "admissionregistration.k8s.io", "v1"
+    custom.delete_cluster_custom_object(group, version, "validatingadmissionpolicybindings", name)
+    custom.delete_cluster_custom_object(group, version, "validatingadmissionpolicies", name)
+
+
+def test_a_refused_child_does_not_block_the_others_and_is_reported(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, api: client.ApiClient
 ) -> None:
-    """The CRD cannot see every rule of a Deployment: a refusal is reported, and retried after a fix."""
-    too_little = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}  # requests above limits
-    new_stack(control_plane, stacks, "refused", services={"storage": {"resources": too_little}})
-    wait_for("ApplyFailed", lambda: stacks.condition("refused", "Degraded").get("reason") == "ApplyFailed")
-    assert "must be less than or equal to cpu limit" in stacks.condition("refused", "Degraded")["message"]
-    stacks.patch_spec("refused", {"services": {"storage": {"resources": {"requests": {"cpu": "1"}}}}})
-    wait_for("the storage Deployment", lambda: get(admin, "Deployment", namespace, "refused-storage"))
+    """One child the API server refuses: every other child is applied, later changes still roll, the
+    refusal is in the conditions with the server's words, and it is retried until it goes through."""
+    policy = refuse_by_policy(api, namespace, "storage")
+    try:
+        wait_for("the policy to bite", lambda: _refused(admin, namespace), timeout=30)
+        new_stack(control_plane, stacks, "refused")
+        wait_for(
+            "ApplyFailed", lambda: stacks.condition("refused", "Degraded").get("reason") == "ApplyFailed"
+        )
+        message = stacks.condition("refused", "Degraded")["message"]
+        assert (
+            "Deployment/refused-storage" in message and "storage is frozen by the cluster's policy" in message
+        )
+        assert set(deployments(admin, namespace, "refused")) == {
+            f"refused-{c}" for c in ("market-data", "strategy", "execution", "api", "dashboard")
+        }
+        before = template_checksums(admin, namespace, "refused")
+        stacks.patch_spec("refused", {"symbols": ["TSLA"]})
+        wait_for(
+            "market data to roll although storage is refused",
+            lambda: (
+                template_checksums(admin, namespace, "refused")["refused-market-data"]
+                != before["refused-market-data"]
+            ),
+        )
+        wait_for("observedGeneration 2", lambda: stacks.status("refused").get("observedGeneration") == 2)
+    finally:
+        drop_policy(api, policy)
+    wait_for(
+        "the storage Deployment", lambda: get(admin, "Deployment", namespace, "refused-storage"), timeout=60
+    )
     wait_for(
         "the failure to clear",
         lambda: stacks.condition("refused", "Degraded").get("reason") not in (None, "ApplyFailed"),
     )
     stacks.delete("refused")
+
+
+def _refused(admin: Kube, namespace: str) -> bool:
+    probe = {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "probe", "labels": {"app.kubernetes.io/component": "storage"}},
+             "spec": {"selector": {"matchLabels": {"a": "b"}},
+                      "template": {"metadata": {"labels": {"a": "b"}},
+                                   "spec": {"containers": [{"name": "c", "image": "x"}]}}}}  # fmt: skip
+    try:
+        admin.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=probe,
+                      query={"dryRun": "All"})  # fmt: skip
+    except KubeError as error:
+        return "frozen" in error.message
+    return False
 
 
 def test_heartbeats_drive_service_health_and_conditions(
@@ -525,7 +603,11 @@ def test_cluster_wide_watch_with_a_cluster_role(
     role = grant_operator_rbac(api, home, cluster_wide=True)
     control_plane.ensure_namespace(elsewhere)
     config = OperatorConfig(
-        namespaces=(), kubeconfig=str(kubeconfig), redis_url=redis_server_url, health_interval=1
+        namespaces=(),
+        kubeconfig=str(kubeconfig),
+        redis_url=redis_server_url,
+        health_interval=1,
+        lease_namespace=home,
     )
     rbac, core = client.RbacAuthorizationV1Api(api), client.CoreV1Api(api)
     running = OperatorThread(config).start()
@@ -541,3 +623,284 @@ def test_cluster_wide_watch_with_a_cluster_role(
         rbac.delete_cluster_role(role)
         core.delete_namespace(elsewhere)
         core.delete_namespace(home)
+
+
+# --------------------------------------------------------------------------- safe data, schema, drift
+
+
+def claims(admin: Kube, namespace: str, stack: str) -> dict[str, dict[str, Any]]:
+    listing = admin.request(
+        "GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
+        query={"labelSelector": f"app.kubernetes.io/instance={stack}"},
+    )  # fmt: skip
+    return {c["metadata"]["name"]: c for c in listing["items"]}
+
+
+def test_an_empty_spec_is_a_working_stack(
+    control_plane: ControlPlane, admin: Kube, stacks: Stacks, redis: redis_lib.Redis, namespace: str
+) -> None:
+    control_plane.create_volumes(2, size="10Gi")
+    stacks.create("bare", {})
+    status = wait_ready(stacks, redis, "bare", ("market_data", *CORE))
+    assert status["readyServices"] == "6/6"
+    assert get(admin, "ConfigMap", namespace, "bare-config")["data"]["SYMBOLS"] == "AAPL,MSFT,AMZN,GOOG,TSLA"
+    stacks.delete("bare")
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"images": {"tradebot": ""}}, "spec.images.tradebot"),
+        ({"images": {"redis": "Redis:Latest!"}}, "spec.images.redis"),
+        ({"timescaledb": {"storage": {"size": "-10Gi"}}}, "spec.timescaledb.storage.size"),
+        ({"services": {"api": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}},
+         "a limit cannot be below its request"),
+        ({"services": {"api": {"resources": {"requests": {"gpu": "1"}}}}}, "resources are named"),
+        ({"dataSource": "polygon", "credentials": {"secretRef": {"name": "Not_A_Name"}}},
+         "spec.credentials.secretRef.name"),
+        ({"backup": {"schedule": "every day"}}, "spec.backup.schedule"),
+        ({"services": {"strategy": {"replicas": -1}}}, "spec.services.strategy.replicas"),
+    ],
+    ids=["empty-image", "garbage-image", "negative-size", "limit-below-request", "unknown-resource",
+         "bad-secret-name", "bad-schedule", "negative-replicas"],
+)  # fmt: skip
+def test_new_schema_refusals_name_the_field(stacks: Stacks, spec: dict, says: str) -> None:
+    with pytest.raises(ApiException) as info:
+        stacks.create(f"bad-{uuid.uuid4().hex[:6]}", spec)
+    assert info.value.status == 422
+    assert says in json.loads(info.value.body)["message"]
+
+
+def test_a_long_name_is_refused(stacks: Stacks) -> None:
+    with pytest.raises(ApiException) as info:
+        stacks.create("a" * 41, {})
+    assert "a TradingStack name has at most 40 characters" in json.loads(info.value.body)["message"]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"timescaledb": {"storage": {"size": "5Gi"}}}, "a volume cannot shrink"),
+        ({"redis": {"storage": {"storageClassName": "other"}}}, "storageClassName is fixed"),
+        ({"tickShards": 4}, "tickShards is fixed at creation"),
+    ],
+    ids=["shrink", "storage-class", "tick-shards"],
+)
+def test_immutable_fields_are_refused_by_transition_rules(
+    control_plane: ControlPlane, stacks: Stacks, change: dict, says: str
+) -> None:
+    name = f"fixed-{uuid.uuid4().hex[:6]}"
+    control_plane.create_volumes(2, size="10Gi")  # its claims must not take another test's volumes
+    stacks.create(name, {})
+    try:
+        with pytest.raises(ApiException) as info:
+            stacks.patch_spec(name, change)
+        assert info.value.status == 422
+        assert says in json.loads(info.value.body)["message"]
+    finally:
+        stacks.delete(name)
+
+
+def test_unknown_fields_are_refused_with_strict_field_validation(
+    control_plane: ControlPlane, namespace: str, tmp_path: Any
+) -> None:
+    manifest = tmp_path / "typo.yaml"
+    manifest.write_text(
+        "apiVersion: tradebot.dev/v1alpha1\nkind: TradingStack\n"
+        "metadata: {name: typo}\nspec: {symbol: [AAPL]}\n"
+    )
+    res = subprocess.run(
+        [control_plane.kubectl, "apply", "--validate=strict", "-n", namespace, "-f", str(manifest)],
+        env=control_plane.env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode != 0 and 'unknown field "spec.symbol"' in res.stderr
+
+
+def test_a_statefulset_deleted_by_hand_comes_back_on_the_same_claim(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, redis: redis_lib.Redis
+) -> None:
+    new_stack(control_plane, stacks, "keep")
+    services = ("market_data", *CORE)
+    wait_ready(stacks, redis, "keep", services)
+    claim = "data-keep-timescaledb-0"
+    before = claims(admin, namespace, "keep")[claim]
+    wait_for("the claim recorded", lambda: stacks.status("keep").get("volumes", {}).get("timescaledb"))
+    assert stacks.get("keep")["metadata"]["uid"] in [o["uid"] for o in before["metadata"]["ownerReferences"]]
+
+    old = get(admin, "StatefulSet", namespace, "keep-timescaledb")["metadata"]["uid"]
+    admin.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/keep-timescaledb")
+    wait_for(
+        "the StatefulSet back",
+        lambda: (
+            (s := get(admin, "StatefulSet", namespace, "keep-timescaledb")) and s["metadata"]["uid"] != old
+        ),
+    )
+    status = wait_ready(stacks, redis, "keep", services)
+    after = claims(admin, namespace, "keep")[claim]
+    assert (after["metadata"]["uid"], after["spec"]["volumeName"]) == (
+        before["metadata"]["uid"], before["spec"]["volumeName"],
+    )  # fmt: skip
+    assert status["volumes"]["timescaledb"]["uid"] == before["metadata"]["uid"]
+
+    # The claim itself deleted (with its StatefulSet): a new, empty volume is never a silent Ready.
+    control_plane.create_volumes(1, size="10Gi")
+    admin.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/keep-timescaledb")
+    admin.request("DELETE", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+    wait_for(
+        "DataVolumeReplaced",
+        lambda: (
+            (all_beating(redis, services), stacks.condition("keep", "Degraded").get("reason"))[1]
+            == "DataVolumeReplaced"
+        ),
+        timeout=90,
+    )
+    assert "restore" in stacks.condition("keep", "Degraded")["message"].lower()
+    assert stacks.phase("keep") == "Degraded"
+    new_uid = claims(admin, namespace, "keep")[claim]["metadata"]["uid"]
+    admin.request(
+        "PATCH", f"/apis/tradebot.dev/v1alpha1/namespaces/{namespace}/tradingstacks/keep",
+        body={"metadata": {"annotations": {"tradebot.dev/accept-volumes": "true"}}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    status = wait_ready(stacks, redis, "keep", services)
+    assert status["volumes"]["timescaledb"]["uid"] == new_uid
+    wait_for(
+        "the acceptance annotation removed",
+        lambda: (
+            "tradebot.dev/accept-volumes" not in (stacks.get("keep")["metadata"].get("annotations") or {})
+        ),
+    )
+    stacks.delete("keep")
+
+
+def test_retained_claims_outlive_the_stack(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    new_stack(control_plane, stacks, "kept", storage={"reclaimPolicy": "Retain"})
+    wait_for("claims bound", lambda: len(claims(admin, namespace, "kept")) == 2)
+    stacks.delete("kept")
+    wait_for("every child collected", lambda: not children(admin, namespace, "kept"), timeout=90)
+    left = claims(admin, namespace, "kept")
+    assert sorted(left) == ["data-kept-redis-0", "data-kept-timescaledb-0"]
+    assert all(not c["metadata"].get("ownerReferences") for c in left.values())
+    for name in left:
+        admin.request("DELETE", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}")
+
+
+def test_storage_grows_in_place_where_the_class_allows_it_and_says_why_not_elsewhere(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, api: client.ApiClient
+) -> None:
+    expandable = f"expandable-{uuid.uuid4().hex[:6]}"
+    client.StorageV1Api(api).create_storage_class({
+        "metadata": {"name": expandable}, "provisioner": "kubernetes.io/no-provisioner",
+        "allowVolumeExpansion": True, "volumeBindingMode": "Immediate",
+    })  # fmt: skip
+    status_code, body = control_plane.request("POST", "/api/v1/persistentvolumes", {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"pv-{expandable}"},
+        "spec": {"capacity": {"storage": "30Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": expandable, "persistentVolumeReclaimPolicy": "Retain",
+                 "hostPath": {"path": f"/tmp/kwok-volumes/{expandable}"}},
+    })  # fmt: skip
+    assert status_code == 201, body
+    control_plane.create_volumes(1, size="10Gi")  # Redis, on the default class (no expansion)
+    stacks.create("grow", {"timescaledb": {"storage": {"size": "10Gi", "storageClassName": expandable}}})
+    wait_for("claims bound", lambda: all(c.get("status", {}).get("phase") == "Bound"
+                                         for c in claims(admin, namespace, "grow").values())
+             and len(claims(admin, namespace, "grow")) == 2)  # fmt: skip
+    wait_for("reconciled", lambda: stacks.status("grow").get("observedGeneration") == 1)
+    sts_uid = get(admin, "StatefulSet", namespace, "grow-timescaledb")["metadata"]["uid"]
+
+    stacks.patch_spec("grow", {"timescaledb": {"storage": {"size": "20Gi"}}})
+    wait_for(
+        "the claim grown",
+        lambda: (
+            claims(admin, namespace, "grow")["data-grow-timescaledb-0"]["spec"]["resources"]["requests"][
+                "storage"
+            ]
+            == "20Gi"
+        ),
+    )
+    wait_for(
+        "the StatefulSet's template follows",
+        lambda: (
+            (s := get(admin, "StatefulSet", namespace, "grow-timescaledb"))
+            and s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+        ),
+    )
+    assert get(admin, "StatefulSet", namespace, "grow-timescaledb")["metadata"]["uid"] != sts_uid
+    wait_for("no failure", lambda: stacks.condition("grow", "Degraded").get("reason") != "ApplyFailed")
+
+    # Redis's class cannot expand: the API server's answer is in the conditions; the rest goes on.
+    stacks.patch_spec("grow", {"redis": {"storage": {"size": "2Gi"}}, "symbols": ["TSLA"]})
+    wait_for("ApplyFailed", lambda: stacks.condition("grow", "Degraded").get("reason") == "ApplyFailed")
+    message = stacks.condition("grow", "Degraded")["message"]
+    assert (
+        "StatefulSet/grow-redis" in message
+        and "storageclass that provisions the pvc must support resize" in message
+    )
+    assert get(admin, "ConfigMap", namespace, "grow-config")["data"]["SYMBOLS"] == "TSLA"
+    wait_for("observedGeneration 3", lambda: stacks.status("grow").get("observedGeneration") == 3)
+    stacks.delete("grow")
+
+
+def test_foreign_drift_is_put_back(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    """What server-side apply alone leaves: an added env var or ConfigMap key, a port edited by hand."""
+    new_stack(control_plane, stacks, "tidy")
+    wait_for("reconciled", lambda: stacks.status("tidy").get("observedGeneration") == 1)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "tidy")) == 6)
+
+    def env_names() -> list[str]:
+        pod = get(admin, "Deployment", namespace, "tidy-strategy")["spec"]["template"]["spec"]
+        return [e["name"] for e in pod["containers"][0].get("env", [])]
+
+    admin.request(
+        "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/tidy-strategy",
+        body=[{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
+               "value": {"name": "X", "value": "1"}}],
+        content_type="application/json-patch+json",
+    )  # fmt: skip
+    admin.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}/configmaps/tidy-config",
+        body={"data": {"EXTRA": "1"}}, content_type="application/merge-patch+json",
+    )  # fmt: skip
+    admin.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}/services/tidy-api",
+        body={"spec": {"ports": [{"name": "http", "port": 9000, "targetPort": "http", "protocol": "TCP"}]}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    wait_for("the env var removed", lambda: "X" not in env_names())
+    wait_for(
+        "the key removed", lambda: "EXTRA" not in get(admin, "ConfigMap", namespace, "tidy-config")["data"]
+    )
+    wait_for(
+        "the port back",
+        lambda: [p["port"] for p in get(admin, "Service", namespace, "tidy-api")["spec"]["ports"]] == [8000],
+    )
+    assert "HOME" in env_names()
+    wait_for("nothing reported", lambda: stacks.condition("tidy", "Degraded").get("reason") != "ApplyFailed")
+    stacks.delete("tidy")
+
+
+def test_the_periodic_resync_repairs_what_no_event_flagged(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    """A label edit bumps no generation: the watch takes it for a status change, the resync puts it back."""
+    new_stack(control_plane, stacks, "resync")
+    wait_for("reconciled", lambda: stacks.status("resync").get("observedGeneration") == 1)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "resync")) == 6)
+    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/resync-api"
+    generation = admin.request("GET", path)["metadata"]["generation"]
+    admin.request(
+        "PATCH", path, body={"metadata": {"labels": {"app.kubernetes.io/part-of": "someone-else"}}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    edited = admin.request("GET", path)["metadata"]
+    assert edited["generation"] == generation  # nothing for the event handler to go on
+    wait_for(
+        "the label put back by the resync (every 5 s here)",
+        lambda: admin.request("GET", path)["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tradebot",
+        timeout=60,
+    )
+    stacks.delete("resync")

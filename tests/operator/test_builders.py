@@ -7,15 +7,11 @@ from typing import Any
 
 import pytest
 
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, variables_read_by
+from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders import Stack, build_children
-from tradebot_operator.builders.config import (
-    CREDENTIAL_KEYS,
-    SERVICE_VARIABLES,
-    config_checksum,
-    environment,
-    password_from_secret,
-)
+from tradebot_operator.builders.config import config_checksum, environment, password_from_secret
+from tradebot_operator.builders.storage import claim_owner_patch
 
 PASSWORD = "s3cret-Pass_word"
 
@@ -85,7 +81,7 @@ def test_only_the_market_data_service_of_the_source_runs(source: str, deployment
     feeds = [n for n in deployment_names(objs) if n.endswith("market-data")]
     assert feeds == [deployment]
     env = container(objs, deployment)["env"]
-    for key in CREDENTIAL_KEYS[source]:
+    for key in DATA_SOURCES[source].credentials:
         assert {"name": key, "valueFrom": {"secretKeyRef": {"name": "keys", "key": key}}} in env
     # No other service sees the provider's keys.
     for name in deployment_names(objs):
@@ -165,11 +161,29 @@ def test_a_spec_change_rolls_only_the_deployments_it_affects(change: dict, rolle
     assert {name for name in before if before[name] != after[name]} == rolled
 
 
-def test_every_service_declares_which_variables_it_reads() -> None:
+def test_each_configmap_variable_rolls_exactly_the_services_that_read_it() -> None:
     env = environment(Stack.from_body(body()))
-    for sid, names in SERVICE_VARIABLES.items():
-        assert set(names) <= set(env), sid
-        assert config_checksum(env, sid) == config_checksum(dict(env), sid)
+    services = [
+        *(s.service_id for s in DATA_SOURCES.values()),
+        "strategy",
+        "execution",
+        "storage",
+        "api",
+        "dashboard",
+    ]
+    for name in env:
+        changed = {**env, name: env[name] + "0"}
+        rolled = {sid for sid in services if config_checksum(env, sid) != config_checksum(changed, sid)}
+        assert rolled == {sid for sid in services if name in variables_read_by(sid)}, name
+        assert rolled, f"{name} is in the ConfigMap but no service reads it"
+
+
+def test_an_empty_spec_is_a_working_stack() -> None:
+    stack = Stack.from_body({"metadata": {"name": "d", "namespace": "n", "uid": "u"}, "spec": {}})
+    env = environment(stack)
+    assert env["SYMBOLS"] == "AAPL,MSFT,AMZN,GOOG,TSLA" and env["SYMBOL_MODE"] == "custom"
+    for key, value in env.items():
+        assert Settings(_env_file=None, **{key.lower(): value})  # each value is one Settings accepts
 
 
 def test_pods_are_probed_hardened_and_sized() -> None:
@@ -207,7 +221,10 @@ def test_stores_are_statefulsets_with_claims_behind_headless_services() -> None:
         assert service["spec"]["ports"][0]["port"] == port
         sts = objs[("StatefulSet", f"demo-{store}")]
         assert sts["spec"]["serviceName"] == f"demo-{store}"
-        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Delete"
+        # The claims outlive a StatefulSet deleted by hand; the stack owns them instead (below).
+        assert sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+        template = sts["spec"]["volumeClaimTemplates"][0]
+        assert template["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "tradebot-operator"
         main = sts["spec"]["template"]["spec"]["containers"][0]
         assert main["securityContext"]["readOnlyRootFilesystem"] is True
         assert sts["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
@@ -232,3 +249,60 @@ def test_api_and_dashboard_have_cluster_ip_services() -> None:
 
 def test_building_is_pure_and_deterministic() -> None:
     assert build_children(body(), PASSWORD) == build_children(body(), PASSWORD)
+
+
+def test_the_stack_owns_its_claims_unless_it_retains_them() -> None:
+    stack = Stack.from_body(body())
+    claim = {"metadata": {"name": "data-demo-redis-0", "ownerReferences": []}}
+    patch = claim_owner_patch(stack, claim)
+    assert patch is not None
+    (ref,) = patch["metadata"]["ownerReferences"]
+    assert (ref["uid"], ref["controller"], ref["blockOwnerDeletion"]) == ("uid-1", False, False)
+    owned = {"metadata": {"name": "data-demo-redis-0", "ownerReferences": [ref]}}
+    assert claim_owner_patch(stack, owned) is None
+    retained = Stack.from_body(body(storage={"reclaimPolicy": "Retain"}))
+    assert claim_owner_patch(retained, owned) == {
+        "metadata": {"ownerReferences": [{"$patch": "delete", "uid": "uid-1"}]}
+    }
+    assert claim_owner_patch(retained, claim) is None
+
+
+def test_timescaledb_runs_the_pg18_image_with_its_volume_layout() -> None:
+    sts = by_name(build_children(body(), PASSWORD))[("StatefulSet", "demo-timescaledb")]
+    main = sts["spec"]["template"]["spec"]["containers"][0]
+    assert main["image"] == "timescale/timescaledb:2.29.2-pg18"
+    # PostgreSQL 18 images: PGDATA is /var/lib/postgresql/18/docker under the VOLUME /var/lib/postgresql.
+    assert {"name": "data", "mountPath": "/var/lib/postgresql"} in main["volumeMounts"]
+    assert not any(e["name"] == "PGDATA" for e in main["env"])
+    assert main["args"] == [
+        "postgres", "-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off",
+    ]  # fmt: skip
+
+
+def test_backups_are_a_cronjob_running_the_db_backup_command_on_their_own_claim() -> None:
+    assert not [o for o in build_children(body(), PASSWORD) if o["kind"] == "CronJob"]
+    objs = by_name(build_children(body(backup={"schedule": "30 2 * * *", "retention": 3}), PASSWORD))
+    cron = objs[("CronJob", "demo-backup")]["spec"]
+    assert (cron["schedule"], cron["concurrencyPolicy"], cron["timeZone"]) == (
+        "30 2 * * *",
+        "Forbid",
+        "Etc/UTC",
+    )
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    job = pod["containers"][0]
+    assert job["args"] == ["db", "backup", "--dir", "/backups", "--keep", "3"]
+    assert {
+        "name": "DATABASE_URL",
+        "valueFrom": {"secretKeyRef": {"name": "demo-db", "key": "DATABASE_URL"}},
+    } in job["env"]
+    assert pod["volumes"][0]["persistentVolumeClaim"] == {"claimName": "demo-backups"}
+    claim = objs[("PersistentVolumeClaim", "demo-backups")]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+
+
+def test_every_pod_serves_prometheus_metrics() -> None:
+    for obj in build_children(body(), PASSWORD):
+        if obj["kind"] == "Deployment":
+            main = obj["spec"]["template"]["spec"]["containers"][0]
+            assert {"name": "metrics", "containerPort": 9464} in main["ports"]
+            assert {"name": "OTEL_METRICS_EXPORTER", "value": "prometheus"} in main["env"]

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from tradebot_operator.apply import CHILD_KINDS
-from tradebot_operator.crd import apply_defaults, crd, crd_yaml, spec_schema
+from tradebot_operator.apply import CHILD_KINDS, NEVER_PRUNED
+from tradebot_operator.crd import crd, crd_yaml, spec_schema
+from tradebot_operator.spec import InvalidSpec, StackSpec, parse_spec
+
+
+def apply_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the operator reads it, back in the cluster's spelling."""
+    return parse_spec(spec).model_dump(by_alias=True, exclude_none=True)
+
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -47,6 +55,7 @@ def test_names_columns_and_subresources() -> None:
 
 
 def test_defaults_fill_a_minimal_spec_like_the_api_server() -> None:
+    assert apply_defaults({})["symbols"] == ["AAPL", "MSFT", "AMZN", "GOOG", "TSLA"]
     spec = apply_defaults({"symbols": ["AAPL"]})
     assert spec["dataSource"] == "synthetic" and spec["symbolMode"] == "custom"
     assert (spec["maxSymbols"], spec["maxWebsocketSymbols"]) == (500, 30)
@@ -68,6 +77,48 @@ def test_defaults_fill_a_minimal_spec_like_the_api_server() -> None:
     assert given["services"]["api"]["replicas"] == 3 and "resources" in given["services"]["api"]
 
 
+def test_schema_defaults_are_the_models(tmp_path: Any) -> None:
+    """What the API server fills in from the CRD is what the operator's model fills in."""
+
+    def defaulted(schema: dict[str, Any], value: Any) -> Any:
+        if isinstance(value, dict) and schema.get("type") == "object":
+            out = dict(value)
+            for key, sub in (schema.get("properties") or {}).items():
+                if key not in out and "default" in sub:
+                    out[key] = sub["default"]
+                if key in out:
+                    out[key] = defaulted(sub, out[key])
+            return out
+        return value
+
+    for spec in ({}, {"backup": {}}, {"services": {"api": {"replicas": 2}}, "redis": {"storage": {}}}):
+        by_server = defaulted(spec_schema(), spec)
+        assert StackSpec.model_validate(by_server) == StackSpec.model_validate(spec)
+        assert apply_defaults(by_server) == apply_defaults(spec)
+
+
+@pytest.mark.parametrize(
+    ("spec", "says"),
+    [
+        ({"dataSource": "alpaca"}, "dataSource alpaca and polygon need credentials.secretRef"),
+        ({"symbols": []}, "symbolMode custom needs symbols"),
+        ({"maxSymbols": 10, "maxWebsocketSymbols": 20}, "maxWebsocketSymbols cannot exceed maxSymbols"),
+        (
+            {"services": {"api": {"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}}}},
+            "below its request",
+        ),
+        ({"services": {"api": {"resources": {"requests": {"gpu": "1"}}}}}, "resources are named"),
+        ({"redis": {"storage": {"size": "-1Gi"}}}, "spec.redis.storage.size"),
+        ({"images": {"tradebot": "Not An Image!"}}, "spec.images.tradebot"),
+        ({"credentials": {"secretRef": {"name": "Bad_Name"}}}, "spec.credentials.secretRef.name"),
+    ],
+)
+def test_the_model_refuses_what_the_crd_refuses(spec: dict[str, Any], says: str) -> None:
+    with pytest.raises(InvalidSpec, match=None) as info:
+        parse_spec(spec)
+    assert says in str(info.value)
+
+
 def test_the_example_stack_is_valid_against_the_schema_enums() -> None:
     stack = yaml.safe_load((REPO / "k8s" / "stack.yaml").read_text())
     assert stack["kind"] == "TradingStack"
@@ -82,11 +133,24 @@ def test_the_rbac_rules_grant_what_the_operator_uses_and_no_more() -> None:
     granted = {
         (group, res): set(r["verbs"]) for r in rules for group in r["apiGroups"] for res in r["resources"]
     }
-    for api_version, plural in CHILD_KINDS.values():
+    for kind, (api_version, plural) in CHILD_KINDS.items():
         group = api_version.rpartition("/")[0]
-        assert granted[(group, plural)] == {"get", "list", "watch", "create", "patch", "delete"}
+        verbs = {"get", "list", "watch", "create", "patch", "delete"} - (
+            {"delete"} if kind in NEVER_PRUNED else set()
+        )
+        assert granted[(group, plural)] == verbs, plural
+    assert granted[("batch", "jobs")] == {"get", "list", "watch"}
     assert granted[("tradebot.dev", "tradingstacks")] == {"get", "list", "watch", "patch"}
     assert granted[("tradebot.dev", "tradingstacks/status")] == {"patch"}
     assert granted[("", "events")] == {"create"}
     assert all("*" not in verbs for verbs in granted.values())
     assert ("", "pods") not in granted and ("", "namespaces") not in granted
+
+
+def test_the_leader_rules_grant_one_lease_kind() -> None:
+    rules = yaml.safe_load(
+        (REPO / "charts" / "tradebot" / "files" / "operator-leader-rules.yaml").read_text()
+    )
+    assert rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]

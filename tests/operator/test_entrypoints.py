@@ -44,6 +44,6 @@ def test_per_event_success_lines_are_dropped_but_not_others() -> None:
         return logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, message, None, None)
 
     quiet = QuietWatchers()
-    assert not quiet.filter(record("Handler 'repair_child' succeeded."))
-    assert quiet.filter(record("Handler 'reconcile' succeeded."))
+    assert not quiet.filter(record("Handler 'watch_child' succeeded."))
+    assert quiet.filter(record("Handler 'something_else' succeeded."))
     assert quiet.filter(record("applied generation 2"))

@@ -78,7 +78,7 @@ app.kubernetes.io/managed-by: {{ $.Release.Service }}
 
 {{/* "true" when the chart makes the credentials Secret: asked to, for a source that has credentials. */}}
 {{- define "tradebot.makeCredentials" -}}
-{{- if and .Values.stack.create .Values.stack.credentials.create (ne (default "synthetic" .Values.stack.spec.dataSource) "synthetic") }}true{{ end }}
+{{- if and .Values.stack.create .Values.stack.credentials.create (include "tradebot.credentialKeys" . | fromJsonArray) }}true{{ end }}
 {{- end }}
 
 {{/* The default stack's spec: the values' spec, pointed at the chart's Secret when it makes one. */}}
@@ -90,10 +90,12 @@ app.kubernetes.io/managed-by: {{ $.Release.Service }}
 {{- toYaml $spec }}
 {{- end }}
 
-{{/* Provider credential keys by data source (the operator's CREDENTIAL_KEYS). */}}
+{{/* The credential keys of the stack's data source, from files/data-sources.yaml (generated from
+tradebot.providers.registry, the operator's own list). */}}
 {{- define "tradebot.credentialKeys" -}}
-{{- $keys := dict "synthetic" (list) "alpaca" (list "ALPACA_KEY" "ALPACA_SECRET") "polygon" (list "POLYGON_API_KEY") }}
-{{- toJson (get $keys (default "synthetic" .Values.stack.spec.dataSource)) }}
+{{- $sources := .Files.Get "files/data-sources.yaml" | fromYaml }}
+{{- $source := get $sources (default "synthetic" .Values.stack.spec.dataSource) | default dict }}
+{{- toJson (get $source "credentials" | default list) }}
 {{- end }}
 
 {{/*
@@ -106,7 +108,7 @@ value and what to do.
 {{- if and (not .Values.operator.watch.clusterWide) .Values.operator.watch.namespaces (not (has .Release.Namespace .Values.operator.watch.namespaces)) }}
 {{- fail (printf "stack.create puts stack %q in the release namespace %q, which the operator does not watch: add it to operator.watch.namespaces or set operator.watch.clusterWide" .Values.stack.name .Release.Namespace) }}
 {{- end }}
-{{- if ne $source "synthetic" }}
+{{- if include "tradebot.credentialKeys" . | fromJsonArray }}
 {{- $ref := dig "credentials" "secretRef" "name" "" .Values.stack.spec }}
 {{- if and (not .Values.stack.credentials.create) (not $ref) }}
 {{- fail (printf "stack.spec.dataSource %s needs credentials: set stack.credentials.create=true with stack.credentials.data.%s, or stack.spec.credentials.secretRef.name to a Secret holding them" $source (join " and " (include "tradebot.credentialKeys" . | fromJsonArray))) }}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tradebot_operator.builders.backup import backup_children
 from tradebot_operator.builders.common import APP_PORTS, Obj, Stack
 from tradebot_operator.builders.config import config_map, db_secret
 from tradebot_operator.builders.storage import headless_service, statefulset, stores
@@ -27,4 +28,5 @@ def build_children(stack: Stack | Mapping[str, Any], db_password: str) -> list[O
         *(app_service(stack, sid) for sid in APP_PORTS),
         *(statefulset(stack, store) for store in stores(stack)),
         *(service_deployment(stack, sid) for sid in stack.service_ids),
+        *backup_children(stack),
     ]

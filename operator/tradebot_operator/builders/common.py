@@ -8,7 +8,7 @@ from typing import Any
 
 from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator import API_VERSION, KIND, MANAGED_BY
-from tradebot_operator.crd import apply_defaults
+from tradebot_operator.spec import Resources, ServiceConfig, StackSpec, parse_spec
 
 Obj = dict[str, Any]
 
@@ -17,38 +17,49 @@ CORE_SERVICES = ("strategy", "execution", "storage", "api", "dashboard")
 # Ports of the services' HTTP apps; the other services serve probes on PROBE_PORT.
 APP_PORTS = {"api": 8000, "dashboard": 8001}
 PROBE_PORT = 8080
+# Every pod serves Prometheus metrics here (OpenTelemetry's exporter; the chart's PodMonitor scrapes it).
+METRICS_PORT = 9464
 CHECKSUM_ANNOTATION = "tradebot.dev/config-checksum"
+
+
+def child_name(stack: str, component: str) -> str:
+    """`<stack>-market-data`, `<stack>-redis`, ...: service ids with hyphens (ARCHITECTURE.md)."""
+    return f"{stack}-{component.replace('_', '-')}"
 
 
 @dataclass(frozen=True)
 class Stack:
-    """A TradingStack as the builders need it: identity plus the defaulted spec."""
+    """A TradingStack as the builders need it: identity plus the typed, defaulted spec."""
 
     name: str
     namespace: str
     uid: str
-    spec: Mapping[str, Any]
+    spec: StackSpec
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Stack:
+        """InvalidSpec (naming the field) when the spec breaks a rule."""
         meta = body["metadata"]
-        return cls(meta["name"], meta["namespace"], meta.get("uid", ""), apply_defaults(body.get("spec")))
+        return cls(meta["name"], meta["namespace"], meta.get("uid", ""), parse_spec(body.get("spec")))
 
     @property
     def market_data_service(self) -> str:
-        return DATA_SOURCES[self.spec["dataSource"]].service_id
+        return DATA_SOURCES[self.spec.data_source].service_id
 
     @property
     def service_ids(self) -> tuple[str, ...]:
         return (self.market_data_service, *CORE_SERVICES)
 
     def child_name(self, component: str) -> str:
-        """`<stack>-market-data`, `<stack>-redis`, ...: service ids with hyphens (ARCHITECTURE.md)."""
-        return f"{self.name}-{component.replace('_', '-')}"
+        return child_name(self.name, component)
 
-    def service_spec(self, service_id: str) -> Mapping[str, Any]:
-        key = "marketData" if service_id == self.market_data_service else service_id
-        return self.spec["services"][key]
+    def service_spec(self, service_id: str) -> ServiceConfig:
+        services = self.spec.services
+        config = (
+            services.market_data if service_id == self.market_data_service else getattr(services, service_id)
+        )
+        assert isinstance(config, ServiceConfig)
+        return config
 
 
 def selector_labels(stack: Stack, component: str) -> dict[str, str]:
@@ -113,6 +124,18 @@ def secret_env(variable: str, secret: str, key: str) -> Obj:
     return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def resources(spec: Mapping[str, Any]) -> Obj:
+def resources(spec: Resources) -> Obj:
     """Only the parts present: an empty `limits` would fight the API server's pruning."""
-    return {part: dict(spec[part]) for part in ("requests", "limits") if spec.get(part)}
+    return {
+        part: dict(values)
+        for part, values in (("requests", spec.requests), ("limits", spec.limits))
+        if values
+    }
+
+
+def claim_template(stack: Stack, component: str, name: str, size: str, storage_class: str | None) -> Obj:
+    """A ReadWriteOnce claim labelled like its store, so the operator finds and watches it."""
+    spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"metadata": {"name": name, "labels": labels(stack, component)}, "spec": spec}

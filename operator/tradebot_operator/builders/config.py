@@ -1,8 +1,9 @@
 """The stack's environment (ConfigMap), the generated database Secret, and per-service checksums.
 
-The variable names are those `tradebot.common.settings.Settings` reads. Each service's
-Deployment carries a checksum of only the variables that service uses, so a spec change
-rolls just the Deployments it affects (symbols roll market data, risk limits execution).
+The variable names are those `tradebot.common.settings.Settings` reads, and which service
+reads which is declared there once (`ReadBy`). Each service's pods carry a checksum of only
+the variables it reads, so a spec change rolls exactly the services it affects (symbols
+roll market data, risk limits execution) — by construction, not by a list kept here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import base64
 import hashlib
 import secrets
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
+from tradebot.common.settings import variables_read_by
 from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders.common import APP_PORTS, PROBE_PORT, Obj, Stack, metadata
 
@@ -20,24 +23,7 @@ DB_USER = "tradebot"
 DB_NAME = "tradebot"
 REDIS_PORT = 6379
 POSTGRES_PORT = 5432
-
-COMMON_VARIABLES = ("REDIS_URL", "LOG_FORMAT", "PROBE_PORT")
-MARKET_DATA_VARIABLES = ("DATA_SOURCE", "SYMBOL_MODE", "SYMBOLS", "MAX_SYMBOLS", "MAX_WEBSOCKET_SYMBOLS")
-# Which ConfigMap variables each service reads (besides COMMON_VARIABLES).
-SERVICE_VARIABLES: dict[str, tuple[str, ...]] = {
-    "market_data": MARKET_DATA_VARIABLES,
-    "alpaca_market_data": MARKET_DATA_VARIABLES,
-    "polygon_market_data": MARKET_DATA_VARIABLES,
-    "strategy": (),
-    "execution": ("MAX_POSITION_PER_SYMBOL", "MAX_ORDER_NOTIONAL", "MAX_OPEN_POSITIONS", "DAILY_LOSS_LIMIT"),
-    "storage": ("DATA_SOURCE",),
-    "api": ("DATA_SOURCE", "API_PORT"),
-    "dashboard": ("DATA_SOURCE", "DASHBOARD_PORT", "API_URL"),
-}
-# Services that reach PostgreSQL get DATABASE_URL from the generated Secret; no other does.
-DATABASE_SERVICES = ("storage", "api")
-# Provider credentials: variable names, which are also the keys expected in spec.credentials.secretRef.
-CREDENTIAL_KEYS: dict[str, tuple[str, ...]] = {name: s.credentials for name, s in DATA_SOURCES.items()}
+DATABASE_URL = "DATABASE_URL"
 
 
 def config_name(stack: Stack) -> str:
@@ -55,16 +41,18 @@ def _number(value: float) -> str:
 
 def environment(stack: Stack) -> dict[str, str]:
     """The ConfigMap's data: the environment of the original system for this stack."""
-    spec, risk = stack.spec, stack.spec["risk"]
+    spec, risk = stack.spec, stack.spec.risk
     env = {
-        "DATA_SOURCE": spec["dataSource"],
-        "SYMBOL_MODE": spec["symbolMode"],
-        "MAX_SYMBOLS": str(spec["maxSymbols"]),
-        "MAX_WEBSOCKET_SYMBOLS": str(spec["maxWebsocketSymbols"]),
-        "MAX_POSITION_PER_SYMBOL": _number(risk["maxPositionPerSymbol"]),
-        "MAX_ORDER_NOTIONAL": _number(risk["maxOrderNotional"]),
-        "MAX_OPEN_POSITIONS": str(risk["maxOpenPositions"]),
-        "DAILY_LOSS_LIMIT": _number(risk["dailyLossLimit"]),
+        "DATA_SOURCE": spec.data_source,
+        "SYMBOL_MODE": spec.symbol_mode,
+        "SYMBOLS": ",".join(spec.symbols),
+        "MAX_SYMBOLS": str(spec.max_symbols),
+        "MAX_WEBSOCKET_SYMBOLS": str(spec.max_websocket_symbols),
+        "TICK_SHARDS": str(spec.tick_shards),
+        "MAX_POSITION_PER_SYMBOL": _number(risk.max_position_per_symbol),
+        "MAX_ORDER_NOTIONAL": _number(risk.max_order_notional),
+        "MAX_OPEN_POSITIONS": str(risk.max_open_positions),
+        "DAILY_LOSS_LIMIT": _number(risk.daily_loss_limit),
         "REDIS_URL": f"redis://{stack.child_name('redis')}:{REDIS_PORT}",
         "PROBE_PORT": str(PROBE_PORT),
         "LOG_FORMAT": "json",
@@ -72,16 +60,23 @@ def environment(stack: Stack) -> dict[str, str]:
         "DASHBOARD_PORT": str(APP_PORTS["dashboard"]),
         "API_URL": f"http://{stack.child_name('api')}:{APP_PORTS['api']}",
     }
-    if spec.get("symbols"):
-        env["SYMBOLS"] = ",".join(spec["symbols"])
     return dict(sorted(env.items()))
 
 
 def config_checksum(env: Mapping[str, str], service_id: str) -> str:
     """A digest of the variables one service reads; it changes only when those do."""
-    names = sorted((*COMMON_VARIABLES, *SERVICE_VARIABLES[service_id]))
-    text = "\n".join(f"{name}={env.get(name, '')}" for name in names)
+    text = "\n".join(f"{name}={env.get(name, '')}" for name in sorted(variables_read_by(service_id)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def secret_variables(stack: Stack, service_id: str) -> list[tuple[str, str, str]]:
+    """(variable, Secret, key) of each secret a service reads: the database URL, provider keys."""
+    reads = set(variables_read_by(service_id))
+    found = [(DATABASE_URL, db_secret_name(stack), DATABASE_URL)] if DATABASE_URL in reads else []
+    if stack.spec.credentials is not None:
+        secret = stack.spec.credentials.secret_ref.name
+        found += [(k, secret, k) for k in DATA_SOURCES[stack.spec.data_source].credentials if k in reads]
+    return found
 
 
 def config_map(stack: Stack) -> Obj:
@@ -108,7 +103,7 @@ def db_secret(stack: Stack, password: str) -> Obj:
         "POSTGRES_USER": DB_USER,
         "POSTGRES_PASSWORD": password,
         "POSTGRES_DB": DB_NAME,
-        "DATABASE_URL": database_url(stack, password),
+        DATABASE_URL: database_url(stack, password),
     }
     return {
         "apiVersion": "v1",
@@ -119,7 +114,7 @@ def db_secret(stack: Stack, password: str) -> Obj:
     }
 
 
-def password_from_secret(secret: Mapping | None) -> str | None:
+def password_from_secret(secret: Mapping[str, Any] | None) -> str | None:
     """The password of an existing generated Secret (a dict as the API returns it), if any."""
     data = (secret or {}).get("data") or {}
     raw = data.get("POSTGRES_PASSWORD")

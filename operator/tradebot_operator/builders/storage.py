@@ -1,25 +1,32 @@
 """Redis and TimescaleDB: StatefulSets with a claim template each, behind headless Services.
 
-Claims are deleted with their StatefulSet (persistentVolumeClaimRetentionPolicy), so
-deleting a stack needs no finalizer: the garbage collector removes everything.
+The claims outlive their StatefulSet (persistentVolumeClaimRetentionPolicy Retain), so a
+StatefulSet deleted by hand comes back on the same data; the operator makes the stack
+their owner instead (`claim_owner_patch`), so they go with the stack unless
+spec.storage.reclaimPolicy is Retain.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tradebot_operator.builders.common import (
     Obj,
     Stack,
+    claim_template,
     container_security,
     empty_dir,
     metadata,
+    owner_reference,
     pod_security,
     resources,
     secret_env,
     selector_labels,
 )
 from tradebot_operator.builders.config import DB_NAME, DB_USER, POSTGRES_PORT, REDIS_PORT, db_secret_name
+from tradebot_operator.spec import RedisStore, TimescaleStore
 
 DATA_VOLUME = "data"
 
@@ -53,20 +60,33 @@ def redis_store() -> Store:
 
 
 def timescaledb_store(stack: Stack) -> Store:
+    """timescale/timescaledb:*-pg18 is postgres:18-alpine plus the extension.
+
+    PostgreSQL 18 images keep PGDATA in a major-version directory (/var/lib/postgresql/18/docker)
+    under their VOLUME /var/lib/postgresql: the claim is mounted there and PGDATA left to the
+    image, so lost+found at the volume's root is no problem and a later major can sit beside it.
+    """
     secret = db_secret_name(stack)
     return Store(
         component="timescaledb",
         port=POSTGRES_PORT,
         uid=70,  # the alpine image's postgres user
         gid=70,
-        data_path="/var/lib/postgresql/data",
+        data_path="/var/lib/postgresql",
         readiness_command=("pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME),
+        # Preloaded and quiet whatever the volume's postgresql.conf says.
+        args=(
+            "postgres",
+            "-c",
+            "shared_preload_libraries=timescaledb",
+            "-c",
+            "timescaledb.telemetry_level=off",
+        ),
         env=(
             secret_env("POSTGRES_USER", secret, "POSTGRES_USER"),
             secret_env("POSTGRES_PASSWORD", secret, "POSTGRES_PASSWORD"),
             secret_env("POSTGRES_DB", secret, "POSTGRES_DB"),
-            # A subdirectory: the volume's root may hold lost+found, which initdb refuses.
-            {"name": "PGDATA", "value": "/var/lib/postgresql/data/pgdata"},
+            {"name": "TIMESCALEDB_TELEMETRY", "value": "off"},  # the image's init script: no telemetry job
         ),
         scratch_paths=("/var/run/postgresql", "/tmp"),
     )
@@ -74,6 +94,15 @@ def timescaledb_store(stack: Stack) -> Store:
 
 def stores(stack: Stack) -> tuple[Store, ...]:
     return (redis_store(), timescaledb_store(stack))
+
+
+def store_spec(stack: Stack, store: Store) -> RedisStore | TimescaleStore:
+    return stack.spec.redis if store.component == "redis" else stack.spec.timescaledb
+
+
+def claim_name(stack: Stack, store: Store) -> str:
+    """The claim the StatefulSet controller makes for pod 0: <template>-<statefulset>-0."""
+    return f"{DATA_VOLUME}-{stack.child_name(store.component)}-0"
 
 
 def headless_service(stack: Stack, store: Store) -> Obj:
@@ -93,12 +122,12 @@ def headless_service(stack: Stack, store: Store) -> Obj:
 
 def statefulset(stack: Stack, store: Store) -> Obj:
     name = stack.child_name(store.component)
-    spec = stack.spec[store.component]
+    spec = store_spec(stack, store)
     scratch = [(f"scratch-{i}", path) for i, path in enumerate(store.scratch_paths)]
     container: Obj = {
         "name": store.component,
-        "image": stack.spec["images"][store.component],
-        "imagePullPolicy": stack.spec["images"]["pullPolicy"],
+        "image": getattr(stack.spec.images, store.component),
+        "imagePullPolicy": stack.spec.images.pull_policy,
         "ports": [{"name": store.component, "containerPort": store.port}],
         "livenessProbe": {"tcpSocket": {"port": store.port}, "periodSeconds": 10, "failureThreshold": 6},
         "readinessProbe": {
@@ -106,7 +135,7 @@ def statefulset(stack: Stack, store: Store) -> Obj:
             "periodSeconds": 5,
             "timeoutSeconds": 3,
         },
-        "resources": resources(spec["resources"]),
+        "resources": resources(spec.resources),
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": DATA_VOLUME, "mountPath": store.data_path},
@@ -117,15 +146,7 @@ def statefulset(stack: Stack, store: Store) -> Obj:
         container["args"] = list(store.args)
     if store.env:
         container["env"] = list(store.env)
-    claim: Obj = {
-        "metadata": {"name": DATA_VOLUME},
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": spec["storage"]["size"]}},
-        },
-    }
-    if spec["storage"].get("storageClassName"):
-        claim["spec"]["storageClassName"] = spec["storage"]["storageClassName"]
+    storage = spec.storage
     return {
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -134,7 +155,7 @@ def statefulset(stack: Stack, store: Store) -> Obj:
             "replicas": 1,
             "serviceName": name,
             "selector": {"matchLabels": selector_labels(stack, store.component)},
-            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "template": {
                 "metadata": {"labels": metadata(stack, name, store.component)["labels"]},
                 "spec": {
@@ -145,6 +166,31 @@ def statefulset(stack: Stack, store: Store) -> Obj:
                     "volumes": [empty_dir(vol) for vol, _ in scratch],
                 },
             },
-            "volumeClaimTemplates": [claim],
+            "volumeClaimTemplates": [
+                claim_template(stack, store.component, DATA_VOLUME, storage.size, storage.storage_class_name)
+            ],
         },
     }
+
+
+def claim_owner_patch(stack: Stack, claim: Mapping[str, Any]) -> Obj | None:
+    """A strategic merge patch making the stack own a claim (or disown it: Retain); None if it is so."""
+    owners = claim["metadata"].get("ownerReferences") or []
+    ours = [o for o in owners if o.get("uid") == stack.uid]
+    want = stack.spec.storage.reclaim_policy == "Delete"
+    if want and not ours:
+        # Not the controller and not blocking: the claim only follows the stack to the garbage collector.
+        ref = {**owner_reference(stack), "controller": False, "blockOwnerDeletion": False}
+        return {"metadata": {"ownerReferences": [ref]}}
+    if not want and ours:
+        return {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": stack.uid}]}}
+    return None
+
+
+def template_size(statefulset_obj: Mapping[str, Any]) -> str | None:
+    """The size in a live StatefulSet's claim template (fixed once created)."""
+    templates = statefulset_obj.get("spec", {}).get("volumeClaimTemplates") or []
+    if not templates:
+        return None
+    size = templates[0].get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+    return str(size) if size is not None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from tradebot_operator.builders.common import (
     APP_PORTS,
     CHECKSUM_ANNOTATION,
+    METRICS_PORT,
     PROBE_PORT,
     Obj,
     Stack,
@@ -16,19 +17,18 @@ from tradebot_operator.builders.common import (
     secret_env,
     selector_labels,
 )
-from tradebot_operator.builders.config import (
-    CREDENTIAL_KEYS,
-    DATABASE_SERVICES,
-    config_checksum,
-    config_name,
-    db_secret_name,
-    environment,
-)
+from tradebot_operator.builders.config import config_checksum, config_name, environment, secret_variables
 
 # The image's user (non-root); its root filesystem is read-only, /tmp is an emptyDir.
 APP_UID = 10001
 # One copy at a time: a rolling update would briefly run two feeds or two brokers.
 RECREATE = ("market_data", "alpaca_market_data", "polygon_market_data", "execution")
+# Read by tradebot.common.telemetry (OpenTelemetry's own variables), the same in every pod.
+TELEMETRY_ENV: tuple[Obj, ...] = (
+    {"name": "OTEL_METRICS_EXPORTER", "value": "prometheus"},
+    {"name": "OTEL_EXPORTER_PROMETHEUS_HOST", "value": "0.0.0.0"},
+    {"name": "OTEL_EXPORTER_PROMETHEUS_PORT", "value": str(METRICS_PORT)},
+)
 
 
 def _probe(path: str, port: int, period: int, failures: int) -> Obj:
@@ -40,14 +40,12 @@ def _probe(path: str, port: int, period: int, failures: int) -> Obj:
     }
 
 
-def _env(stack: Stack, service_id: str) -> list[Obj]:
-    env = [{"name": "HOME", "value": "/tmp"}]
-    if service_id in DATABASE_SERVICES:
-        env.append(secret_env("DATABASE_URL", db_secret_name(stack), "DATABASE_URL"))
-    if service_id == stack.market_data_service:
-        secret = (stack.spec.get("credentials") or {}).get("secretRef", {}).get("name")
-        for key in CREDENTIAL_KEYS[stack.spec["dataSource"]]:
-            env.append(secret_env(key, secret, key))
+def service_env(stack: Stack, service_id: str) -> list[Obj]:
+    """HOME for the read-only root, telemetry, and each secret the service reads (no other)."""
+    env: list[Obj] = [{"name": "HOME", "value": "/tmp"}, *TELEMETRY_ENV]
+    env += [
+        secret_env(variable, secret, key) for variable, secret, key in secret_variables(stack, service_id)
+    ]
     return env
 
 
@@ -55,18 +53,22 @@ def service_deployment(stack: Stack, service_id: str) -> Obj:
     name = stack.child_name(service_id)
     port = APP_PORTS.get(service_id, PROBE_PORT)
     service_spec = stack.service_spec(service_id)
+    images = stack.spec.images
     container = {
         "name": service_id.replace("_", "-"),
-        "image": stack.spec["images"]["tradebot"],
-        "imagePullPolicy": stack.spec["images"]["pullPolicy"],
+        "image": images.tradebot,
+        "imagePullPolicy": images.pull_policy,
         "args": ["service", service_id],
         "envFrom": [{"configMapRef": {"name": config_name(stack)}}],
-        "env": _env(stack, service_id),
-        "ports": [{"name": "http" if service_id in APP_PORTS else "probes", "containerPort": port}],
+        "env": service_env(stack, service_id),
+        "ports": [
+            {"name": "http" if service_id in APP_PORTS else "probes", "containerPort": port},
+            {"name": "metrics", "containerPort": METRICS_PORT},
+        ],
         "startupProbe": _probe("/livez", port, period=2, failures=30),
         "livenessProbe": _probe("/livez", port, period=10, failures=3),
         "readinessProbe": _probe("/readyz", port, period=5, failures=2),
-        "resources": resources(service_spec["resources"]),
+        "resources": resources(service_spec.resources),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
@@ -75,7 +77,7 @@ def service_deployment(stack: Stack, service_id: str) -> Obj:
         "kind": "Deployment",
         "metadata": metadata(stack, name, service_id),
         "spec": {
-            "replicas": service_spec["replicas"],
+            "replicas": service_spec.replicas,
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": selector_labels(stack, service_id)},
             "strategy": {"type": "Recreate"} if service_id in RECREATE else {"type": "RollingUpdate"},

@@ -12,6 +12,7 @@ from tradebot import __version__
 from tradebot.catalog import SERVICE_SUMMARIES, SERVICES
 from tradebot.cli import backfill as backfill_cli
 from tradebot.cli import backtest as backtest_cli
+from tradebot.cli import db as db_cli
 from tradebot.cli import sources as sources_cli
 from tradebot.cli import strategies as strategies_cli
 from tradebot.cli import symbols as symbols_cli
@@ -119,5 +120,6 @@ def operator(ctx: typer.Context) -> None:
 app.add_typer(backfill_cli.app, name="backfill")
 app.add_typer(symbols_cli.app, name="symbols")
 app.add_typer(sources_cli.app, name="sources")
+app.add_typer(db_cli.app, name="db")
 app.add_typer(strategies_cli.app, name="strategies")
 app.add_typer(backtest_cli.app, name="backtest")

@@ -12,12 +12,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, trace
 from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import MetricReader
+
 EXPORTER_CHOICES = ("none", "console", "otlp")
+# Metrics only: a pull reader served at OTEL_EXPORTER_PROMETHEUS_HOST:_PORT (tradebot.common.metrics).
+METRIC_EXPORTER_CHOICES = (*EXPORTER_CHOICES, "prometheus")
 _propagator = TraceContextTextMapPropagator()
 _tracing_enabled = False
 
@@ -26,12 +32,10 @@ class TelemetryConfigError(ValueError):
     pass
 
 
-def _exporter_choice(variable: str) -> str:
+def _exporter_choice(variable: str, choices: tuple[str, ...] = EXPORTER_CHOICES) -> str:
     value = os.environ.get(variable, "none").strip().lower() or "none"
-    if value not in EXPORTER_CHOICES:
-        raise TelemetryConfigError(
-            f"{variable}={value!r} is invalid: choose one of {', '.join(EXPORTER_CHOICES)}"
-        )
+    if value not in choices:
+        raise TelemetryConfigError(f"{variable}={value!r} is invalid: choose one of {', '.join(choices)}")
     return value
 
 
@@ -41,7 +45,7 @@ def setup_telemetry(service_id: str) -> None:
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
     traces = _exporter_choice("OTEL_TRACES_EXPORTER")
-    metric_exporter = _exporter_choice("OTEL_METRICS_EXPORTER")
+    metric_exporter = _exporter_choice("OTEL_METRICS_EXPORTER", METRIC_EXPORTER_CHOICES)
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", f"tradebot-{service_id}")})
     if traces != "none":
         from opentelemetry.sdk.trace import TracerProvider
@@ -55,7 +59,11 @@ def setup_telemetry(service_id: str) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-        reader = PeriodicExportingMetricReader(_metric_exporter(metric_exporter))
+        reader = (
+            _prometheus_reader()
+            if metric_exporter == "prometheus"
+            else PeriodicExportingMetricReader(_metric_exporter(metric_exporter))
+        )
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
@@ -67,6 +75,17 @@ def _span_exporter(choice: str):
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter()
+
+
+def _prometheus_reader() -> MetricReader:
+    from tradebot.common.metrics import prometheus_reader, serve_prometheus
+
+    port = os.environ.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
+    if not port.isdigit() or int(port) > 65_535:
+        raise TelemetryConfigError(f"OTEL_EXPORTER_PROMETHEUS_PORT={port!r} is invalid: a port number")
+    reader = prometheus_reader()
+    serve_prometheus(os.environ.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost"), int(port))
+    return reader
 
 
 def _metric_exporter(choice: str):

@@ -1,0 +1,465 @@
+"""The TradingStack spec as a typed model: what the builders take, and what the CRD schema is made from.
+
+Each field carries its description, default and bounds once; a field that mirrors a
+setting takes them from `tradebot.common.settings.Settings`. Each cross-field rule is
+one `Rule`: its CEL expression goes into the CRD (the API server refuses a bad stack
+with the rule's message) and, unless it compares with the old object, its Python
+twin runs when the operator reads a stack, so both refuse with the same words.
+`crd.py` turns the model's JSON schema into a structural Kubernetes schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal
+
+from annotated_types import Ge, Gt, Le, Lt, MaxLen, MinLen
+from kubernetes.utils.quantity import parse_quantity
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core.core_schema import CoreSchema
+
+from tradebot.common.models import SYMBOL_PATTERN
+from tradebot.common.settings import DEFAULT_SYMBOLS, Settings, SymbolMode
+from tradebot.providers.registry import DATA_SOURCES, DEFAULT_SOURCE, DataSourceName
+
+# A Kubernetes quantity without a sign (resources and sizes are never negative).
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# An image reference: [registry[:port]/]path[:tag][@digest] (the distribution reference grammar).
+IMAGE_PATTERN = (
+    r"^([a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?)*(:[0-9]+)?/)?"
+    r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+)
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
+RESOURCE_NAMES = ("cpu", "memory", "ephemeral-storage")
+# Object names are `<stack>-timescaledb-0` and labels `<stack>-timescaledb-<hash>` (63 at most).
+MAX_STACK_NAME = 40
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One validation rule: CEL for the API server, `check` (None: a transition rule) for the operator."""
+
+    cel: str
+    message: str
+    field_path: str | None = None
+    reason: str | None = None
+    check: Callable[[Any], bool] | None = None
+
+    def schema(self) -> dict[str, str]:
+        out = {"rule": self.cel, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+
+def cel(*rules: Rule) -> dict[str, Any]:
+    """Field-level rules as `json_schema_extra` (only transition rules: fields have no Python twin)."""
+    return {"x-kubernetes-validations": [r.schema() for r in rules]}
+
+
+class SpecModel(BaseModel):
+    """camelCase in the cluster, snake_case in Python; unknown fields are the API server's business."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=False,
+    )
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> SpecModel:
+        for rule in type(self).rules:
+            if rule.check is not None and not rule.check(self):
+                raise ValueError(rule.message)
+        return self
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = handler(core_schema)
+        target = handler.resolve_ref_schema(schema)
+        if cls.rules:
+            target["x-kubernetes-validations"] = [r.schema() for r in cls.rules]
+        return schema
+
+
+# --------------------------------------------------------------------------- field types
+
+
+def _quantity_text(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _parses_as_quantity(value: str) -> str:
+    try:
+        parse_quantity(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 100m, 256Mi, 10Gi)") from None
+    return value
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    Field(pattern=QUANTITY_PATTERN, max_length=32),
+    AfterValidator(_parses_as_quantity),
+    WithJsonSchema(
+        {
+            "description": "A Kubernetes quantity, e.g. 100m, 256Mi or 10Gi.",
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "x-kubernetes-int-or-string": True,
+            "pattern": QUANTITY_PATTERN,
+            "maxLength": 32,
+        }
+    ),
+]
+Image = Annotated[str, Field(pattern=IMAGE_PATTERN, min_length=1, max_length=512)]
+DnsName = Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, min_length=1, max_length=253)]
+TickerSymbol = Annotated[
+    str, Field(pattern=SYMBOL_PATTERN, max_length=16, description="A ticker in upper case.")
+]
+
+
+def quantity(value: str) -> Decimal:
+    return Decimal(parse_quantity(value))
+
+
+def like_setting(name: str, description: str | None = None, **extra: Any) -> Any:
+    """A field with the default and bounds of setting `name` (one home for both)."""
+    info = Settings.model_fields[name]
+    bounds: dict[str, Any] = {}
+    for item in info.metadata:
+        for kind, key in ((Ge, "ge"), (Gt, "gt"), (Le, "le"), (Lt, "lt"), (MinLen, "min_length")):
+            if isinstance(item, kind):
+                bounds[key] = getattr(item, key)
+        if isinstance(item, MaxLen):
+            bounds["max_length"] = item.max_length
+    return Field(info.default, description=description or info.description, **bounds, **extra)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+class Resources(SpecModel):
+    """CPU and memory of a pod's container (a Kubernetes ResourceRequirements subset)."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, max_length=len(RESOURCE_NAMES), description="Requests by resource name."
+    )
+    limits: dict[str, Quantity] = Field(
+        default_factory=dict, max_length=len(RESOURCE_NAMES), description="Limits by resource name."
+    )
+
+    rules = (
+        Rule(
+            cel="(!has(self.requests) || self.requests.all(k, k in "
+            + str(list(RESOURCE_NAMES))
+            + ")) && (!has(self.limits) || self.limits.all(k, k in "
+            + str(list(RESOURCE_NAMES))
+            + "))",
+            message=f"resources are named {', '.join(RESOURCE_NAMES)}",
+            check=lambda r: set(r.requests) | set(r.limits) <= set(RESOURCE_NAMES),
+        ),
+        Rule(
+            cel="!has(self.requests) || !has(self.limits) || self.limits.all(k, !(k in self.requests) || "
+            "!isQuantity(string(self.limits[k])) || !isQuantity(string(self.requests[k])) || "
+            "quantity(string(self.limits[k])).compareTo(quantity(string(self.requests[k]))) >= 0)",
+            message="a limit cannot be below its request (limits.cpu >= requests.cpu, "
+            "limits.memory >= requests.memory)",
+            check=lambda r: all(
+                quantity(v) >= quantity(r.requests[k]) for k, v in r.limits.items() if k in r.requests
+            ),
+        ),
+    )
+
+
+def sized(cpu: str, memory: str, memory_limit: str) -> Any:
+    defaults = {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+    return Field(
+        default_factory=lambda: Resources.model_validate(defaults),
+        description="CPU and memory of each pod (requests and limits by resource name).",
+    )
+
+
+class ServiceConfig(SpecModel):
+    """One service: how many pods, how big."""
+
+    replicas: int = Field(1, ge=0, le=20, description="Pods of this service; 0 stops it.")
+    resources: Resources = sized("50m", "128Mi", "256Mi")
+
+
+class SingletonService(ServiceConfig):
+    """A service that must not run twice: two feeds double the ticks, two brokers double the orders."""
+
+    replicas: int = Field(
+        1,
+        ge=0,
+        le=1,
+        description="Pods of this service; 0 stops it. At most 1: a second copy would duplicate its output.",
+    )
+
+
+class HeavyService(ServiceConfig):
+    """A service that holds database connections and answers people (storage, api)."""
+
+    resources: Resources = sized("100m", "192Mi", "512Mi")
+
+
+class Services(SpecModel):
+    """Replicas and resources per service."""
+
+    market_data: SingletonService = Field(
+        default_factory=SingletonService, description="The market-data service of spec.dataSource."
+    )
+    strategy: ServiceConfig = Field(default_factory=ServiceConfig, description="The strategy service.")
+    execution: SingletonService = Field(
+        default_factory=SingletonService, description="The paper execution service."
+    )
+    storage: HeavyService = Field(default_factory=HeavyService, description="The storage service.")
+    api: HeavyService = Field(default_factory=HeavyService, description="The history API.")
+    dashboard: ServiceConfig = Field(default_factory=ServiceConfig, description="The live dashboard.")
+
+
+class Risk(SpecModel):
+    """Risk limits of the paper execution service."""
+
+    max_position_per_symbol: float = like_setting(
+        "max_position_per_symbol", "Largest position in one symbol, in shares."
+    )
+    max_order_notional: float = like_setting(
+        "max_order_notional", "Largest order value, in account currency."
+    )
+    max_open_positions: int = like_setting("max_open_positions", "Most symbols held at once.", le=10_000)
+    daily_loss_limit: float = like_setting("daily_loss_limit", "Trading stops for the day after this loss.")
+
+
+class SecretRef(SpecModel):
+    """A Secret in the stack's namespace."""
+
+    name: DnsName = Field(description="Name of the Secret.")
+
+
+def _credential_keys() -> str:
+    return "; ".join(
+        f"{name}: {' and '.join(s.credentials)}" for name, s in DATA_SOURCES.items() if s.credentials
+    )
+
+
+class Credentials(SpecModel):
+    """Where the provider credentials are: never in the spec, always in a Secret."""
+
+    secret_ref: SecretRef = Field(description=f"A Secret with the data source's keys ({_credential_keys()}).")
+
+
+class Images(SpecModel):
+    """Container images."""
+
+    tradebot: Image = Field(
+        "ghcr.io/tradebot/tradebot:0.1.0", description="The TradeBot image (entrypoint `tradebot`)."
+    )
+    redis: Image = Field("redis:7.4-alpine", description="The Redis image.")
+    timescaledb: Image = Field(
+        "timescale/timescaledb:2.29.2-pg18",
+        description="The TimescaleDB image (PostgreSQL with the extension preloaded).",
+    )
+    pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy of every container."
+    )
+
+
+NO_SHRINK = Rule(
+    cel="!isQuantity(string(self)) || !isQuantity(string(oldSelf)) || "
+    "quantity(string(self)).compareTo(quantity(string(oldSelf))) >= 0",
+    message="a volume cannot shrink: claims only grow (set a size at least the current one)",
+)
+SAME_CLASS = Rule(
+    cel="(has(self.storageClassName) ? self.storageClassName : '') == "
+    "(has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
+    message="storageClassName is fixed once the claim exists (move the data to a new stack to change it)",
+    field_path=".storageClassName",
+)
+
+
+class Storage(SpecModel):
+    """A PersistentVolumeClaim: grown in place when its StorageClass allows expansion."""
+
+    size: Quantity = Field(
+        "1Gi", description="Size of the volume; it can grow, never shrink.", json_schema_extra=cel(NO_SHRINK)
+    )
+    storage_class_name: DnsName | None = Field(
+        None, description="StorageClass of the claim; empty uses the cluster's default class. Fixed once set."
+    )
+    rules = (SAME_CLASS,)
+
+
+class DatabaseStorage(Storage):
+    size: Quantity = Field(
+        "10Gi", description="Size of the volume; it can grow, never shrink.", json_schema_extra=cel(NO_SHRINK)
+    )
+
+
+class RedisStore(SpecModel):
+    """The Redis StatefulSet."""
+
+    storage: Storage = Field(default_factory=Storage, description="Its data volume.")
+    resources: Resources = sized("50m", "64Mi", "256Mi")
+
+
+class TimescaleStore(SpecModel):
+    """The TimescaleDB StatefulSet."""
+
+    storage: DatabaseStorage = Field(default_factory=DatabaseStorage, description="Its data volume.")
+    resources: Resources = sized("100m", "256Mi", "1Gi")
+
+
+class StoragePolicy(SpecModel):
+    """What happens to the data volumes."""
+
+    reclaim_policy: Literal["Delete", "Retain"] = Field(
+        "Delete",
+        description="Delete: the claims of Redis and TimescaleDB go with the stack. Retain: they stay "
+        "after the stack is deleted. Either way they outlive a StatefulSet deleted by hand.",
+    )
+
+
+class BackupStorage(DatabaseStorage):
+    """The volume the backups are written to."""
+
+
+class Backup(SpecModel):
+    """Scheduled logical backups of TimescaleDB (`tradebot db backup`) to a volume of their own."""
+
+    schedule: str = Field(
+        "0 3 * * *", pattern=CRON_PATTERN, max_length=100, description="When, as a CronJob schedule (UTC)."
+    )
+    retention: int = Field(7, ge=1, le=1_000, description="How many backups to keep; older ones are deleted.")
+    suspend: bool = Field(False, description="Pause the schedule (kubectl tradebot backup still works).")
+    storage: BackupStorage = Field(default_factory=BackupStorage, description="The backup volume.")
+    resources: Resources = sized("50m", "128Mi", "512Mi")
+
+
+def _needs_credentials(spec: StackSpec) -> bool:
+    return not DATA_SOURCES[spec.data_source].credentials or spec.credentials is not None
+
+
+FREE_SOURCES = [name for name, source in DATA_SOURCES.items() if not source.credentials]
+
+
+class StackSpec(SpecModel):
+    """What the original system read from .env: where market data comes from, which symbols, the limits,
+    the credentials Secret, and how the services and stores run. `spec: {}` is a working stack."""
+
+    data_source: DataSourceName = Field(
+        DEFAULT_SOURCE, description="Where market data comes from; selects the one market-data service."
+    )
+    symbol_mode: SymbolMode = Field(
+        Settings.model_fields["symbol_mode"].default,
+        description="Which symbols to trade: a custom list (spec.symbols) or a universe by size.",
+    )
+    symbols: list[TickerSymbol] = Field(
+        default_factory=lambda: list(DEFAULT_SYMBOLS),
+        max_length=20_000,
+        description="Ticker symbols for symbolMode custom, e.g. AAPL or BRK.B.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    max_symbols: int = like_setting("max_symbols", "Cap on the symbols of a mode.")
+    max_websocket_symbols: int = like_setting("max_websocket_symbols", "Live subscriptions at a provider.")
+    tick_shards: int = like_setting(
+        "tick_shards",
+        "Tick streams split by symbol (ticks:<n>); part of the stack's identity, fixed at creation.",
+        json_schema_extra=cel(
+            Rule(cel="self == oldSelf", message="tickShards is fixed at creation: re-sharding is a migration")
+        ),
+    )
+    risk: Risk = Field(default_factory=Risk, description="Risk limits of the paper execution service.")
+    credentials: Credentials | None = Field(
+        None, description="Where the provider credentials are: never in the spec, always in a Secret."
+    )
+    images: Images = Field(default_factory=Images, description="Container images.")
+    services: Services = Field(default_factory=Services, description="Replicas and resources per service.")
+    redis: RedisStore = Field(default_factory=RedisStore, description="The Redis StatefulSet.")
+    timescaledb: TimescaleStore = Field(
+        default_factory=TimescaleStore, description="The TimescaleDB StatefulSet."
+    )
+    storage: StoragePolicy = Field(
+        default_factory=StoragePolicy, description="What happens to the data volumes."
+    )
+    backup: Backup | None = Field(
+        None, description="Scheduled backups of TimescaleDB; absent: none (`backup: {}` takes the defaults)."
+    )
+
+    rules = (
+        Rule(
+            cel=f"self.dataSource in {FREE_SOURCES} || has(self.credentials)",
+            message=f"dataSource alpaca and polygon need credentials.secretRef: a Secret with the provider's "
+            f"keys ({_credential_keys()})",
+            field_path=".credentials",
+            reason="FieldValueRequired",
+            check=_needs_credentials,
+        ),
+        Rule(
+            cel="self.symbolMode != 'custom' || (has(self.symbols) && size(self.symbols) > 0)",
+            message="symbolMode custom needs symbols: list at least one ticker, or leave symbols out for "
+            f"the default list ({','.join(DEFAULT_SYMBOLS)})",
+            field_path=".symbols",
+            reason="FieldValueRequired",
+            check=lambda s: s.symbol_mode != "custom" or bool(s.symbols),
+        ),
+        Rule(
+            cel="self.maxWebsocketSymbols <= self.maxSymbols",
+            message="maxWebsocketSymbols cannot exceed maxSymbols",
+            field_path=".maxWebsocketSymbols",
+            check=lambda s: s.max_websocket_symbols <= s.max_symbols,
+        ),
+    )
+
+
+NAME_RULE = Rule(
+    cel=f"size(self.metadata.name) <= {MAX_STACK_NAME}",
+    message=f"a TradingStack name has at most {MAX_STACK_NAME} characters (children add up to 23)",
+)
+
+
+class InvalidSpec(ValueError):
+    """A stored spec the model refuses (e.g. written before a rule existed); the message says why."""
+
+
+def parse_spec(spec: Mapping[str, Any] | None) -> StackSpec:
+    try:
+        return StackSpec.model_validate(dict(spec or {}))
+    except ValidationError as error:
+        raise InvalidSpec(describe(error)) from None
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem, with the spec path in the cluster's spelling (camelCase)."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(p) for p in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"spec.{path}: {message}" if path else f"spec: {message}")
+    return "; ".join(lines)
