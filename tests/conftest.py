@@ -20,6 +20,17 @@ from tradebot.common.settings import Settings
 pytest_plugins = ["k8s.fixtures"]
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test is a failure: the project installs everything its tests use."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and nothing may skip (install what it needs): {reason}"
+
+
 @pytest.fixture(scope="session")
 def servers_dir() -> Iterator[Path]:
     """Outside pytest's rotating basetemp: PostgreSQL runs as another user and needs a stable path."""

@@ -5,7 +5,8 @@ generates the ticks, the configured strategies turn them into signals, and the
 paper broker into orders, fills and positions. Everything lands in the database
 through the storage writer (which also rolls up the 1-minute bars), and the
 latest prices, the account and the recent trades land in Redis where the live
-services keep theirs.
+services keep theirs. The demo's account replaces the paper account there, so
+what the demo reports is what the dashboard shows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from redis.asyncio import Redis
 
+from tradebot.api.account import read_account
+from tradebot.api.models import Account
 from tradebot.backtest.engine import Simulation
 from tradebot.common import bus, keys
 from tradebot.common.models import Fill, Message, PriceTick, TradeSignal
@@ -41,6 +44,7 @@ class DemoHistory:
     ticks: int = 0
     signals: int = 0
     fills: int = 0
+    account: Account | None = None  # as the API and dashboard show it, once published to Redis
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ async def seed_demo(
         await conn.close()
     if redis is not None:
         await publish_state(redis, settings, history.portfolio, latest, trades)
+        history.account = await read_account(redis, settings.starting_cash)
     return history
 
 
@@ -154,13 +159,14 @@ async def publish_state(
     latest: dict[str, PriceTick],
     trades: list[Message],
 ) -> None:
-    """Latest prices, the account (unless the execution service already keeps one) and recent trades.
+    """Latest prices, the account (replacing the one there: the history is the demo's) and recent
+    trades. A running execution service reads the account in each transaction, so it goes on from it.
 
     Signals are left off the streams on purpose: the execution service would trade them again.
     """
     if latest:
         await redis.hset(keys.LATEST_PRICES, mapping={s: t.model_dump_json() for s, t in latest.items()})
-    await redis.set(keys.PORTFOLIO, portfolio.model_dump_json(), nx=True)
+    await redis.set(keys.PORTFOLIO, portfolio.model_dump_json())
     publisher = bus.Publisher(redis, settings.stream_maxlen)
     for message in trades:
         stream = keys.ORDERS if message.kind == "order" else keys.FILLS

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
 
+from tradebot.api.account import read_account
 from tradebot.api.app import create_app
 from tradebot.api.deps import ApiState
 from tradebot.api.sources import SourceCatalog
@@ -16,6 +21,7 @@ from tradebot.common import keys
 from tradebot.common.connections import connect_postgres
 from tradebot.common.models import PriceTick
 from tradebot.demo import seed_demo
+from tradebot.execution.portfolio import Portfolio
 from tradebot.market_data.synthetic import reference_price
 
 pytestmark = pytest.mark.integration
@@ -55,3 +61,25 @@ async def test_the_demo_fills_the_database_and_redis(make_settings, redis):
             assert account["orders_filled"] == history.fills
     finally:
         await pool.close()
+
+
+async def test_the_demo_account_replaces_the_old_one_and_its_summary_is_the_dashboards(make_settings, redis):
+    """`tradebot demo` prints the account the dashboard then shows: the demo's, not a leftover one."""
+    settings = make_settings(symbols="AAPL,MSFT,TSLA")
+    await redis.set(keys.PORTFOLIO, Portfolio.opening(40_000).model_dump_json())  # an older run's account
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")},
+        "REDIS_URL": settings.redis_url, "DATABASE_URL": settings.database_url, "SYMBOLS": "AAPL,MSFT,TSLA",
+        "STRATEGY_PARAMS": '{"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"}}',
+        "MIN_SIGNAL_STRENGTH": "0", "COOLDOWN_SECONDS": "0",
+    }  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "tradebot", "demo", "--hours", "1", "--step", "10"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())  # rich wraps long lines
+    printed = float(re.search(r"equity ([\d,]+\.\d\d)", said).group(1).replace(",", ""))
+    shown = await read_account(redis, settings.starting_cash)  # what the dashboard and /account show
+    assert printed == pytest.approx(shown.equity, abs=0.01)
+    assert shown.orders_filled > 0 and shown.equity != pytest.approx(40_000, abs=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -142,11 +143,64 @@ async def test_an_unknown_interval_is_a_422_listing_the_accepted_ones(client):
     assert all(f"'{i}'" in problem["msg"] for i in ("1m", "5m", "15m", "1h", "1d"))
 
 
-async def test_a_backwards_range_is_a_422(client):
-    response = await client.get(BARS, params={"start": iso(END), "end": iso(START)})
-    assert response.status_code == 422
-    [problem] = response.json()["detail"]
-    assert problem["msg"].startswith("start (2026-01-05T13:00:00+00:00) must be before end")
+async def test_a_backwards_range_is_empty(client):
+    """[start, end) with start after end holds nothing: an empty answer, whatever the route."""
+    backwards = {"start": iso(END), "end": iso(START)}
+    body = (await client.get(BARS, params=backwards)).json()
+    assert body["bars"] == [] and (body["start"], body["end"]) == (
+        "2026-01-05T13:00:00Z",
+        "2026-01-05T10:00:00Z",
+    )
+    ticks = await client.get("/sources/synthetic/symbols/AAPL/ticks", params=backwards)
+    assert ticks.status_code == 200 and ticks.json()["ticks"] == []
+    assert (await client.get("/fills", params=backwards)).json() == []
+    inside_a_bucket = iso(START + timedelta(seconds=30))
+    empty = await client.get(BARS, params={"start": inside_a_bucket, "end": inside_a_bucket})
+    assert empty.json()["bars"] == []
+
+
+EXTREMES = [
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:00:00Z",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59",
+]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/sources/synthetic/symbols/AAPL/ticks?end=0001-01-01T00:00:00Z",
+        "/signals?start=0001-01-01T00:00:00%2B14:00",
+        "/orders?end=9999-12-31T23:59:59-14:00",
+    ],
+)
+async def test_extreme_dates_of_the_issue_are_answered(client, url):
+    response = await client.get(url)
+    assert response.status_code == 200, response.text
+
+
+async def test_every_date_parameter_takes_any_date(client):
+    """Every date-time parameter of the document, at the ends of what ISO 8601 can write: before
+    1970 and after 2200 mean unbounded, so a range from 0001 to 9999 is everything there is."""
+    document = (await client.get("/openapi.json")).json()
+    tried = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            dates = [
+                p["name"] for p in operation.get("parameters", [])
+                if any(s.get("format") == "date-time" for s in p["schema"].get("anyOf", [p["schema"]]))
+            ]  # fmt: skip
+            url = path.replace("{source}", "synthetic").replace("{symbol}", "AAPL")
+            for name in dates:
+                for moment in EXTREMES:
+                    response = await client.request(method, url, params={name: moment})
+                    assert response.status_code == 200, (method, url, name, moment, response.text)
+                    tried.append((url, name))
+    assert {p for p, _ in tried} >= {BARS, "/sources/synthetic/symbols/AAPL/ticks", "/signals", "/orders"}
+    everything = {"start": EXTREMES[0], "end": EXTREMES[2]}
+    [fill] = (await client.get("/fills", params=everything)).json()
+    assert fill["price"] == 110.05
 
 
 async def test_a_malformed_time_is_a_422(client):
@@ -155,14 +209,24 @@ async def test_a_malformed_time_is_a_422(client):
     assert response.json()["detail"][0]["loc"] == ["query", "start"]
 
 
-async def test_a_huge_bar_range_is_refused_with_the_limit(client):
-    response = await client.get(BARS, params={"interval": "1m", "start": "2020-01-01", "end": "2026-01-01"})
-    assert response.status_code == 422
-    message = response.json()["detail"][0]["msg"]
-    assert "at most 10000 are served per request" in message
-    assert "1m, 5m, 15m, 1h, 1d" in message
+async def test_a_huge_bar_range_serves_its_newest_bars(client):
+    """At most 10,000 bars per answer: the newest of the range, and `start` says where they begin."""
+    params = {"interval": "1m", "start": "2020-01-01T00:00:00Z", "end": iso(START + timedelta(minutes=3))}
+    body = (await client.get(BARS, params=params)).json()
+    assert body["start"] == iso_z(START + timedelta(minutes=3) - 9_999 * timedelta(minutes=1))
+    assert [b["time"] for b in body["bars"]] == [
+        "2026-01-05T10:00:00Z",
+        "2026-01-05T10:01:00Z",
+        "2026-01-05T10:02:00Z",
+    ]
+    earlier = (await client.get(BARS, params={**params, "end": body["start"]})).json()
+    assert earlier["bars"] == [] and earlier["end"] == body["start"]
     wide = await client.get(BARS, params={"interval": "1d", "start": "2020-01-01", "end": "2026-01-06"})
     assert wide.status_code == 200 and len(wide.json()["bars"]) == 1
+
+
+def iso_z(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 async def test_ticks_come_in_pages_until_the_end(client):
@@ -183,9 +247,27 @@ async def test_a_tick_page_is_capped_and_a_forged_cursor_rejected(client):
     too_many = await client.get(path, params={"limit": 10_001})
     assert too_many.status_code == 422
     assert "10000" in too_many.json()["detail"][0]["msg"]
-    forged = await client.get(path, params={"cursor": "not-a-cursor"})
-    assert forged.status_code == 422
-    assert forged.json()["detail"][0]["loc"] == ["query", "cursor"]
+    for forged in ("not-a-cursor", "12:", "1" * 17 + ":AAPL-0001", "5:AAPL\x00"):
+        response = await client.get(path, params={"cursor": forged})
+        assert response.status_code == 422, forged
+        assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+async def test_any_cursor_of_the_documented_shape_is_a_position(client):
+    """A cursor is a (time, id) position: one of the documented shape never fails, it starts there."""
+    path = "/sources/synthetic/symbols/AAPL/ticks"
+    document = (await client.get("/openapi.json")).json()
+    template = "/sources/{source}/symbols/{symbol}/ticks"
+    [cursor] = [p for p in document["paths"][template]["get"]["parameters"] if p["name"] == "cursor"]
+    pattern = next(s for s in cursor["schema"]["anyOf"] if s.get("type") == "string")["pattern"]
+    first = (await client.get(path, params={"start": iso(START), "end": iso(END), "limit": 3})).json()
+    assert re.fullmatch(pattern, first["next_cursor"])
+    after = await client.get(
+        path, params={"start": iso(START), "end": iso(END), "cursor": first["next_cursor"]}
+    )
+    assert after.json()["ticks"][0]["id"] == "AAPL-0003"
+    crafted = await client.get(path, params={"start": iso(START), "end": iso(END), "cursor": "0:zzz"})
+    assert crafted.status_code == 200 and crafted.json()["ticks"][0]["id"] == "AAPL-0000"
 
 
 async def test_latest_prices(client):
@@ -231,3 +313,34 @@ async def test_trading_lists_validate_their_filters(client):
     assert (await client.get("/orders", params={"limit": 1001})).status_code == 422
     bad = await client.get("/fills", params={"symbol": "not a symbol"})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["query", "symbol"]
+    assert "'not a symbol' is not a ticker symbol" in bad.json()["detail"][0]["msg"]
+
+
+@pytest.mark.parametrize("route", ["/signals", "/orders", "/fills"])
+async def test_a_symbol_filter_that_matches_nothing_is_an_empty_list(client, route):
+    """A filter narrows a list (200 []); only a symbol in the path names a resource (404)."""
+    response = await client.get(route, params={"symbol": "NOPE"})
+    assert response.status_code == 200 and response.json() == []
+    assert (await client.get(route, params={"symbol": "aapl"})).status_code == 200
+
+
+async def test_the_document_declares_the_symbol_rules_the_server_applies(client):
+    document = (await client.get("/openapi.json")).json()
+
+    def schema(path: str, name: str) -> dict:
+        [param] = [p for p in document["paths"][path]["get"]["parameters"] if p["name"] == name]
+        return next(s for s in param["schema"].get("anyOf", [param["schema"]]) if s.get("type") == "string")
+
+    symbol = schema("/signals", "symbol")["pattern"]
+    bars = "/sources/{source}/symbols/{symbol}/bars"
+    assert schema("/fills", "symbol")["pattern"] == schema(bars, "symbol")["pattern"] == symbol
+    for accepted in ("AAPL", "aapl", "BRK.B", "BF-B"):
+        assert re.fullmatch(symbol, accepted), accepted
+        assert (await client.get("/signals", params={"symbol": accepted})).status_code == 200
+    for refused in ("", "A B", "AAPL ", "1ABC", "ı", "TOOLONGSYMBOL"):
+        assert not re.fullmatch(symbol, refused), refused
+        assert (await client.get("/signals", params={"symbol": refused})).status_code == 422, refused
+    symbols = schema("/sources/{source}/prices/latest", "symbols")["pattern"]
+    assert re.fullmatch(symbols, "AAPL,msft") and re.fullmatch(symbols, "")
+    assert re.fullmatch(symbols, ",".join(["A"] * 1000)) and not re.fullmatch(symbols, ",".join(["A"] * 1001))
+    assert not re.fullmatch(symbols, "AAPL,,MSFT")

@@ -64,3 +64,26 @@ async def browser(tmp_path) -> AsyncIterator[BrowserContext]:
             yield context
         finally:
             await context.close()
+
+
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 3,
+    "is_mobile": True,
+    "has_touch": True,
+}
+
+
+@pytest.fixture
+async def phone() -> AsyncIterator[BrowserContext]:
+    """Chromium emulating a 390 px wide phone (mobile viewport rules, touch, a dense screen)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run scripts/install-browser.sh (make test does)")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = await browser.new_context(**PHONE)
+        try:
+            yield context
+        finally:
+            await context.close()
+            await browser.close()

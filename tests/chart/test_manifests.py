@@ -193,8 +193,8 @@ def test_a_profile_without_its_credentials_is_refused_by_the_chart(helm: Helm) -
 def kindcheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/chart/kindcheck built once: kind's own config loader and validator (pinned kind)."""
     go = shutil.which("go")
-    if go is None:
-        pytest.skip("Go is needed to build tests/chart/kindcheck (kind's config loader)")
+    if go is None:  # a prerequisite of `make test` (README), like the control plane's build
+        pytest.fail("Go 1.26+ is needed to build tests/chart/kindcheck (kind's config loader)")
     out = tmp_path_factory.mktemp("kindcheck") / "kindcheck"
     result = subprocess.run(
         [go, "build", "-o", str(out), "."], cwd=KINDCHECK, capture_output=True, text=True, timeout=600

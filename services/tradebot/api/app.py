@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 
 from tradebot import __version__
 from tradebot.api.deps import ApiState
@@ -17,8 +18,10 @@ DESCRIPTION = """
 History and live state of TradeBot: ticks and OHLCV bars per data source, latest
 prices, signals, paper orders, fills, positions and P&L, and every service's health.
 
-Unknown sources and symbols are 404s that name them; bad ranges and intervals are
-422s that say what is accepted; raw ticks come in pages, bars at most 10,000 per request.
+Unknown sources and symbols are 404s that name them; malformed parameters are 422s
+that say what is accepted, exactly as this document declares them; a filter matching
+nothing is an empty list. Times before 1970 or from 2200 on mean unbounded and a
+backwards range is empty; raw ticks come in pages, bars at most 10,000 per answer.
 """
 
 
@@ -39,7 +42,8 @@ async def unavailable(_: Request, error: Exception) -> JSONResponse:
 
 
 def create_app(state: ApiState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
-    app = FastAPI(title="TradeBot API", version=__version__, description=DESCRIPTION)
+    # /docs (Swagger UI) and /redoc with their scripts and styles from the fastapi-offline package.
+    app = FastAPIOffline(title="TradeBot API", version=__version__, description=DESCRIPTION)
     app.state.api = state
     for router in (market.router, trading.router, system.router):
         app.include_router(router)

@@ -186,4 +186,9 @@ class ServiceStatus(BaseModel):
     heartbeat_age: float | None = Field(description="seconds since the last heartbeat; null if missing")
     error_count: int
     status: str | None
+    message: str | None = Field(
+        None, description="what the service says of its state, e.g. a provider's answer"
+    )
+    last_error: str | None = Field(None, description="the reason of the newest error it counted")
+    last_error_at: datetime | None = Field(None, description="when that error was counted")
     active_market_data: bool = Field(description="the market-data service of this stack's DATA_SOURCE")

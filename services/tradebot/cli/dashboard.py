@@ -32,9 +32,9 @@ def demo(
     """Fill the database and Redis with **realistic demo history** for the dashboard.
 
     Ticks from the synthetic market, signals from the configured strategies, orders, fills and
-    positions from the paper broker; 1-minute bars rolled up; latest prices, the account and
-    recent trades in Redis. Uses DATABASE_URL and REDIS_URL (after `tradebot up`:
-    `set -a; . .tradebot/stack.env`), then keep `tradebot up` running for live data.
+    positions from the paper broker; 1-minute bars rolled up; latest prices, the paper account
+    (replacing the one there) and recent trades in Redis. Uses DATABASE_URL and REDIS_URL, or
+    the servers of a `tradebot up` running in this directory; keep it running for live data.
     """
     from tradebot.common.connections import connect_redis
     from tradebot.demo import seed_demo
@@ -49,7 +49,8 @@ def demo(
             await redis.aclose()
 
     history = asyncio.run(main())
+    assert history.account is not None
     console.print(
         f"Demo history: {history.ticks} ticks, {history.signals} signals, {history.fills} fills over "
-        f"{hours:g} h; equity {history.portfolio.equity():,.2f}."
+        f"{hours:g} h; account equity {history.account.equity:,.2f} (as the dashboard shows it)."
     )

@@ -18,6 +18,7 @@ from tradebot.cli import strategies as strategies_cli
 from tradebot.cli import symbols as symbols_cli
 from tradebot.cli.common import console, settings_or_exit
 from tradebot.cli.dashboard import dashboard, demo
+from tradebot.local.connection import DATA_DIR_VARIABLE, DEFAULT_DATA_DIR
 
 app = typer.Typer(
     name="tradebot",
@@ -58,9 +59,9 @@ def up(
     data_dir: Annotated[
         Path,
         typer.Option(
-            envvar="TRADEBOT_DATA_DIR", help="Where the embedded Redis and PostgreSQL keep their data."
+            envvar=DATA_DIR_VARIABLE, help="Where the embedded Redis and PostgreSQL keep their data."
         ),
-    ] = Path(".tradebot"),
+    ] = DEFAULT_DATA_DIR,
     only: Annotated[
         list[str] | None,
         typer.Option("--only", help="Run just these services (repeatable), e.g. --only strategy."),
@@ -69,13 +70,15 @@ def up(
     """Run the **whole stack** on this machine until Ctrl-C.
 
     Without REDIS_URL / DATABASE_URL it starts a real Redis and PostgreSQL from Python
-    wheels under `--data-dir` (kept across restarts); with them set, it uses those servers.
-    Each service runs in its own process and is restarted if it dies.
+    wheels under `--data-dir` (kept across restarts); with them set, it uses those servers
+    (and stops, naming the variable, when one does not answer). Each service runs in its own
+    process and is restarted if it dies; all of them stop with `tradebot up`, however it ends.
     """
     from tradebot.local.stack import run_stack
+    from tradebot.local.supervisor import output_console
 
-    settings = settings_or_exit()
-    raise typer.Exit(run_stack(settings, data_dir, only, console))
+    settings = settings_or_exit(find_stack=False)  # its own last run's servers are no setting
+    raise typer.Exit(run_stack(settings, data_dir, only, output_console()))
 
 
 def service(

@@ -3,7 +3,9 @@
 Keys (ARCHITECTURE.md): `service:<id>:heartbeat` holds JSON with timestamp,
 status, pid, host and counters, refreshed every few seconds with a TTL longer
 than the "dead" threshold (so a stopped service is first seen ageing, then
-missing); `service:<id>:errors` is an integer counter.
+missing), plus `message` (what the service says of its state) and `last_error`
+(the reason and time of the newest error it counted, so a red card can say what
+failed); `service:<id>:errors` is an integer counter.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tradebot.common.keys import ERRORS_PATTERN, HEARTBEAT_PATTERN, errors_key, 
 
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = int(DEAD_AFTER * 2)
+LAST_ERROR_LENGTH = 500  # characters of an error's reason kept in the heartbeat
 
 
 @dataclass
@@ -39,6 +42,7 @@ class Heartbeat:
     service_id: str
     started_at: float = field(default_factory=time.time)
     host: str = field(default_factory=socket.gethostname)
+    last_error: dict[str, Any] | None = None
 
     async def beat(self, status: str, counters: Mapping[str, float], message: str | None = None) -> None:
         now = time.time()
@@ -54,9 +58,13 @@ class Heartbeat:
         }
         if message:
             payload["message"] = message
+        if self.last_error:
+            payload["last_error"] = self.last_error
         await self.redis.set(heartbeat_key(self.service_id), orjson.dumps(payload), ex=HEARTBEAT_TTL)
 
-    async def count_error(self, amount: int = 1) -> int:
+    async def count_error(self, reason: str, amount: int = 1) -> int:
+        """Count an error; its reason goes out with the next heartbeat (even if this count fails)."""
+        self.last_error = {"reason": reason[:LAST_ERROR_LENGTH], "time": time.time()}
         return int(await self.redis.incrby(errors_key(self.service_id), amount))
 
 

@@ -17,6 +17,8 @@ from starlette.routing import Route
 from tradebot.common.connections import ConfigurationError
 
 ProbeCheck = Callable[[], tuple[bool, dict[str, Any]]]
+SHUTDOWN_GRACE_SECONDS = 3
+"""How long a stopping HTTP server lets open requests and WebSockets finish before dropping them."""
 
 
 def probe_routes(live: ProbeCheck, ready: ProbeCheck) -> list[Route]:
@@ -41,11 +43,18 @@ def probe_app(live: ProbeCheck, ready: ProbeCheck) -> Starlette:
 
 
 class EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the service that embeds it."""
+    """A uvicorn server that leaves signal handling to the service that embeds it, and whose
+    stop is bounded: a client that stopped reading (a frozen tab, a stalled network) would
+    otherwise hold a closing connection open forever, waiting for its buffer to drain."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().shutdown(sockets)
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -67,6 +76,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def embedded_server(app: Any, log_level: str = "warning") -> EmbeddedServer:
-    config = uvicorn.Config(app, log_level=log_level.lower(), access_log=False, lifespan="off")
+def embedded_server(app: Any, log_level: str = "warning", **options: Any) -> EmbeddedServer:
+    """`options` are uvicorn.Config's (e.g. ws_per_message_deflate)."""
+    config = uvicorn.Config(
+        app, log_level=log_level.lower(), access_log=False, lifespan="off",
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, **options,
+    )  # fmt: skip
     return EmbeddedServer(config)

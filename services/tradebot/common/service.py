@@ -81,7 +81,7 @@ class ServiceContext:
     async def count_error(self, reason: str) -> None:
         self.counters["errors"] += 1
         try:
-            await self.heartbeat.count_error()
+            await self.heartbeat.count_error(reason)
         except TRANSIENT_ERRORS:
             log.warning("could not count an error in Redis", extra={"reason": reason})
 

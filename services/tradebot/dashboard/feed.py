@@ -1,8 +1,10 @@
 """What the dashboard reads from Redis: the live streams, and the snapshot a new browser starts from.
 
-The dashboard is a viewer: it reads with plain XREAD from the newest entry
-(`$`), never through a consumer group, so it acknowledges nothing and takes no
-work from the services.
+The dashboard is a viewer: it reads with plain XREAD, never through a consumer
+group, so it acknowledges nothing and takes no work from the services. It follows
+each stream from the last id it has seen there, starting at each stream's newest
+entry: XREAD's `$` would mean "newest" again on every call, skipping whatever a
+quiet stream received while a busy one was being read.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import KeyT, StreamIdT
 
 from tradebot.api.account import read_account
 from tradebot.api.status import service_statuses
@@ -19,8 +22,14 @@ from tradebot.common.models import Message
 from tradebot.dashboard.frames import Frame, event, price_update
 
 log = logging.getLogger(__name__)
-LIVE_STREAMS = (keys.TICKS, keys.SIGNALS, keys.ORDERS, keys.FILLS, keys.POSITIONS)
+EVENT_STREAMS = (keys.SIGNALS, keys.ORDERS, keys.FILLS, keys.POSITIONS)
 RECENT_EVENTS = 30
+BEFORE_ANY = b"0-0"  # a stream that does not exist yet is followed from its first entry
+
+
+def live_streams(tick_shards: int) -> list[str]:
+    """Every stream the dashboard shows: each tick shard, then signals, orders, fills, positions."""
+    return [*keys.tick_streams(tick_shards), *EVENT_STREAMS]
 
 
 def decode_entries(response) -> list[Message]:
@@ -36,21 +45,29 @@ def decode_entries(response) -> list[Message]:
 
 
 class StreamFeed:
-    """Reads new entries of the live streams, remembering where it stopped."""
+    """Reads new entries of the live streams, following each from the last id seen in it."""
 
-    def __init__(self, redis: Redis, count: int = 2_000, block_ms: int = 1_000, tick_shards: int = 1) -> None:
+    def __init__(self, redis: Redis, streams: list[str], count: int = 2_000, block_ms: int = 1_000) -> None:
         self.redis = redis
+        self.streams = streams
         self.count = count
         self.block_ms = block_ms
-        self.last_ids: dict[str, bytes | str] = dict.fromkeys(
-            (*keys.tick_streams(tick_shards), *LIVE_STREAMS[1:]), "$"
-        )
+        self.last_ids: dict[KeyT, StreamIdT] = {}
+
+    async def start(self) -> None:
+        """Begin after each stream's newest entry (history comes from the snapshot, not from here)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in self.streams:
+                pipe.xrevrange(stream, count=1)
+            newest = await pipe.execute()
+        pairs = zip(self.streams, newest, strict=True)
+        self.last_ids = {stream: entries[0][0] if entries else BEFORE_ANY for stream, entries in pairs}
 
     async def read(self) -> list[Message]:
         response = await self.redis.xread(self.last_ids, count=self.count, block=self.block_ms)
         for stream, entries in response or []:
             if entries:
-                self.last_ids[stream.decode() if isinstance(stream, bytes) else stream] = entries[-1][0]
+                self.last_ids[stream.decode() if isinstance(stream, bytes) else str(stream)] = entries[-1][0]
         return decode_entries(response)
 
 

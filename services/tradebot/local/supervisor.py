@@ -1,20 +1,28 @@
 """Runs services as child processes, as a container runtime would: prefixes their
 output, restarts one that dies (with backoff), and stops all of them on request.
+
+Each child runs in a process group of its own (so Ctrl-C reaches only `tradebot up`,
+which stops the children in order) that is registered with the stack's guard (so the
+children end even when `tradebot up` is killed). Output whose reader went away (`tradebot
+up | head`) is dropped: the stack keeps running without its audience.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import sys
 from dataclasses import dataclass, field
+from typing import TextIO, cast
 
 from rich.console import Console
 from rich.text import Text
 
 from tradebot.common.backoff import Backoff
+from tradebot.local.guard import Guard
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_green")
 STOP_GRACE_SECONDS = 15.0
@@ -29,11 +37,51 @@ class Child:
     backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=30.0))
 
 
+class PipeSafeStream(io.TextIOBase):
+    """A text stream that, once its reader has gone (a closed pipe), drops what is written."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.reader_gone = False
+
+    def write(self, text: str) -> int:
+        self._attempt(lambda: (self.stream.write(text), self.stream.flush()))
+        return len(text)
+
+    def flush(self) -> None:
+        self._attempt(self.stream.flush)
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def _attempt(self, action) -> None:
+        if self.reader_gone:
+            return
+        try:
+            action()
+        except BrokenPipeError:
+            self.reader_gone = True
+            # The same file descriptor now leads nowhere, so the interpreter's last flush at exit
+            # (and anything else still writing there) finds no broken pipe either.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+
+def output_console(stream: TextIO = sys.stderr) -> Console:
+    """Where `tradebot up` and its services' lines go: stderr, surviving a reader that leaves."""
+    return Console(file=cast(TextIO, PipeSafeStream(stream)))  # a TextIOBase: every method rich uses
+
+
 class Supervisor:
-    def __init__(self, service_ids: list[str], env: dict[str, str], console: Console) -> None:
+    def __init__(self, service_ids: list[str], env: dict[str, str], console: Console, guard: Guard) -> None:
         self.children = [Child(sid, COLOURS[i % len(COLOURS)]) for i, sid in enumerate(service_ids)]
         self.env = env
         self.console = console
+        self.guard = guard
         self.stopping = asyncio.Event()
         self.width = max(len(sid) for sid in service_ids)
 
@@ -58,8 +106,10 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the children in order
             )  # fmt: skip
+            self.guard.watch_group(child.process.pid)
             await self._relay_output(child)
             code = await child.process.wait()
+            self.guard.release(child.process.pid)
             if self.stopping.is_set():
                 return
             child.restarts += 1

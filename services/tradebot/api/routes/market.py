@@ -8,8 +8,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
+from pydantic import WithJsonSchema
 
-from tradebot.api.deps import NOT_FOUND, KnownSymbol, Source, State
+from tradebot.api.deps import NOT_FOUND, End, KnownSymbol, Source, Start, State, Tickers, tickers
 from tradebot.api.models import (
     BarSeries,
     Interval,
@@ -20,9 +21,15 @@ from tradebot.api.models import (
     TickPage,
 )
 from tradebot.api.movers import movers
-from tradebot.api.ranges import MAX_TICKS_PER_PAGE, RequestProblem, bar_range, decode_cursor, time_range
+from tradebot.api.ranges import (
+    CURSOR_PATTERN,
+    MAX_BARS,
+    MAX_TICKS_PER_PAGE,
+    bar_range,
+    decode_cursor,
+    time_range,
+)
 from tradebot.api.sources import UnknownName
-from tradebot.common.symbols import normalise_symbol
 
 router = APIRouter(tags=["market data"], responses=NOT_FOUND)
 
@@ -32,9 +39,7 @@ def json_of(body: dict[str, Any]) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
-MAX_PRICE_SYMBOLS = 1_000
-Start = Annotated[datetime | None, Query(description="inclusive; ISO 8601, naive means UTC")]
-End = Annotated[datetime | None, Query(description="exclusive; defaults to now")]
+Cursor = Annotated[str, WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN})]
 
 
 def now() -> datetime:
@@ -68,7 +73,7 @@ async def get_ticks(
     start: Start = None,
     end: End = None,
     limit: Annotated[int, Query(ge=1, le=MAX_TICKS_PER_PAGE, description="ticks per page")] = 1_000,
-    cursor: Annotated[str | None, Query(max_length=512, description="previous page's next_cursor")] = None,
+    cursor: Annotated[Cursor | None, Query(description="the previous page's next_cursor")] = None,
 ) -> Response:
     start, end = time_range(start, end, timedelta(days=1), now())
     after = decode_cursor(cursor) if cursor else None
@@ -80,6 +85,9 @@ async def get_ticks(
     "/sources/{source}/symbols/{symbol}/bars",
     response_model=BarSeries,
     summary="OHLCV bars at 1m/5m/15m/1h/1d over a time range",
+    description=f"At most {MAX_BARS:,} bars, the newest of the range: the answer's `start` says where "
+    "they begin (ask again with that as `end` for earlier ones). A bucket that `start` falls in is "
+    "served whole.",
 )
 async def get_bars(
     state: State,
@@ -90,22 +98,9 @@ async def get_bars(
     end: End = None,
 ) -> Response:
     start, end = bar_range(start, end, interval, now())
-    bars = await state.store.bars(tables, symbol, interval, start, end)
+    bars = await state.store.bars(tables, symbol, interval, start, end) if start < end else []
     series = {"source": tables.source, "symbol": symbol, "interval": interval, "start": start, "end": end}
     return json_of({**series, "bars": bars})
-
-
-def parse_symbols(raw: str | None) -> list[str] | None:
-    """Pure: a comma-separated symbol list, normalised and de-duplicated; None means all."""
-    if raw is None or not raw.strip():
-        return None
-    try:
-        symbols = list(dict.fromkeys(normalise_symbol(s) for s in raw.split(",") if s.strip()))
-    except ValueError as error:
-        raise RequestProblem(str(error), ("query", "symbols")) from None
-    if len(symbols) > MAX_PRICE_SYMBOLS:
-        raise RequestProblem(f"at most {MAX_PRICE_SYMBOLS} symbols per request", ("query", "symbols"))
-    return symbols
 
 
 @router.get(
@@ -115,10 +110,10 @@ async def latest_prices(
     state: State,
     tables: Source,
     symbols: Annotated[
-        str | None, Query(description="comma-separated, e.g. AAPL,MSFT; all symbols when omitted")
+        Tickers | None, Query(description="comma-separated, e.g. AAPL,MSFT; all symbols when omitted")
     ] = None,
 ) -> LatestPrices:
-    wanted = parse_symbols(symbols)
+    wanted = tickers(symbols)
     prices = await state.store.latest_prices(tables, wanted or await state.store.symbols(tables))
     missing = sorted(set(wanted or ()) - {p.symbol for p in prices})
     if missing:

@@ -10,13 +10,11 @@ from pydantic import BaseModel
 
 from tradebot.api import queries
 from tradebot.api.account import read_account
-from tradebot.api.deps import State, SymbolFilter
+from tradebot.api.deps import End, Start, State, SymbolFilter
 from tradebot.api.models import Account, Fill, Order, Position, Signal
 from tradebot.api.ranges import EARLIEST, LATEST, MAX_ROWS, time_range
 
 router = APIRouter(tags=["paper trading"])
-Start = Annotated[datetime | None, Query(description="inclusive; ISO 8601, naive means UTC")]
-End = Annotated[datetime | None, Query(description="exclusive")]
 Limit = Annotated[int, Query(ge=1, le=MAX_ROWS, description="rows, newest first")]
 
 
@@ -36,21 +34,21 @@ async def recent_rows(
 
 @router.get("/signals", response_model=list[Signal], summary="Trade signals, newest first")
 async def signals(
-    state: State, symbol: SymbolFilter, start: Start = None, end: End = None, limit: Limit = 100
+    state: State, symbol: SymbolFilter = None, start: Start = None, end: End = None, limit: Limit = 100
 ) -> list[Signal]:
     return await recent_rows(state, queries.RECENT_SIGNALS, Signal, symbol, start, end, limit)
 
 
 @router.get("/orders", response_model=list[Order], summary="Paper orders, newest first")
 async def orders(
-    state: State, symbol: SymbolFilter, start: Start = None, end: End = None, limit: Limit = 100
+    state: State, symbol: SymbolFilter = None, start: Start = None, end: End = None, limit: Limit = 100
 ) -> list[Order]:
     return await recent_rows(state, queries.RECENT_ORDERS, Order, symbol, start, end, limit)
 
 
 @router.get("/fills", response_model=list[Fill], summary="Paper fills, newest first")
 async def fills(
-    state: State, symbol: SymbolFilter, start: Start = None, end: End = None, limit: Limit = 100
+    state: State, symbol: SymbolFilter = None, start: Start = None, end: End = None, limit: Limit = 100
 ) -> list[Fill]:
     return await recent_rows(state, queries.RECENT_FILLS, Fill, symbol, start, end, limit)
 

@@ -36,6 +36,7 @@ const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v
 const pct = (v) => (v > 0 ? "+" : "") + v.toFixed(2) + "%";
 const clock = (t) => new Date(typeof t === "number" ? t * 1000 : t).toLocaleTimeString([], { hour12: false });
 const signClass = (v) => (v > 0 ? "up" : v < 0 ? "down" : "");
+const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
 // ---- live connection -------------------------------------------------------------------------
 
@@ -78,6 +79,13 @@ function changeOf(symbol) {
   return reference ? (100 * (price - reference)) / reference : 0;
 }
 
+// The Web Animations API restarts a flash without a forced layout per cell (which, for every price
+// of every frame, froze the page at a few hundred symbols).
+const FLASH = { up: "rgba(38, 166, 154, 0.45)", down: "rgba(239, 83, 80, 0.45)" };
+function flash(cell, up) {
+  cell.animate([{ background: up ? FLASH.up : FLASH.down }, { background: "transparent" }], { duration: 600 });
+}
+
 function updatePrices(updates) {
   const body = $("#prices tbody");
   let added = false;
@@ -97,11 +105,7 @@ function updatePrices(updates) {
     }
     const cells = row.children;
     cells[1].textContent = num(update.price);
-    if (previous && previous.price !== update.price) {
-      cells[1].className = "price";
-      void cells[1].offsetWidth; // restart the flash animation
-      cells[1].className = "price " + (update.price > previous.price ? "flash-up" : "flash-down");
-    }
+    if (previous && previous.price !== update.price) flash(cells[1], update.price > previous.price);
     const change = changeOf(symbol);
     cells[2].textContent = pct(change);
     cells[2].className = "change " + signClass(change);
@@ -112,7 +116,7 @@ function updatePrices(updates) {
   }
   if (added) {
     [...body.children].sort((a, b) => a.dataset.symbol.localeCompare(b.dataset.symbol)).forEach((r) => body.append(r));
-    $("#price-count").textContent = `${Object.keys(state.prices).length} symbols`;
+    $("#price-count").textContent = plural(Object.keys(state.prices).length, "symbol");
     if (!state.selected) selectSymbol(Object.keys(state.rows).sort()[0]);
   }
   renderMovers();
@@ -121,8 +125,9 @@ function updatePrices(updates) {
 function renderMovers() {
   const symbols = Object.keys(state.prices);
   const changes = symbols.map((s) => [s, changeOf(s)]).sort((a, b) => b[1] - a[1]);
-  const item = ([symbol, change]) =>
-    el("li", {}, `${symbol} ${num(state.prices[symbol].price)} `, el("span", { class: signClass(change) }, pct(change)));
+  const item = ([symbol, change]) => el("li", {}, el("span", { class: "mover" },
+    el("span", { class: "what" }, `${symbol} ${num(state.prices[symbol].price)}`),
+    el("span", { class: `pct ${signClass(change)}` }, pct(change))));
   $("#gainers").replaceChildren(...changes.filter((c) => c[1] > 0).slice(0, TOP_MOVERS).map(item));
   $("#losers").replaceChildren(...changes.filter((c) => c[1] < 0).reverse().slice(0, TOP_MOVERS).map(item));
   const up = changes.filter((c) => c[1] > 0).length;
@@ -190,12 +195,25 @@ async function resetErrors(service) {
   if (!answer.ok) console.warn("reset failed", service, answer.status);
 }
 
+// What failed, in the service's words: the reason of its newest counted error (a dead letter, a
+// provider's refusal) while errors are counted, and whatever it says of its state.
+function reasons(s) {
+  const said = [];
+  if (s.error_count > 0 && s.last_error) {
+    const when = s.last_error_at ? ` (${age((Date.now() - Date.parse(s.last_error_at)) / 1000)})` : "";
+    said.push(`last error${when}: ${s.last_error}`);
+  }
+  if (s.message && s.message !== s.last_error) said.push(s.message);
+  return said.map((text) => el("div", { class: "detail reason", title: text }, text));
+}
+
 function renderHealth(services) {
   $("#health").replaceChildren(...services.map((s) => {
     const card = el("div", { class: `service state-${s.state}`, "data-service": s.service, "data-state": s.state },
       el("div", { class: "name" }, s.name, ...(s.active_market_data ? [el("span", { class: "active" }, "active")] : [])),
       el("div", { class: "detail" }, `${s.state} · ${age(s.heartbeat_age)}`),
-      el("div", { class: "detail" }, `errors: ${s.error_count}${s.status ? " · " + s.status : ""}`));
+      el("div", { class: "detail" }, `errors: ${s.error_count}${s.status ? " · " + s.status : ""}`),
+      ...reasons(s));
     if (s.error_count > 0) {
       const button = el("button", { class: "reset", type: "button" }, "reset errors");
       button.onclick = () => resetErrors(s.service);
@@ -249,7 +267,7 @@ async function loadBars() {
     state.series.setData(bars);
     state.lastBar = bars.length ? { ...bars[bars.length - 1] } : null;
     state.chart.timeScale().fitContent();
-    message.textContent = `${bars.length} bars from the API; the last one follows live ticks`;
+    message.textContent = `${plural(bars.length, "bar")} from the API; the last one follows live ticks`;
     $("#chart").dataset.bars = String(bars.length);
   } catch (error) {
     message.textContent = "the API is unreachable; retrying";
@@ -285,6 +303,8 @@ async function start() {
     button.onclick = () => {
       document.querySelectorAll("#intervals button").forEach((b) => b.classList.toggle("active", b === button));
       state.interval = button.dataset.interval;
+      // Daily bars all sit at midnight: their axis shows dates, a clock would read "00:00".
+      state.chart.applyOptions({ timeScale: { timeVisible: state.interval !== "1d" } });
       loadBars();
     };
   }
