@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
@@ -22,7 +22,9 @@ from tradebot.api.store import HistoryStore
 from tradebot.common.models import SYMBOL_PATTERN
 from tradebot.common.settings import Settings
 
-NOT_FOUND = {404: {"model": Problem, "description": "unknown source, symbol or service (named)"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "unknown source, symbol or service (named)"}
+}
 MAX_PRICE_SYMBOLS = 1_000
 SYMBOL_PARAM_PATTERN = SYMBOL_PATTERN.replace("A-Z", "A-Za-z")
 """A ticker as a request may write it, in any case (AAPL, aapl, BRK.B); the API upper-cases it."""

@@ -91,7 +91,7 @@ class ServiceHealth:
 
 
 def health_from_raw(
-    service_id: str, raw_heartbeat: bytes | None, raw_errors: bytes | None, now: float
+    service_id: str, raw_heartbeat: bytes | str | None, raw_errors: bytes | str | None, now: float
 ) -> ServiceHealth:
     """Pure: turn the two Redis values of one service into its health."""
     heartbeat = None

@@ -324,7 +324,7 @@ def describe_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read the environment (and `.env`); raise SettingsError with a readable message."""
     try:
         return Settings(**overrides)

@@ -19,7 +19,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 if TYPE_CHECKING:
-    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.util.types import AttributeValue
 
 EXPORTER_CHOICES = ("none", "console", "otlp")
 # Metrics only: a pull reader served at OTEL_EXPORTER_PROMETHEUS_HOST:_PORT (tradebot.common.metrics).
@@ -67,7 +69,7 @@ def setup_telemetry(service_id: str) -> None:
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[reader]))
 
 
-def _span_exporter(choice: str):
+def _span_exporter(choice: str) -> SpanExporter:
     if choice == "console":
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -88,7 +90,7 @@ def _prometheus_reader() -> MetricReader:
     return reader
 
 
-def _metric_exporter(choice: str):
+def _metric_exporter(choice: str) -> MetricExporter:
     if choice == "console":
         from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
@@ -126,7 +128,9 @@ def current_traceparent() -> str | None:
 _NOT_TRACED = nullcontext(None)
 
 
-def traced(name: str, span_name: str, parent: str | None = None, **attributes) -> AbstractContextManager:
+def traced(
+    name: str, span_name: str, parent: str | None = None, **attributes: AttributeValue
+) -> AbstractContextManager[str | None]:
     """A span (child of `parent` traceparent) whose context yields the traceparent to pass on.
 
     A shared no-op yielding None when tracing is off, so hot paths pay almost nothing.
@@ -137,7 +141,9 @@ def traced(name: str, span_name: str, parent: str | None = None, **attributes) -
 
 
 @contextmanager
-def _span(name: str, span_name: str, parent: str | None, attributes: dict) -> Iterator[str | None]:
+def _span(
+    name: str, span_name: str, parent: str | None, attributes: dict[str, AttributeValue]
+) -> Iterator[str | None]:
     with tracer(name).start_as_current_span(
         span_name, context=context_from_traceparent(parent), attributes=attributes
     ):

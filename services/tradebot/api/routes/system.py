@@ -22,10 +22,10 @@ SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 @router.get("/health", response_model=ApiHealth, summary="Whether the API reaches PostgreSQL and Redis")
 async def health(state: State) -> ApiHealth:
     database = redis = False
-    with contextlib.suppress(TRANSIENT_ERRORS):
+    with contextlib.suppress(*TRANSIENT_ERRORS):
         await state.catalog.refresh()
         database = True
-    with contextlib.suppress(TRANSIENT_ERRORS):
+    with contextlib.suppress(*TRANSIENT_ERRORS):
         redis = bool(await state.redis.ping())
     status = "ok" if database and redis else "degraded"
     return ApiHealth(status=status, database=database, redis=redis, timescale=state.catalog.timescale)
