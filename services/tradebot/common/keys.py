@@ -126,6 +126,9 @@ PORTFOLIO = "execution:portfolio"
 """The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
 PROCESSED_SIGNALS = "execution:processed_signals"
 """Sorted set: signal id -> time it was executed (exactly-once record)."""
+BROKER_BOOK = "execution:broker"
+"""With a broker venue (EXECUTION_VENUE=alpaca): the orders open at the broker, the orders being
+submitted, and where the last catch-up of fills ended (tradebot.execution.book.Book)."""
 
 # ---------------------------------------------------------------------------- strategy
 STRATEGY_PROGRESS = "strategy:progress"

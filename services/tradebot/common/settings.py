@@ -127,7 +127,10 @@ class Settings(BaseSettings):
         "market", description="order type at Alpaca (EXECUTION_VENUE=alpaca)"
     )
     alpaca_limit_offset_bps: Annotated[float, EXECUTION] = Field(
-        10, ge=0, le=1_000, description="limit orders: how far past the signal's price (buys above, sells below)"
+        10,
+        ge=0,
+        le=1_000,
+        description="limit orders: how far past the signal's price (buys above, sells below)",
     )
     alpaca_feed: Annotated[Literal["iex", "sip"], ALPACA_FEED] = "iex"
     polygon_rest_url: Annotated[str, POLYGON_FEED] = Field(
@@ -339,7 +342,8 @@ class Settings(BaseSettings):
         missing = [name for name in venue.credentials if not getattr(self, name.lower())]
         if not missing:
             return None
-        return f"{' and '.join(missing)} not set: EXECUTION_VENUE={venue.name} needs {' and '.join(venue.credentials)}"
+        needed = " and ".join(venue.credentials)
+        return f"{' and '.join(missing)} not set: EXECUTION_VENUE={venue.name} needs {needed}"
 
     def credentials_problem(self) -> str | None:
         """Why the chosen data source cannot start, or None when its keys are present."""

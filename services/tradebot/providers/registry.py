@@ -87,7 +87,7 @@ SIMULATED_VENUE = ExecutionVenue(
 ALPACA_VENUE = ExecutionVenue(
     name="alpaca",
     description="Alpaca paper trading (alpaca-py): Alpaca's own fills from trade_updates, reconciled by REST",
-    service="tradebot.execution.alpaca:AlpacaExecutionService",
+    service="tradebot.execution.broker_service:AlpacaExecutionService",
     credentials=ALPACA.credentials,
 )
 EXECUTION_VENUES: dict[str, ExecutionVenue] = {v.name: v for v in (SIMULATED_VENUE, ALPACA_VENUE)}
