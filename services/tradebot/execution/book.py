@@ -31,6 +31,8 @@ from tradebot.execution.venue import (
     BrokerOrder,
     BrokerPosition,
     BrokerUpdate,
+    OrderIntent,
+    OrderType,
 )
 
 EPSILON = 1e-9
@@ -61,9 +63,16 @@ class TrackedOrder(BaseModel):
     reason: str = ""
     filled: float = 0.0
     leg: bool = False
+    order_type: OrderType = "market"
+    limit_price: float | None = None
     stop_price: float | None = None
     take_profit_price: float | None = None
     traceparent: str | None = None
+
+    def intent(self) -> OrderIntent:
+        """The order to submit for it (again)."""
+        return OrderIntent(self.key, self.symbol, self.side, self.quantity, self.order_type,
+                           self.limit_price, self.stop_price, self.take_profit_price)  # fmt: skip
 
 
 class Book(BaseModel):
@@ -113,23 +122,19 @@ def _leg_reason(leg: BrokerOrder) -> str:
     return f"{kind}: bracket leg at the broker"
 
 
-def intended(
-    pending: PendingOrder,
-    reference_price: float,
-    stop_price: float | None = None,
-    take_profit_price: float | None = None,
-) -> TrackedOrder:
-    """What our record of the signal's order will say, before the broker has an id for it."""
+def intended(pending: PendingOrder, intent: OrderIntent, reference_price: float) -> TrackedOrder:
+    """The signal's order as decided, before the broker has an id for it (kept until the signal is
+    acknowledged: a redelivery submits exactly this again, never a fresh decision)."""
     return TrackedOrder(broker_id="", key=pending.signal_id, strategy=pending.strategy, symbol=pending.symbol,
-                        side=pending.side, quantity=0.0, reference_price=reference_price,
-                        time=pending.signal_time, stop_price=stop_price,
-                        take_profit_price=take_profit_price, traceparent=pending.traceparent)  # fmt: skip
+                        side=pending.side, quantity=intent.quantity, reference_price=reference_price,
+                        time=pending.signal_time, order_type=intent.order_type,
+                        limit_price=intent.limit_price, stop_price=intent.stop_loss,
+                        take_profit_price=intent.take_profit, traceparent=pending.traceparent)  # fmt: skip
 
 
 def track(book: Book, order: BrokerOrder, meant: TrackedOrder) -> None:
     """Remember an order we placed (and its bracket legs) until it is final; an order already
     known (a redelivered signal's, found at the broker) is left as it is."""
-    book.submitting.pop(order.client_order_id, None)
     if book.knows(order.id):
         return
     book.orders[order.id] = meant.model_copy(
@@ -139,6 +144,7 @@ def track(book: Book, order: BrokerOrder, meant: TrackedOrder) -> None:
         if not book.knows(leg.id):
             book.orders[leg.id] = meant.model_copy(
                 update={"broker_id": leg.id, "key": f"exit:{meant.key}", "quantity": leg.quantity,
+                        "side": leg.side, "limit_price": None,
                         "time": leg.time or meant.time, "reason": _leg_reason(leg), "leg": True,
                         "stop_price": None, "take_profit_price": None, "traceparent": None}
             )  # fmt: skip

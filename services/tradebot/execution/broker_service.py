@@ -43,6 +43,7 @@ from tradebot.common.telemetry import traced
 from tradebot.execution.book import (
     Book,
     Booked,
+    TrackedOrder,
     adopt,
     apply_update,
     book_fill,
@@ -306,6 +307,9 @@ class BrokerExecutionService:
         self, ctx: ServiceContext, portfolio: Portfolio, book: Book, signal: TradeSignal, tp: str | None
     ) -> Booked:
         """One signal: decided as the paper broker would, then placed at the broker."""
+        prior = book.submitting.get(signal.id)
+        if prior is not None:  # decided (and perhaps placed) before a crash: the same order again
+            return await self._submit(ctx, portfolio, book, signal, prior, tp)
         refusal = self.broker.refusal(signal)
         if refusal is not None:
             return self._rejected(portfolio, signal, refusal, tp)
@@ -320,22 +324,31 @@ class BrokerExecutionService:
         )
         if rejection is not None:
             return self._rejected(portfolio, signal, rejection, tp)
-        intent = self._intent(signal, quantity, price)
-        done = Booked()
-        if signal.side is Side.SELL:
-            done.extend(await self._cancel_legs(portfolio, book, signal.symbol))
-        meant = intended(pending, signal.price, intent.stop_loss, intent.take_profit)
-        book.submitting[intent.client_order_id] = meant
+        meant = intended(pending, self._intent(signal, quantity, price), signal.price)
+        book.submitting[signal.id] = meant
         await ctx.redis.set(keys.BROKER_BOOK, book.model_dump_json())  # written down before the request
+        return await self._submit(ctx, portfolio, book, signal, meant, tp)
+
+    async def _submit(
+        self, ctx: ServiceContext, portfolio: Portfolio, book: Book, signal: TradeSignal,
+        meant: TrackedOrder, tp: str | None,
+    ) -> Booked:  # fmt: skip
+        """Place the decided order; Alpaca itself refuses a second one with the same client_order_id."""
+        done = Booked()
+        if meant.side is Side.SELL:
+            done.extend(await self._cancel_legs(portfolio, book, meant.symbol))
         try:
-            order = await self.venue.submit(intent)
+            order = await self.venue.submit(meant.intent())
         except OrderRefused as error:
-            book.submitting.pop(intent.client_order_id, None)
+            book.submitting.pop(signal.id, None)
             done.extend(self._rejected(portfolio, signal, str(error), tp))
             return done
         track(book, order, meant)
+        book.submitting.pop(signal.id, None)
         done.counts["orders_submitted"] += 1
-        log.info("order submitted", extra={"signal": signal.id, "order": order.id, "quantity": quantity})
+        log.info(
+            "order submitted", extra={"signal": signal.id, "order": order.id, "quantity": meant.quantity}
+        )
         return done
 
     def _intent(self, signal: TradeSignal, quantity: float, price: float) -> OrderIntent:

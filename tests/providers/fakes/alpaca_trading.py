@@ -240,7 +240,8 @@ class FakeAlpacaTrading(ProviderServer):
     def _end(self, order: dict[str, Any], status: str) -> None:
         order["status"] = status
         order["updated_at"] = now_text()
-        order[{"canceled": "canceled_at", "expired": "expired_at", "rejected": "failed_at"}[status]] = now_text()
+        stamp = {"canceled": "canceled_at", "expired": "expired_at", "rejected": "failed_at"}[status]
+        order[stamp] = now_text()
         self._event(status, order)
         for leg in self._legs(order["id"]):
             if leg["status"] not in FINAL:
@@ -314,8 +315,9 @@ class FakeAlpacaTrading(ProviderServer):
             return error(401, 40110000, "request is not authorized")
         wait = self.limit.admit()
         if wait is not None:
-            headers = {"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0",
-                       "X-RateLimit-Reset": str(int(dt.datetime.now(dt.UTC).timestamp() + max(1.0, wait)))}  # fmt: skip
+            reset = int(dt.datetime.now(dt.UTC).timestamp() + max(1.0, wait))
+            headers = {"X-RateLimit-Limit": "200", "X-RateLimit-Remaining": "0"}
+            headers["X-RateLimit-Reset"] = str(reset)
             if self.limit.retry_after is not None:
                 headers["Retry-After"] = f"{wait:.3f}"
             return JSONResponse({"code": 42910000, "message": "rate limit exceeded"}, 429, headers=headers)
@@ -417,7 +419,7 @@ class FakeAlpacaTrading(ProviderServer):
             return error(404, 40410000, "order not found")
         if request.method == "DELETE":
             if order["status"] in FINAL:
-                return error(422, 42210000, f"order is already in \"{order['status']}\" state")
+                return error(422, 42210000, f'order is already in "{order["status"]}" state')
             self._end(order, "canceled")
             return Response(status_code=204)
         return JSONResponse(self._public(order))
@@ -429,8 +431,8 @@ class FakeAlpacaTrading(ProviderServer):
         for symbol, (qty, cost) in sorted(self.positions.items()):
             price = self.prices.get(symbol, cost / qty)
             shown.append({
-                "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)), "symbol": symbol, "exchange": "NASDAQ",
-                "asset_class": "us_equity", "asset_marginable": True, "qty": f"{qty:g}",
+                "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, symbol)), "symbol": symbol,
+                "exchange": "NASDAQ", "asset_class": "us_equity", "asset_marginable": True, "qty": f"{qty:g}",
                 "qty_available": f"{self._available(symbol):g}", "avg_entry_price": str(round(cost / qty, 6)),
                 "side": "long", "market_value": f"{qty * price:.2f}", "cost_basis": f"{cost:.2f}",
                 "unrealized_pl": f"{qty * price - cost:.2f}", "current_price": str(price),
@@ -459,4 +461,3 @@ class FakeAlpacaTrading(ProviderServer):
         if refused := self._refusal(request):
             return refused
         return JSONResponse([asset(symbol) for symbol in self.symbols])
-
