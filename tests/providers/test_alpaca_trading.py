@@ -181,8 +181,8 @@ async def test_a_signal_redelivered_after_a_crash_places_one_order(make_settings
     taken = await redis.xreadgroup("execution", "execution-crashed-pod", {keys.SIGNALS: ">"}, count=10)
     assert len(taken[0][1]) == 1
     meant = intended(PendingOrder.of(signal(1)), OrderIntent(signal(1).id, "AAPL", Side.BUY, 10), 100.0)
-    crashed = Book(last_fill=datetime.now(UTC), submitting={signal(1).id: meant})
-    await redis.set(keys.BROKER_BOOK, crashed.model_dump_json())
+    await redis.set(keys.BROKER_BOOK, Book(last_fill=datetime.now(UTC)).model_dump_json())
+    await redis.hset(keys.BROKER_SUBMITTING, signal(1).id, meant.model_dump_json())
     sdk = TradingClient(fake_trading.key, fake_trading.secret, url_override=fake_trading.rest_url)
     placed = MarketOrderRequest(
         symbol="AAPL", qty=10, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, client_order_id=signal(1).id
@@ -205,6 +205,7 @@ async def test_a_signal_redelivered_after_a_crash_places_one_order(make_settings
         assert fill.quantity == 10
         held = (await portfolio(redis)).holdings["AAPL"]
         assert (held.quantity, held.strategy) == (10, "sma_crossover")
+        assert await redis.hlen(keys.BROKER_SUBMITTING) == 0
 
 
 @pytest.mark.parametrize("fake_trading", [{"auto_fill": False}], indirect=True)

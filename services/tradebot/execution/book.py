@@ -80,9 +80,6 @@ class Book(BaseModel):
 
     orders: dict[str, TrackedOrder] = Field(default_factory=dict)
     """Open orders by broker id."""
-    submitting: dict[str, TrackedOrder] = Field(default_factory=dict)
-    """Orders about to be submitted, by client_order_id (written before the request): after a crash
-    in between, the order found at the broker is booked with its signal's strategy."""
     closed: list[str] = Field(default_factory=list)
     """Broker ids of the newest final orders, never tracked again."""
     last_fill: datetime | None = None
@@ -150,10 +147,9 @@ def track(book: Book, order: BrokerOrder, meant: TrackedOrder) -> None:
             )  # fmt: skip
 
 
-def adopt(book: Book, order: BrokerOrder, now: datetime) -> None:
+def adopt(book: Book, order: BrokerOrder, now: datetime, meant: TrackedOrder | None = None) -> None:
     """An order at the broker missing from our records: one we were submitting when we stopped
-    (booked as its signal's), else one placed elsewhere (booked as `external`)."""
-    meant = book.submitting.get(order.client_order_id)
+    (`meant`: booked as its signal's), else one placed elsewhere (booked as `external`)."""
     if meant is None:
         meant = TrackedOrder(broker_id="", key=f"broker:{order.client_order_id}", strategy=EXTERNAL,
                              symbol=order.symbol, side=order.side, quantity=order.quantity,
@@ -231,12 +227,14 @@ def close(
     return done
 
 
-def apply_update(book: Book, portfolio: Portfolio, update: BrokerUpdate) -> Booked:
-    """One event of the broker's stream."""
+def apply_update(
+    book: Book, portfolio: Portfolio, update: BrokerUpdate, submitting: dict[str, TrackedOrder] | None = None
+) -> Booked:
+    """One event of the broker's stream (`submitting`: orders decided but not yet known to be placed)."""
     if update.order.id not in book.orders:
         if update.fill is None or book.knows(update.order.id):
             return Booked()
-        adopt(book, update.order, update.time)
+        adopt(book, update.order, update.time, (submitting or {}).get(update.order.client_order_id))
     done = book_fill(book, portfolio, update.fill) if update.fill is not None else Booked()
     if update.event in FINAL_EVENTS:
         said = "" if update.event == "fill" else update.order.status

@@ -10,7 +10,7 @@ streams the simulator writes. Ticks are read (and acknowledged) only to mark the
 positions to the market.
 
 Exactly once, across crashes: the order about to be submitted is written down
-first (`Book.submitting`); a signal delivered again is submitted again with the
+first (`execution:submitting`); a signal delivered again is submitted again with the
 same client_order_id, which the broker refuses, and the order already placed is
 fetched instead. Each step commits the book, the account, the records it
 publishes, the executed signal ids and the acknowledgements in one transaction.
@@ -89,6 +89,7 @@ class BrokerExecutionService:
         self.listening = False
         self._rejection: str | None = None
         self._background: set[asyncio.Task] = set()
+        self.submitting: dict[str, TrackedOrder] = {}
 
     # ------------------------------------------------------------------------ lifecycle
     async def run(self, ctx: ServiceContext) -> None:
@@ -97,8 +98,6 @@ class BrokerExecutionService:
         self.ticks = ctx.consumer(self.tick_streams)
         self.ticks.block_ms = 100
         self.publisher = ctx.publisher()
-        await self.signals.setup()
-        await self.ticks.setup()
         backoff = Backoff(initial=0.5, maximum=30.0)
         while not ctx.stopping.is_set():
             problem = self.settings.venue_credentials_problem()
@@ -134,6 +133,8 @@ class BrokerExecutionService:
         """One connection of the broker's order stream; True when it had reconciled (it worked)."""
         ctx.status, ctx.ready = "connecting", False
         ctx.status_message = f"connecting to the {self.venue.description}"
+        await self.signals.setup()  # (again: what a failed session left unacknowledged comes first)
+        await self.ticks.setup()
         account = await self.venue.account()
         if account.blocked:
             raise VenueRejected(f"the {self.venue.description} is blocked from trading ({account.status})")
@@ -184,6 +185,10 @@ class BrokerExecutionService:
     async def _load(self, ctx: ServiceContext) -> tuple[Portfolio, Book]:
         raw = await ctx.redis.get(keys.BROKER_BOOK)
         book = Book.model_validate_json(raw) if raw else Book(last_fill=datetime.now(UTC))
+        self.submitting = {
+            (cid.decode() if isinstance(cid, bytes) else cid): TrackedOrder.model_validate_json(meant)
+            for cid, meant in (await ctx.redis.hgetall(keys.BROKER_SUBMITTING)).items()
+        }
         return await load_portfolio(ctx.redis, self.settings.starting_cash), book
 
     async def _commit(
@@ -205,6 +210,7 @@ class BrokerExecutionService:
             pipe.set(keys.BROKER_BOOK, book.model_dump_json())
             if executed:
                 pipe.zadd(keys.PROCESSED_SIGNALS, dict.fromkeys(executed, time.time()))
+                pipe.hdel(keys.BROKER_SUBMITTING, *executed)
             if signals:
                 pipe.xack(keys.SIGNALS, self.signals.group, *(d.entry_id for d in signals))
             for stream in {d.stream for d in ticks}:
@@ -225,14 +231,15 @@ class BrokerExecutionService:
         since = (book.last_fill or now) - CATCH_UP_OVERLAP
         for fill in await venue.fills_since(since):
             if not book.knows(fill.order_id):
-                adopt(book, await venue.order(fill.order_id), now)
+                order = await venue.order(fill.order_id)
+                adopt(book, order, now, self.submitting.get(order.client_order_id))
             found = book_fill(book, portfolio, fill)
             found.counts["fills_recovered"] += found.counts["fills"]
             booked.extend(found)
         open_orders = await venue.open_orders()
         for order in open_orders:
             if not book.knows(order.id):
-                adopt(book, order, now)
+                adopt(book, order, now, self.submitting.get(order.client_order_id))
                 booked.counts["orders_adopted"] += 1
         still_open = {o.id for o in open_orders} | {leg.id for o in open_orders for leg in o.legs}
         for broker_id in [i for i in book.orders if i not in still_open]:
@@ -257,7 +264,7 @@ class BrokerExecutionService:
 
     # ------------------------------------------------------------------------ trading
     async def _step(self, ctx: ServiceContext) -> None:
-        signals = await self._read_all_signals()
+        signals = await self.signals.read_all()
         ticks = await self.ticks.read()
         updates = [self.updates.popleft() for _ in range(len(self.updates))]
         if not (signals or ticks or updates):
@@ -265,7 +272,7 @@ class BrokerExecutionService:
         portfolio, book = await self._load(ctx)
         booked = Booked()
         for update in updates:
-            booked.extend(apply_update(book, portfolio, update))
+            booked.extend(apply_update(book, portfolio, update, self.submitting))
         portfolio.mark(
             {t.symbol: t.price for d in ticks if isinstance(t := d.message, PriceTick) and t.type == "trade"}
         )
@@ -286,14 +293,6 @@ class BrokerExecutionService:
                 keys.PROCESSED_SIGNALS, "-inf", time.time() - PROCESSED_RETENTION_SECONDS
             )
 
-    async def _read_all_signals(self) -> list[Delivery]:
-        found: list[Delivery] = []
-        while True:
-            batch = await self.signals.read()
-            found.extend(batch)
-            if len(batch) < self.signals.count:
-                return found
-
     def _rejected(self, portfolio: Portfolio, signal: TradeSignal, reason: str, tp: str | None) -> Booked:
         done = Booked()
         portfolio.orders_rejected += 1
@@ -307,7 +306,7 @@ class BrokerExecutionService:
         self, ctx: ServiceContext, portfolio: Portfolio, book: Book, signal: TradeSignal, tp: str | None
     ) -> Booked:
         """One signal: decided as the paper broker would, then placed at the broker."""
-        prior = book.submitting.get(signal.id)
+        prior = self.submitting.get(signal.id)
         if prior is not None:  # decided (and perhaps placed) before a crash: the same order again
             return await self._submit(ctx, portfolio, book, signal, prior, tp)
         refusal = self.broker.refusal(signal)
@@ -325,8 +324,8 @@ class BrokerExecutionService:
         if rejection is not None:
             return self._rejected(portfolio, signal, rejection, tp)
         meant = intended(pending, self._intent(signal, quantity, price), signal.price)
-        book.submitting[signal.id] = meant
-        await ctx.redis.set(keys.BROKER_BOOK, book.model_dump_json())  # written down before the request
+        self.submitting[signal.id] = meant
+        await ctx.redis.hset(keys.BROKER_SUBMITTING, signal.id, meant.model_dump_json())  # before sending
         return await self._submit(ctx, portfolio, book, signal, meant, tp)
 
     async def _submit(
@@ -340,11 +339,9 @@ class BrokerExecutionService:
         try:
             order = await self.venue.submit(meant.intent())
         except OrderRefused as error:
-            book.submitting.pop(signal.id, None)
             done.extend(self._rejected(portfolio, signal, str(error), tp))
             return done
         track(book, order, meant)
-        book.submitting.pop(signal.id, None)
         done.counts["orders_submitted"] += 1
         log.info(
             "order submitted", extra={"signal": signal.id, "order": order.id, "quantity": meant.quantity}
