@@ -142,7 +142,7 @@ class Settings(BaseSettings):
     provider_silence_timeout: Annotated[float, PROVIDER_FEEDS] = Field(
         60, gt=0, le=3_600, description="reconnect a provider feed silent this many seconds"
     )
-    provider_auth_retry: Annotated[float, PROVIDER_FEEDS] = Field(
+    provider_auth_retry: Annotated[float, PROVIDER_FEEDS | EXECUTION] = Field(
         60, gt=0, le=86_400, description="seconds before retrying rejected or missing credentials"
     )
     symbols_file: Annotated[str, FEEDS] = Field(
