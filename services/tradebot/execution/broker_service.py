@@ -67,6 +67,7 @@ from tradebot.providers.http import ProviderError, ProviderUnreachable
 
 log = logging.getLogger(__name__)
 PROCESSED_RETENTION_SECONDS = 7 * 24 * 3600
+LISTEN_TIMEOUT = 30.0  # seconds the broker has to acknowledge the subscription before we reconnect
 CATCH_UP_OVERLAP = timedelta(seconds=5)  # the fill catch-up starts this far before the last fill booked
 END_EVENTS = {"filled": "fill", "canceled": "canceled", "expired": "expired", "rejected": "rejected"}
 SESSION_ERRORS: tuple[type[BaseException], ...] = (ProviderError, WebSocketException, *NETWORK_ERRORS)
@@ -142,9 +143,12 @@ class BrokerExecutionService:
         stream = asyncio.create_task(
             self.venue.stream(self.updates.append, self._on_listening, self._malformed(ctx)), name="orders"
         )
+        deadline = time.monotonic() + LISTEN_TIMEOUT
         try:
             while not ctx.stopping.is_set():
                 ctx.progressed()
+                if not self.listening and time.monotonic() > deadline:
+                    raise TimeoutError(f"{self.venue.name} did not acknowledge the listen in {LISTEN_TIMEOUT:g}s")
                 if stream.done():
                     error = stream.exception()
                     if error is not None:
