@@ -148,7 +148,7 @@ class BrokerExecutionService:
             while not ctx.stopping.is_set():
                 ctx.progressed()
                 if not self.listening and time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.venue.name} did not acknowledge the listen in {LISTEN_TIMEOUT:g}s")
+                    raise TimeoutError(f"{self.venue.name} never acknowledged the listen")
                 if stream.done():
                     error = stream.exception()
                     if error is not None:
