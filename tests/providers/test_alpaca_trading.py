@@ -285,3 +285,38 @@ async def test_rate_limits_are_waited_out(make_settings, redis, fake_trading):
         assert fake_trading.limit.refused == 3
         await publish(redis, signal(1))
         await eventually(lambda: _true(execution.ctx.counters["orders_filled"] == 1), what="the fill")
+
+
+async def test_a_sell_signal_cancels_the_bracket_legs_then_sells(make_settings, redis, fake_trading):
+    settings = settings_for(make_settings, fake_trading, take_profit_pct=4, stop_loss_pct=2)
+    async with running(AlpacaExecutionService(settings), settings=settings) as [execution]:
+        await running_and_reconciled(execution)
+        await publish(redis, signal(1))
+        await eventually(lambda: _true(execution.ctx.counters["orders_filled"] == 1), what="the entry")
+        fake_trading.prices["AAPL"] = 102.0
+        await publish(redis, signal(2, side=Side.SELL, price=102.0))
+        await eventually(lambda: _true(execution.ctx.counters["orders_filled"] == 2), what="the sale")
+        for leg in ("limit", "stop"):
+            assert fake_trading.order(fake_trading.leg(signal(1).id, leg))["status"] == "canceled"
+        orders = await records(redis, keys.ORDERS)
+        assert [(o.signal_id, o.side, o.status) for o in orders] == [
+            (signal(1).id, "buy", "filled"), (signal(2).id, "sell", "filled")]  # fmt: skip
+        account = await portfolio(redis)
+        assert account.quantity("AAPL") == 0 and account.realized_pnl == pytest.approx(20.0)
+
+
+@pytest.mark.parametrize("fake_trading", [{"auto_fill": False}], indirect=True)
+async def test_limit_orders_at_the_offset_past_the_price(make_settings, redis, fake_trading):
+    settings = settings_for(
+        make_settings, fake_trading, alpaca_order_type="limit", alpaca_limit_offset_bps=25
+    )
+    async with running(AlpacaExecutionService(settings), settings=settings) as [execution]:
+        await running_and_reconciled(execution)
+        await publish(redis, signal(1))
+        await eventually(lambda: _true(fake_trading.placed(signal(1).id) == 1), what="the order at Alpaca")
+        placed = fake_trading.order(signal(1).id)
+        assert (placed["type"], float(placed["limit_price"])) == ("limit", 100.25)
+        fake_trading.fill(signal(1).id, price=100.2)
+        await eventually(lambda: _true(execution.ctx.counters["orders_filled"] == 1), what="the fill")
+        [fill] = await records(redis, keys.FILLS)
+        assert (fill.price, fill.slippage) == (100.2, pytest.approx(2.0))
