@@ -32,7 +32,14 @@ from pydantic_core.core_schema import CoreSchema
 
 from tradebot.common.models import SYMBOL_PATTERN
 from tradebot.common.settings import DEFAULT_SYMBOLS, Settings, SymbolMode
-from tradebot.providers.registry import DATA_SOURCES, DEFAULT_SOURCE, DataSourceName
+from tradebot.providers.registry import (
+    DATA_SOURCES,
+    DEFAULT_SOURCE,
+    DEFAULT_VENUE,
+    EXECUTION_VENUES,
+    DataSourceName,
+    ExecutionVenueName,
+)
 
 # A Kubernetes quantity without a sign (resources and sizes are never negative).
 QUANTITY_PATTERN = (
@@ -257,6 +264,17 @@ class Risk(SpecModel):
     daily_loss_limit: float = like_setting("daily_loss_limit", "Trading stops for the day after this loss.")
 
 
+class Execution(SpecModel):
+    """Where the execution service trades."""
+
+    venue: ExecutionVenueName = Field(
+        DEFAULT_VENUE,
+        description="simulated: the paper broker. alpaca: orders at Alpaca's paper-trading account "
+        "(credentials.secretRef with ALPACA_KEY and ALPACA_SECRET, given to the execution pods only). "
+        "A stack never trades live.",
+    )
+
+
 class SecretRef(SpecModel):
     """A Secret in the stack's namespace."""
 
@@ -366,7 +384,12 @@ def _needs_credentials(spec: StackSpec) -> bool:
     return not DATA_SOURCES[spec.data_source].credentials or spec.credentials is not None
 
 
+def _venue_needs_credentials(spec: StackSpec) -> bool:
+    return not EXECUTION_VENUES[spec.execution.venue].credentials or spec.credentials is not None
+
+
 FREE_SOURCES = [name for name, source in DATA_SOURCES.items() if not source.credentials]
+FREE_VENUES = [name for name, venue in EXECUTION_VENUES.items() if not venue.credentials]
 
 
 class StackSpec(SpecModel):
@@ -396,6 +419,7 @@ class StackSpec(SpecModel):
         ),
     )
     risk: Risk = Field(default_factory=Risk, description="Risk limits of the paper execution service.")
+    execution: Execution = Field(default_factory=Execution, description="Where the execution service trades.")
     credentials: Credentials | None = Field(
         None, description="Where the provider credentials are: never in the spec, always in a Secret."
     )
@@ -420,6 +444,15 @@ class StackSpec(SpecModel):
             field_path=".credentials",
             reason="FieldValueRequired",
             check=_needs_credentials,
+        ),
+        Rule(
+            cel="!has(self.execution) || !has(self.execution.venue) || "
+            f"self.execution.venue in {FREE_VENUES} || has(self.credentials)",
+            message="execution.venue alpaca needs credentials.secretRef: a Secret with ALPACA_KEY and "
+            "ALPACA_SECRET",
+            field_path=".credentials",
+            reason="FieldValueRequired",
+            check=_venue_needs_credentials,
         ),
         Rule(
             cel="self.symbolMode != 'custom' || (has(self.symbols) && size(self.symbols) > 0)",

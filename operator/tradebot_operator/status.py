@@ -18,7 +18,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from tradebot.common.heartbeat import ServiceHealth, read_health
-from tradebot.providers.registry import DATA_SOURCES
+from tradebot.providers.registry import DATA_SOURCES, EXECUTION_VENUES
 from tradebot_operator import API_VERSION, GROUP, KIND, MANAGED_BY, PLURAL, VERSION
 from tradebot_operator.apply import collection_path
 from tradebot_operator.builders.backup import COMPONENT as BACKUP
@@ -76,7 +76,8 @@ def read_workloads(runtime: Runtime, stack: Stack) -> list[Workload]:
 
 def credential_problems(kube: Kube, stack: Stack) -> list[Problem]:
     """A missing credentials Secret (or key) is a Degraded reason, never an operator crash."""
-    keys = DATA_SOURCES[stack.spec.data_source].credentials
+    venue = EXECUTION_VENUES[stack.spec.execution.venue]
+    keys = tuple(dict.fromkeys((*DATA_SOURCES[stack.spec.data_source].credentials, *venue.credentials)))
     if not keys or stack.spec.credentials is None:
         return []
     name = stack.spec.credentials.secret_ref.name

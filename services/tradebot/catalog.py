@@ -7,7 +7,7 @@ from functools import partial
 
 from tradebot.common.service import Service
 from tradebot.common.settings import Settings
-from tradebot.providers.registry import DATA_SOURCES, load
+from tradebot.providers.registry import DATA_SOURCES, EXECUTION_VENUES, load
 
 # The pipeline after market data, in start order: import path and what it does.
 PIPELINE: dict[str, tuple[str, str]] = {
@@ -16,8 +16,8 @@ PIPELINE: dict[str, tuple[str, str]] = {
         "runs the strategies on ticks and publishes signals",
     ),
     "execution": (
-        "tradebot.execution.service:ExecutionService",
-        "paper-trades signals into orders, fills and positions",
+        "tradebot.catalog:execution_service",
+        "trades signals into orders, fills and positions (EXECUTION_VENUE: simulated or alpaca)",
     ),
     "storage": ("tradebot.storage.service:StorageService", "writes every stream into PostgreSQL/TimescaleDB"),
     "api": (
@@ -37,6 +37,12 @@ SERVICE_SUMMARIES: dict[str, str] = {
     **{source.service_id: source.description for source in DATA_SOURCES.values()},
     **{service_id: summary for service_id, (_, summary) in PIPELINE.items()},
 }
+
+
+def execution_service(settings: Settings) -> Service:
+    """The execution service of EXECUTION_VENUE (the service id is `execution` for every venue)."""
+    service: Service = load(EXECUTION_VENUES[settings.execution_venue].service)(settings)
+    return service
 
 
 def service_factory(service_id: str) -> Callable[[Settings], Service]:

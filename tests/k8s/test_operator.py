@@ -254,6 +254,11 @@ def test_example_stack_becomes_ready_with_every_child(
             {"symbols": SYMBOLS, "services": {"execution": {"replicas": 2}}},
             "spec.services.execution.replicas",
         ),
+        (
+            {"symbols": SYMBOLS, "execution": {"venue": "alpaca"}},
+            "execution.venue alpaca needs credentials.secretRef",
+        ),
+        ({"symbols": SYMBOLS, "execution": {"venue": "ib"}}, 'Unsupported value: "ib"'),
     ],
     ids=[
         "bad-enum",
@@ -262,6 +267,8 @@ def test_example_stack_becomes_ready_with_every_child(
         "custom-without-symbols",
         "lowercase-symbol",
         "two-brokers",
+        "alpaca-venue-without-secret",
+        "unknown-venue",
     ],
 )
 def test_invalid_stacks_are_refused_with_a_reason(stacks: Stacks, spec: dict, says: str) -> None:

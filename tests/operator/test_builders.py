@@ -12,6 +12,7 @@ from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders import Stack, build_children
 from tradebot_operator.builders.config import config_checksum, environment, password_from_secret
 from tradebot_operator.builders.storage import claim_owner_patch
+from tradebot_operator.spec import InvalidSpec, parse_spec
 
 PASSWORD = "s3cret-Pass_word"
 
@@ -92,6 +93,45 @@ def test_only_the_market_data_service_of_the_source_runs(source: str, deployment
             )
 
 
+PROVIDER_KEYS = ("ALPACA_KEY", "ALPACA_SECRET", "POLYGON_API_KEY")
+
+
+def provider_keys(objs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Deployment -> the provider keys its pods get (each from the stack's credentials Secret)."""
+    found = {}
+    for name in deployment_names(objs):
+        env = [e for e in container(objs, name)["env"] if e["name"] in PROVIDER_KEYS]
+        assert all(e["valueFrom"]["secretKeyRef"] == {"name": "keys", "key": e["name"]} for e in env)
+        if env:
+            found[name] = [e["name"] for e in env]
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "keys"),
+    [
+        ("synthetic", {"demo-execution": ["ALPACA_KEY", "ALPACA_SECRET"]}),
+        ("polygon", {"demo-execution": ["ALPACA_KEY", "ALPACA_SECRET"],
+                     "demo-polygon-market-data": ["POLYGON_API_KEY"]}),
+        ("alpaca", {"demo-execution": ["ALPACA_KEY", "ALPACA_SECRET"],
+                    "demo-alpaca-market-data": ["ALPACA_KEY", "ALPACA_SECRET"]}),
+    ],
+)  # fmt: skip
+def test_an_alpaca_venue_gets_the_alpaca_keys_in_execution_only(source: str, keys: dict) -> None:
+    spec = {
+        "dataSource": source,
+        "execution": {"venue": "alpaca"},
+        "credentials": {"secretRef": {"name": "keys"}},
+    }
+    objs = build_children(body(**spec), PASSWORD)
+    assert provider_keys(objs) == keys
+    assert by_name(objs)[("ConfigMap", "demo-config")]["data"]["EXECUTION_VENUE"] == "alpaca"
+    simulated = build_children(body(**{**spec, "execution": {}}), PASSWORD)
+    assert "demo-execution" not in provider_keys(simulated)  # the simulator has no use for them
+    with pytest.raises(InvalidSpec, match=r"execution\.venue alpaca needs credentials\.secretRef"):
+        parse_spec({"execution": {"venue": "alpaca"}})
+
+
 def test_the_configmap_is_an_environment_the_services_accept(monkeypatch: pytest.MonkeyPatch) -> None:
     stack = Stack.from_body(
         body(
@@ -154,6 +194,7 @@ def checksums(**spec: Any) -> dict[str, str]:
         ({"symbols": ["TSLA"]}, {"demo-market-data"}),
         ({"risk": {"dailyLossLimit": 100}}, {"demo-execution"}),
         ({"services": {"strategy": {"replicas": 4}}}, set()),
+        ({"execution": {"venue": "alpaca"}, "credentials": {"secretRef": {"name": "k"}}}, {"demo-execution"}),
     ],
 )
 def test_a_spec_change_rolls_only_the_deployments_it_affects(change: dict, rolled: set[str]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from providers.fakes.alpaca import FakeAlpaca
+from providers.fakes.alpaca_trading import FakeAlpacaTrading
 from providers.fakes.polygon import FakePolygon
 from support.services import running
 from tradebot.catalog import SERVICES, build_service
@@ -38,15 +39,21 @@ def test_every_setting_declares_its_readers() -> None:
         readers(name)  # KeyError naming the field when it has no ReadBy
 
 
-@pytest.mark.parametrize("service_id", sorted(SERVICES))
+@pytest.mark.parametrize("service_id", [*sorted(SERVICES), "execution@alpaca"])
 async def test_a_service_reads_only_settings_declared_for_it(
     service_id: str, redis_url: str, database_url: str, redis: Any
 ) -> None:
+    service_id, _, venue = service_id.partition("@")
     source = next((s for s in DATA_SOURCES.values() if s.service_id == service_id), None)
-    fake: FakeAlpaca | FakePolygon | None = None
+    fake: FakeAlpaca | FakePolygon | FakeAlpacaTrading | None = None
     values: dict[str, Any] = {"redis_url": redis_url, "database_url": database_url, "probe_port": 0,
                               "api_port": 0, "dashboard_port": 0, "ticks_per_second": 50}  # fmt: skip
-    if source is not None and source.name == "alpaca":
+    if venue == "alpaca":
+        fake = FakeAlpacaTrading(["AAPL"]).start()
+        values |= {"execution_venue": "alpaca", "alpaca_key": fake.key, "alpaca_secret": fake.secret,
+                   "alpaca_trading_url": fake.rest_url,
+                   "alpaca_trading_stream_url": fake.stream_url}  # fmt: skip
+    elif source is not None and source.name == "alpaca":
         fake = FakeAlpaca(["AAPL"]).start()
         values |= {"data_source": "alpaca", "alpaca_key": fake.key, "alpaca_secret": fake.secret,
                    "alpaca_stream_url": fake.stream_url, "alpaca_data_url": fake.rest_url}  # fmt: skip

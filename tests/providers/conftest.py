@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from .fakes.alpaca import FakeAlpaca
+from .fakes.alpaca_trading import FakeAlpacaTrading
 from .fakes.polygon import FakePolygon
 
 SYMBOLS = ["AAPL", "MSFT"]
@@ -26,6 +27,20 @@ def fake_polygon(request) -> Iterator[FakePolygon]:
     fake = FakePolygon(SYMBOLS, **options).start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def fake_trading(request) -> Iterator[FakeAlpacaTrading]:
+    options = getattr(request, "param", {})
+    fake = FakeAlpacaTrading(SYMBOLS, **options).start()
+    yield fake
+    fake.stop()
+
+
+def trading_settings(fake: FakeAlpacaTrading, **overrides) -> dict:
+    return {"execution_venue": "alpaca", "alpaca_key": fake.key, "alpaca_secret": fake.secret,
+            "alpaca_trading_url": fake.rest_url, "alpaca_trading_stream_url": fake.stream_url,
+            **overrides}  # fmt: skip
 
 
 def alpaca_settings(fake: FakeAlpaca, **overrides) -> dict:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tradebot.common.settings import variables_read_by
-from tradebot.providers.registry import DATA_SOURCES
+from tradebot.providers.registry import DATA_SOURCES, EXECUTION_VENUES
 from tradebot_operator.builders.common import APP_PORTS, PROBE_PORT, Obj, Stack, metadata
 
 DB_USER = "tradebot"
@@ -49,6 +49,7 @@ def environment(stack: Stack) -> dict[str, str]:
         "MAX_SYMBOLS": str(spec.max_symbols),
         "MAX_WEBSOCKET_SYMBOLS": str(spec.max_websocket_symbols),
         "TICK_SHARDS": str(spec.tick_shards),
+        "EXECUTION_VENUE": spec.execution.venue,
         "MAX_POSITION_PER_SYMBOL": _number(risk.max_position_per_symbol),
         "MAX_ORDER_NOTIONAL": _number(risk.max_order_notional),
         "MAX_OPEN_POSITIONS": str(risk.max_open_positions),
@@ -69,13 +70,22 @@ def config_checksum(env: Mapping[str, str], service_id: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def credential_keys(stack: Stack, service_id: str) -> tuple[str, ...]:
+    """The provider keys a service needs: its data source's for the feed, the venue's for execution."""
+    source = DATA_SOURCES[stack.spec.data_source]
+    keys = source.credentials if service_id == source.service_id else ()
+    if service_id == "execution":
+        keys += EXECUTION_VENUES[stack.spec.execution.venue].credentials
+    return keys
+
+
 def secret_variables(stack: Stack, service_id: str) -> list[tuple[str, str, str]]:
     """(variable, Secret, key) of each secret a service reads: the database URL, provider keys."""
     reads = set(variables_read_by(service_id))
     found = [(DATABASE_URL, db_secret_name(stack), DATABASE_URL)] if DATABASE_URL in reads else []
     if stack.spec.credentials is not None:
         secret = stack.spec.credentials.secret_ref.name
-        found += [(k, secret, k) for k in DATA_SOURCES[stack.spec.data_source].credentials if k in reads]
+        found += [(k, secret, k) for k in credential_keys(stack, service_id) if k in reads]
     return found
 
 

@@ -239,6 +239,15 @@ class Consumer:
         self._own_pending_cursor = {stream: b"0" for stream in self.streams}
         self._next_claim_at = time.monotonic() + self.claim_idle_ms / 1000
 
+    async def read_all(self) -> list[Delivery]:
+        """Every entry there is now: batches until one comes back short."""
+        found: list[Delivery] = []
+        while True:
+            batch = await self.read()
+            found.extend(batch)
+            if len(batch) < self.count:
+                return found
+
     async def read(self) -> list[Delivery]:
         """The next batch: own pending first, then reclaimed stale entries, then new ones."""
         if self._own_pending_cursor:

@@ -126,6 +126,12 @@ PORTFOLIO = "execution:portfolio"
 """The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
 PROCESSED_SIGNALS = "execution:processed_signals"
 """Sorted set: signal id -> time it was executed (exactly-once record)."""
+BROKER_BOOK = "execution:broker"
+"""With a broker venue (EXECUTION_VENUE=alpaca): the orders open at the broker and where the last
+catch-up of fills ended (tradebot.execution.book.Book)."""
+BROKER_SUBMITTING = "execution:submitting"
+"""Hash: client_order_id -> the decided order (TrackedOrder JSON), written before it is sent and
+deleted with the signal's acknowledgement: what a redelivered signal sends again."""
 
 # ---------------------------------------------------------------------------- strategy
 STRATEGY_PROGRESS = "strategy:progress"

@@ -59,8 +59,15 @@ class Side(StrEnum):
 
 
 class OrderStatus(StrEnum):
+    """An order's final state (the `orders` stream carries each order once, when it is final).
+
+    The simulator's orders fill or are rejected; a broker's may also be canceled or
+    expire, after part of them filled (`quantity` is then what filled)."""
+
     FILLED = "filled"
     REJECTED = "rejected"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
 
 
 class _Patterns:

@@ -131,6 +131,15 @@ class ServiceContext:
             )
             await self.count_error(self.alarms[stream])
 
+    async def pause(self, seconds: float) -> bool:
+        """Wait however long (True when stopping), staying live for the liveness probe meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.progressed()
+            if await self.sleep(min(left, 10.0)):
+                return True
+        return self.stopping.is_set()
+
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""
         try:

@@ -10,18 +10,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tradebot.providers.registry import DEFAULT_SOURCE, DataSourceName, data_source
+from tradebot.providers.registry import (
+    DEFAULT_SOURCE,
+    DEFAULT_VENUE,
+    EXECUTION_VENUES,
+    DataSourceName,
+    ExecutionVenueName,
+    data_source,
+)
 
 SizingMode = Literal["quantity", "notional", "equity_pct", "risk"]
 SymbolMode = Literal["custom", "popular", "large", "mid", "small", "all"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "TSLA")
+PAPER_TRADING_URL = "https://paper-api.alpaca.markets"
+PAPER_TRADING_STREAM_URL = "wss://paper-api.alpaca.markets/stream"
+LIVE_TRADING_HOST = "api.alpaca.markets"
 
 
 @dataclass(frozen=True)
@@ -90,9 +101,9 @@ class Settings(BaseSettings):
         0, ge=0, description="total synthetic tick rate; 0 derives it from TICK_INTERVAL"
     )
 
-    # Provider credentials (only the chosen data source needs its own).
-    alpaca_key: Annotated[str | None, ALPACA_FEED] = None
-    alpaca_secret: Annotated[str | None, ALPACA_FEED] = None
+    # Provider credentials (only the chosen data source and execution venue need theirs).
+    alpaca_key: Annotated[str | None, ALPACA_FEED | EXECUTION] = None
+    alpaca_secret: Annotated[str | None, ALPACA_FEED | EXECUTION] = None
     polygon_api_key: Annotated[str | None, POLYGON_FEED] = None
     # Provider endpoints; overridden to point at a proxy or at the test suite's local servers.
     alpaca_stream_url: Annotated[str, ALPACA_FEED] = Field(
@@ -101,8 +112,25 @@ class Settings(BaseSettings):
     alpaca_data_url: Annotated[str, ALPACA_FEED] = Field(
         "https://data.alpaca.markets", description="Alpaca market-data REST"
     )
-    alpaca_trading_url: Annotated[str, NO_SERVICE] = Field(
-        "https://paper-api.alpaca.markets", description="Alpaca trading REST (assets for `symbols fetch`)"
+    alpaca_trading_url: Annotated[str, EXECUTION] = Field(
+        PAPER_TRADING_URL,
+        description="Alpaca trading REST (orders with EXECUTION_VENUE=alpaca, assets for `symbols fetch`)",
+    )
+    alpaca_trading_stream_url: Annotated[str, EXECUTION] = Field(
+        PAPER_TRADING_STREAM_URL, description="Alpaca trade_updates WebSocket (EXECUTION_VENUE=alpaca)"
+    )
+    alpaca_live_trading: Annotated[bool, EXECUTION] = Field(
+        False,
+        description="REAL MONEY: send EXECUTION_VENUE=alpaca orders to Alpaca's live account, not paper",
+    )
+    alpaca_order_type: Annotated[Literal["market", "limit"], EXECUTION] = Field(
+        "market", description="order type at Alpaca (EXECUTION_VENUE=alpaca)"
+    )
+    alpaca_limit_offset_bps: Annotated[float, EXECUTION] = Field(
+        10,
+        ge=0,
+        le=1_000,
+        description="limit orders: how far past the signal's price (buys above, sells below)",
     )
     alpaca_feed: Annotated[Literal["iex", "sip"], ALPACA_FEED] = "iex"
     polygon_rest_url: Annotated[str, POLYGON_FEED] = Field(
@@ -114,7 +142,7 @@ class Settings(BaseSettings):
     provider_silence_timeout: Annotated[float, PROVIDER_FEEDS] = Field(
         60, gt=0, le=3_600, description="reconnect a provider feed silent this many seconds"
     )
-    provider_auth_retry: Annotated[float, PROVIDER_FEEDS] = Field(
+    provider_auth_retry: Annotated[float, PROVIDER_FEEDS | EXECUTION] = Field(
         60, gt=0, le=86_400, description="seconds before retrying rejected or missing credentials"
     )
     symbols_file: Annotated[str, FEEDS] = Field(
@@ -127,7 +155,10 @@ class Settings(BaseSettings):
     backfill_concurrent_requests: Annotated[int, PROVIDER_FEEDS] = Field(3, ge=1, le=100)
     rate_limit_delay: Annotated[float, PROVIDER_FEEDS] = Field(0.5, ge=0, le=60)
 
-    # Paper execution costs and risk limits.
+    # Execution: the venue, the paper broker's costs, and the risk limits (checked for every venue).
+    execution_venue: Annotated[ExecutionVenueName, EXECUTION] = Field(
+        DEFAULT_VENUE, description="where orders go: simulated (the paper broker) or alpaca (paper trading)"
+    )
     starting_cash: Annotated[float, EXECUTION | API | DASHBOARD] = Field(100_000, gt=0)
     slippage_bps: Annotated[float, EXECUTION] = Field(5, ge=0, le=1_000)
     fee_per_share: Annotated[float, EXECUTION] = Field(0.005, ge=0)
@@ -282,12 +313,37 @@ class Settings(BaseSettings):
             raise ValueError("SYMBOLS must list at least one symbol when SYMBOL_MODE=custom")
         if self.replica_index >= self.replica_count:
             raise ValueError(f"REPLICA_INDEX must be below REPLICA_COUNT ({self.replica_count})")
+        if self.execution_venue == "alpaca":
+            self._check_alpaca_venue()
         if self.replica_count > self.tick_shards:
             raise ValueError(
                 f"REPLICA_COUNT={self.replica_count} exceeds TICK_SHARDS={self.tick_shards}: "
                 "a replica would own no shard"
             )
         return self
+
+    def _check_alpaca_venue(self) -> None:
+        """Live trading only on purpose; exits only as Alpaca can hold them (bracket legs)."""
+        urls = (self.alpaca_trading_url, self.alpaca_trading_stream_url)
+        if not self.alpaca_live_trading and any(urlsplit(u).hostname == LIVE_TRADING_HOST for u in urls):
+            raise ValueError(
+                f"ALPACA_TRADING_URL/ALPACA_TRADING_STREAM_URL point at Alpaca's live endpoint "
+                f"({LIVE_TRADING_HOST}: real money); set ALPACA_LIVE_TRADING=true to trade live on purpose"
+            )
+        if self.trailing_stop_pct > 0:
+            raise ValueError(
+                "TRAILING_STOP_PCT must be 0 with EXECUTION_VENUE=alpaca: an Alpaca bracket order "
+                "holds a stop-loss and a take-profit, not a trailing stop"
+            )
+
+    def venue_credentials_problem(self) -> str | None:
+        """Which of the execution venue's variables are unset; None when all are set."""
+        venue = EXECUTION_VENUES[self.execution_venue]
+        missing = [name for name in venue.credentials if not getattr(self, name.lower())]
+        if not missing:
+            return None
+        needed = " and ".join(venue.credentials)
+        return f"{' and '.join(missing)} not set: EXECUTION_VENUE={venue.name} needs {needed}"
 
     def credentials_problem(self) -> str | None:
         """Why the chosen data source cannot start, or None when its keys are present."""

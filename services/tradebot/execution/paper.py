@@ -80,30 +80,24 @@ class PaperBroker:
         )
 
     # ------------------------------------------------------------------ signals
+    def refusal(self, signal: TradeSignal) -> str | None:
+        """Why a signal is refused outright, before any order is sized (the same for every venue)."""
+        if signal.side is Side.BUY and signal.strength < self.min_signal_strength:
+            floor = self.min_signal_strength
+            return f"signal strength {signal.strength:g} is below MIN_SIGNAL_STRENGTH {floor:g}"
+        return None
+
     def accept(
         self, portfolio: Portfolio, signal: TradeSignal, traceparent: str | None = None
     ) -> Execution | None:
         """Queue the signal's order; a rejected order instead when the signal is refused outright."""
-        if signal.side is Side.BUY and signal.strength < self.min_signal_strength:
+        reason = self.refusal(signal)
+        if reason is not None:
             portfolio.orders_rejected += 1
-            floor = self.min_signal_strength
-            reason = f"signal strength {signal.strength:g} is below MIN_SIGNAL_STRENGTH {floor:g}"
-            return Execution(self._order(signal.id, signal.strategy, signal.symbol, signal.side, 0.0,
+            return Execution(self.order(signal.id, signal.strategy, signal.symbol, signal.side, 0.0,
                                          signal.price, signal.time, reason, OrderStatus.REJECTED),
                              traceparent=traceparent)  # fmt: skip
-        pending = PendingOrder(
-            signal_id=signal.id,
-            strategy=signal.strategy,
-            symbol=signal.symbol,
-            side=signal.side,
-            reference_price=signal.price,
-            signal_time=signal.time,
-            tick_id=signal.tick_id,
-            tick_time=signal.tick_time,
-            atr=signal.atr,
-            traceparent=traceparent,
-        )
-        portfolio.pending.setdefault(signal.symbol, []).append(pending)
+        portfolio.pending.setdefault(signal.symbol, []).append(PendingOrder.of(signal, traceparent))
         return None
 
     # ------------------------------------------------------------------ ticks
@@ -146,27 +140,31 @@ class PaperBroker:
         return results
 
     # ------------------------------------------------------------------ decisions
+    def size(
+        self, portfolio: Portfolio, pending: PendingOrder, price: float, now: datetime
+    ) -> tuple[float, str | None]:
+        """Shares the order trades at `price` now, or why it must not trade: ownership of the
+        position, sizing, cooldown, risk limits and cash (the same for every venue)."""
+        symbol = pending.symbol
+        holding = portfolio.holdings.get(symbol)
+        held = holding.quantity if holding is not None else 0.0
+        if pending.side is Side.SELL:
+            if held <= 0:
+                return 0.0, f"no {symbol} position to sell (long-only account)"
+            if holding is not None and holding.strategy and holding.strategy != pending.strategy:
+                return 0.0, f"the {symbol} position belongs to {holding.strategy}, not {pending.strategy}"
+            return held, None
+        quantity, rejection = self._entry_size(portfolio, holding, pending, price, now)
+        if rejection is None:
+            rejection = check_order(portfolio, symbol, Side.BUY, quantity, price, self.limits)
+        return quantity, rejection
+
     def _fill(self, portfolio: Portfolio, pending: PendingOrder, tick: PriceTick) -> Execution:
         portfolio.roll_day(tick.time)
         portfolio.mark({tick.symbol: tick.price})
-        holding = portfolio.holdings.get(tick.symbol)
-        held = holding.quantity if holding is not None else 0.0
         price = self.costs.fill_price(pending.side, tick.price)
-        quantity, rejection = 0.0, None
-        if pending.side is Side.SELL:
-            if held <= 0:
-                rejection = f"no {tick.symbol} position to sell (long-only account)"
-            elif holding is not None and holding.strategy and holding.strategy != pending.strategy:
-                rejection = (
-                    f"the {tick.symbol} position belongs to {holding.strategy}, not {pending.strategy}"
-                )
-            else:
-                quantity = held
-        else:
-            quantity, rejection = self._entry_size(portfolio, holding, pending, price, tick.time)
-            if rejection is None:
-                rejection = check_order(portfolio, tick.symbol, Side.BUY, quantity, price, self.limits)
-        order = self._order(
+        quantity, rejection = self.size(portfolio, pending, price, tick.time)
+        order = self.order(
             pending.signal_id, pending.strategy, tick.symbol, pending.side, quantity,
             pending.reference_price, tick.time, rejection or "",
             OrderStatus.REJECTED if rejection else OrderStatus.FILLED,
@@ -224,7 +222,7 @@ class PaperBroker:
         exit_id = f"exit:{holding.entry_signal or tick.symbol}"
         price = self.costs.fill_price(Side.SELL, tick.price)
         strategy, quantity = holding.strategy or "exit", holding.quantity
-        order = self._order(
+        order = self.order(
             exit_id,
             strategy,
             tick.symbol,
@@ -256,7 +254,7 @@ class PaperBroker:
         return fill, portfolio.apply_fill(fill)
 
     @staticmethod
-    def _order(
+    def order(
         key: str,
         strategy: str,
         symbol: str,
@@ -267,7 +265,8 @@ class PaperBroker:
         reason: str,
         status: OrderStatus,
     ) -> Order:
-        """A rejected order says why; a filled one is silent, except an exit, which says what triggered it."""
+        """The order of signal (or exit) `key`. A rejected order says why; a filled one is silent,
+        except an exit, which says what triggered it."""
         return Order(
             id=f"order:{key}",
             signal_id=key,

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from tradebot.common import keys
-from tradebot.common.models import Fill, Position, Side
+from tradebot.common.models import Fill, Position, Side, TradeSignal
 
 
 class Holding(BaseModel):
@@ -49,6 +49,22 @@ class PendingOrder(BaseModel):
     """True once its own tick has gone by: the next trade fills it."""
     traceparent: str | None = None
     """The signal's trace, which its fill joins."""
+
+    @classmethod
+    def of(cls, signal: TradeSignal, traceparent: str | None = None) -> PendingOrder:
+        """A signal's market order, as queued when the signal is accepted."""
+        return cls(
+            signal_id=signal.id,
+            strategy=signal.strategy,
+            symbol=signal.symbol,
+            side=signal.side,
+            reference_price=signal.price,
+            signal_time=signal.time,
+            tick_id=signal.tick_id,
+            tick_time=signal.tick_time,
+            atr=signal.atr,
+            traceparent=traceparent,
+        )
 
 
 class Portfolio(BaseModel):

@@ -67,7 +67,7 @@ class ExecutionService:
         while not ctx.stopping.is_set():
             ctx.progressed()
             progress = await ctx.redis.hgetall(keys.STRATEGY_PROGRESS)
-            signals = await self._read_all_signals()
+            signals = await self.signals.read_all()  # after the progress: none it covers is missed
             if sum(map(len, self.buffers.values())) < MAX_BUFFERED_TICKS:
                 for delivery in await self.ticks.read():
                     self.buffers[delivery.stream].append(delivery)
@@ -79,15 +79,6 @@ class ExecutionService:
                 cutoff = time.time() - PROCESSED_RETENTION_SECONDS
                 await ctx.redis.zremrangebyscore(keys.PROCESSED_SIGNALS, "-inf", cutoff)
                 next_trim = time.monotonic() + 3600
-
-    async def _read_all_signals(self) -> list[Delivery]:
-        """Every signal published so far: after reading the progress, so none it covers is missed."""
-        found: list[Delivery] = []
-        while True:
-            batch = await self.signals.read()
-            found.extend(batch)
-            if len(batch) < self.signals.count:
-                return found
 
     def _covered_ticks(
         self, progress: Mapping[bytes | str, bytes | str], ctx: ServiceContext

@@ -150,25 +150,16 @@ class ProviderStreamService:
                 problem = credentials_problem(self.source.name, ctx.settings)
                 if problem:
                     await self._rejected(ctx, problem)
-                    if await self._wait(ctx, ctx.settings.provider_auth_retry):
+                    if await ctx.pause(ctx.settings.provider_auth_retry):
                         return
                     continue
                 delay = await self._session(ctx, backoff)
-                if delay and await self._wait(ctx, delay):
+                if delay and await ctx.pause(delay):
                     return
         finally:
             await cancel_and_wait(flusher, *self._background)
             with contextlib.suppress(*TRANSIENT_ERRORS):
                 await self._flush(ctx, publisher)
-
-    async def _wait(self, ctx: ServiceContext, seconds: float) -> bool:
-        """Sleep (True when stopping), staying live for the liveness probe however long the wait."""
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            ctx.progressed()
-            if await ctx.sleep(min(left, 10.0)):
-                return True
-        return ctx.stopping.is_set()
 
     # ------------------------------------------------------------------------ resume point
     async def _load_resume_point(self, ctx: ServiceContext) -> None:
@@ -359,7 +350,7 @@ class ProviderStreamService:
                 delay = 0.0
             finally:
                 await history.http.aclose()
-            if remaining and await self._wait(ctx, delay):
+            if remaining and await ctx.pause(delay):
                 return
         self.trades.forget(self._unfilled, datetime.now(UTC))
         ctx.counters["gaps_filled"] += 1

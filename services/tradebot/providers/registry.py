@@ -1,8 +1,9 @@
-"""The data sources TradeBot can run on: the one list everything else reads.
+"""The data sources and execution venues TradeBot can run on: the one list everything else reads.
 
-Settings validate DATA_SOURCE against it, the service catalog and health find a
-source's market-data service here, the CLI offers its names, and the operator
-and the chart take the credential keys each source needs from it.
+Settings validate DATA_SOURCE and EXECUTION_VENUE against it, the service catalog
+and health find a source's market-data service (and the venue's execution service)
+here, the CLI offers its names, and the operator and the chart take the credential
+keys each source and venue needs from it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,40 @@ if TYPE_CHECKING:
     DataSourceName = str
 else:  # a Literal of the registry's names, so settings and schemas list exactly these
     DataSourceName = Literal[tuple(DATA_SOURCES)]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionVenue:
+    """Where the execution service sends its orders (EXECUTION_VENUE).
+
+    `service` is the import path of the execution service class for it (service id
+    `execution` either way); `credentials` the variables it needs, which a stack's
+    credentials Secret supplies to the execution pods only.
+    """
+
+    name: str
+    description: str
+    service: str
+    credentials: tuple[str, ...] = ()
+
+
+SIMULATED_VENUE = ExecutionVenue(
+    name="simulated",
+    description="the paper broker: fills at the first trade after the signal, with modelled costs",
+    service="tradebot.execution.service:ExecutionService",
+)
+ALPACA_VENUE = ExecutionVenue(
+    name="alpaca",
+    description="Alpaca paper trading (alpaca-py): Alpaca's own fills from trade_updates, reconciled by REST",
+    service="tradebot.execution.broker_service:AlpacaExecutionService",
+    credentials=ALPACA.credentials,
+)
+EXECUTION_VENUES: dict[str, ExecutionVenue] = {v.name: v for v in (SIMULATED_VENUE, ALPACA_VENUE)}
+DEFAULT_VENUE = SIMULATED_VENUE.name
+if TYPE_CHECKING:
+    ExecutionVenueName = str
+else:
+    ExecutionVenueName = Literal[tuple(EXECUTION_VENUES)]
 
 
 def data_source(name: str) -> DataSource:

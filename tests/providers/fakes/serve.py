@@ -1,4 +1,5 @@
-"""Run the local Alpaca and Polygon servers until Ctrl-C, and print the settings that reach them.
+"""Run the local Alpaca (market data and trading) and Polygon servers until Ctrl-C, and print the
+settings that reach them.
 
 From the repository root:  .venv/bin/python -m providers.fakes.serve --rate 10   (with PYTHONPATH=tests)
 Then e.g.  env $(...printed lines...) tradebot backfill benchmark --source alpaca
@@ -10,6 +11,7 @@ import argparse
 import time
 
 from .alpaca import FakeAlpaca
+from .alpaca_trading import FakeAlpacaTrading
 from .common import RateLimit
 from .polygon import FakePolygon
 
@@ -29,10 +31,13 @@ def main() -> None:
     polygon = FakePolygon(
         symbols, page_size=args.page_size, live_interval=args.live, limit=RateLimit(retry_after=None, **limit)
     )
+    trading = FakeAlpacaTrading(symbols, key=alpaca.key, secret=alpaca.secret)
     alpaca.start()
     polygon.start()
+    trading.start()
     print(f"ALPACA_KEY={alpaca.key} ALPACA_SECRET={alpaca.secret} ALPACA_DATA_URL={alpaca.rest_url}", end=" ")
-    print(f"ALPACA_TRADING_URL={alpaca.rest_url} ALPACA_STREAM_URL={alpaca.stream_url}")
+    print(f"ALPACA_STREAM_URL={alpaca.stream_url} ALPACA_TRADING_URL={trading.rest_url}", end=" ")
+    print(f"ALPACA_TRADING_STREAM_URL={trading.stream_url}")
     print(f"POLYGON_API_KEY={polygon.key} POLYGON_REST_URL={polygon.rest_url}", end=" ")
     print(f"POLYGON_WS_URL={polygon.ws_url}")
     print(f"(REST admits {args.rate:g} requests/s, burst {args.burst:g}; Ctrl-C stops)", flush=True)
@@ -44,6 +49,7 @@ def main() -> None:
     finally:
         alpaca.stop()
         polygon.stop()
+        trading.stop()
 
 
 if __name__ == "__main__":
