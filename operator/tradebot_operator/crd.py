@@ -115,18 +115,30 @@ def status_schema() -> Schema:
         },
         required=["type", "status"],
     )
+    heartbeat = {
+        "state": _str(
+            "healthy, degraded, unhealthy, dead or error (from the heartbeat), or unknown when "
+            "Redis cannot be read, or stopped at 0 replicas."
+        ),
+        "heartbeatAge": _int("Seconds since its last heartbeat."),
+        "errorCount": _int("Its error counter in Redis."),
+    }
+    instance = _obj(
+        "One replica: its own heartbeat and the tick shards it owns.",
+        {**heartbeat, "shards": {"type": "array", "description": "Its tick shards.", "items": _int("One.")}},
+    )
     service = _obj(
-        "Health of one service: its pods and its heartbeat in Redis.",
+        "Health of one service: its pods and its heartbeat in Redis (a replicated one: its worst replica's).",
         {
-            "deployment": _str("Name of its Deployment."),
+            "deployment": _str("Name of its Deployment (the strategy service: its StatefulSet)."),
             "replicas": _int("Pods wanted."),
             "readyReplicas": _int("Pods ready."),
-            "state": _str(
-                "healthy, degraded, unhealthy, dead or error (from the heartbeat), or unknown when "
-                "Redis cannot be read, or stopped at 0 replicas."
-            ),
-            "heartbeatAge": _int("Seconds since its last heartbeat."),
-            "errorCount": _int("Its error counter in Redis."),
+            **heartbeat,
+            "instances": {
+                "type": "object",
+                "description": "The strategy service's replicas by heartbeat id (strategy-<k>).",
+                "additionalProperties": instance,
+            },
         },
     )
     return _obj(

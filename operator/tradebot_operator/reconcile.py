@@ -68,14 +68,10 @@ def _apply(runtime: Runtime, obj: Obj) -> None:
         runtime.applied_generation[child_key(obj)] = result["metadata"]["generation"]
 
 
-def _size_of(obj: Obj) -> str:
-    return str(obj["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"])
-
-
 def _grow(runtime: Runtime, stack: Stack, wanted: Obj, live: dict[str, Any]) -> str | None:
     """Grow the claims of a StatefulSet whose template asks for more; why not, if it cannot."""
-    old, new = template_size(live), _size_of(wanted)
-    if old is None or quantity(new) == quantity(old):
+    old, new = template_size(live), template_size(wanted)
+    if old is None or new is None or quantity(new) == quantity(old):
         return None
     if quantity(new) < quantity(old):
         return f"{describe(child_key(wanted))}: its claims are {old}; a volume cannot shrink to {new}"

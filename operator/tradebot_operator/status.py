@@ -25,6 +25,7 @@ from tradebot_operator.builders.backup import COMPONENT as BACKUP
 from tradebot_operator.builders.backup import cronjob_name
 from tradebot_operator.builders.common import Stack
 from tradebot_operator.builders.storage import claim_name, stores
+from tradebot_operator.builders.strategy import STRATEGY, replica_shards, workload_kind
 from tradebot_operator.builders.workloads import endpoints
 from tradebot_operator.health import (
     Observation,
@@ -65,7 +66,7 @@ def _workload(component: str, name: str, item: Mapping[str, Any] | None) -> Work
 
 def read_workloads(runtime: Runtime, stack: Stack) -> list[Workload]:
     """From the watch cache: no request."""
-    kinds = {sid: "Deployment" for sid in stack.service_ids} | {
+    kinds = {sid: workload_kind(sid) for sid in stack.service_ids} | {
         s.component: "StatefulSet" for s in stores(stack)
     }
     return [
@@ -102,8 +103,9 @@ def credential_problems(kube: Kube, stack: Stack) -> list[Problem]:
 async def read_heartbeats(
     runtime: Runtime, key: StackKey, stack: Stack
 ) -> tuple[dict[str, ServiceHealth] | None, str | None]:
+    ids = [sid for sid in stack.service_ids if sid != STRATEGY] + list(replica_shards(stack))
     try:
-        found = await read_health(runtime.redis_for(key), list(stack.service_ids))
+        found = await read_health(runtime.redis_for(key), ids)
     except (RedisError, OSError) as error:
         return None, str(error) or type(error).__name__
     return {h.service: h for h in found}, None
@@ -162,6 +164,7 @@ async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> O
         redis_error=redis_error,
         problems=[*volume_problems, *problems, *failures, *backup_problems(backup)],
         endpoints=endpoints(stack),
+        instances={STRATEGY: replica_shards(stack)},
         volumes=volumes,
         backup=backup,
     )
@@ -215,11 +218,13 @@ def post_phase_event(
 
 
 def _without_ages(status: Mapping[str, Any]) -> dict[str, Any]:
-    services = {
-        sid: {k: v for k, v in entry.items() if k != "heartbeatAge"}
-        for sid, entry in (status.get("services") or {}).items()
-    }
-    return {**status, "services": services}
+    def ageless(entry: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in entry.items() if k not in ("heartbeatAge", "instances")}
+        if "instances" in entry:
+            out["instances"] = {hid: ageless(sub) for hid, sub in entry["instances"].items()}
+        return out
+
+    return {**status, "services": {sid: ageless(e) for sid, e in (status.get("services") or {}).items()}}
 
 
 async def refresh(runtime: Runtime, key: StackKey) -> None:
