@@ -151,6 +151,10 @@ def status_schema() -> Schema:
             ),
             "readyServices": _str("Services whose pods are ready and heartbeat is healthy, e.g. 6/6."),
             "activeMarketData": _str("The market-data service id of the data source."),
+            "tickShards": _int(
+                "The tick shards the stack runs with, recorded when first reconciled: a spec that "
+                "differs is not applied (Degraded, TickShardsChanged)."
+            ),
             "conditions": {
                 "type": "array",
                 "description": "Ready, Progressing and Degraded.",

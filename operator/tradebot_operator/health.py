@@ -55,6 +55,7 @@ class Observation:
     # A replicated service's heartbeat ids and the shards each owns: {"strategy": {"strategy-0": [0, 2]}}.
     instances: Mapping[str, Mapping[str, Sequence[int]]] = field(default_factory=dict)
     volumes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # as recorded (track_volumes)
+    tick_shards: int | None = None  # the shard count the stack runs with (status.tickShards: its identity)
     backup: Mapping[str, str] | None = None  # status.backup (backup_status), when backups are on
 
 
@@ -207,6 +208,7 @@ def compute_status(obs: Observation) -> dict[str, Any]:
         "conditions": conditions,
         "services": services,
         "endpoints": dict(obs.endpoints),
+        **({"tickShards": obs.tick_shards} if obs.tick_shards is not None else {}),
         **({"volumes": {k: dict(v) for k, v in obs.volumes.items()}} if obs.volumes else {}),
         **({"backup": dict(obs.backup)} if obs.backup is not None else {}),
     }

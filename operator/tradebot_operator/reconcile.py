@@ -24,8 +24,14 @@ from tradebot_operator.apply import (
 )
 from tradebot_operator.builders import Stack, build_children
 from tradebot_operator.builders.common import Obj
-from tradebot_operator.builders.config import db_secret_name, generate_password, password_from_secret
+from tradebot_operator.builders.config import (
+    config_name,
+    db_secret_name,
+    generate_password,
+    password_from_secret,
+)
 from tradebot_operator.builders.storage import claim_owner_patch, template_size
+from tradebot_operator.builders.strategy import reshard_refusal, running_tick_shards
 from tradebot_operator.drift import foreign_drift, matches
 from tradebot_operator.health import Problem
 from tradebot_operator.kube import KubeError
@@ -140,6 +146,12 @@ def reconcile(runtime: Runtime, key: StackKey) -> Outcome:
         stack = Stack.from_body(body)
     except InvalidSpec as error:
         outcome.problems["spec"] = Problem("InvalidSpec", str(error))
+        runtime.metrics.reconciles.add(1, {"result": "invalid"})
+        return outcome
+    live_config = runtime.children.get(("ConfigMap", stack.namespace, config_name(stack)))
+    refusal = reshard_refusal(stack, running_tick_shards(body.get("status"), live_config))
+    if refusal:
+        outcome.problems["spec"] = Problem("TickShardsChanged", refusal)
         runtime.metrics.reconciles.add(1, {"result": "invalid"})
         return outcome
     children = build_children(stack, password(runtime, stack))

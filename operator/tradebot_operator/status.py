@@ -24,8 +24,14 @@ from tradebot_operator.apply import collection_path
 from tradebot_operator.builders.backup import COMPONENT as BACKUP
 from tradebot_operator.builders.backup import cronjob_name
 from tradebot_operator.builders.common import Stack
+from tradebot_operator.builders.config import config_name
 from tradebot_operator.builders.storage import claim_name, stores
-from tradebot_operator.builders.strategy import STRATEGY, replica_shards, workload_kind
+from tradebot_operator.builders.strategy import (
+    STRATEGY,
+    replica_shards,
+    running_tick_shards,
+    workload_kind,
+)
 from tradebot_operator.builders.workloads import endpoints
 from tradebot_operator.health import (
     Observation,
@@ -154,6 +160,8 @@ async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> O
     recorded = (runtime.written.get(key) or body.get("status") or {}).get("volumes")
     volumes, volume_problems = track_volumes(recorded, observed_claims(runtime, stack), accept)
     backup = observed_backup(runtime, stack)
+    live_config = runtime.children.get(("ConfigMap", stack.namespace, config_name(stack)))
+    running = running_tick_shards(runtime.written.get(key) or body.get("status"), live_config)
     return Observation(
         generation=generation,
         reconciled_generation=runtime.reconciled.get(key),
@@ -165,6 +173,7 @@ async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> O
         problems=[*volume_problems, *problems, *failures, *backup_problems(backup)],
         endpoints=endpoints(stack),
         instances={STRATEGY: replica_shards(stack)},
+        tick_shards=stack.spec.tick_shards if running is None else running,
         volumes=volumes,
         backup=backup,
     )

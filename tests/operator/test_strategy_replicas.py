@@ -14,7 +14,12 @@ from tradebot.common.settings import Settings
 from tradebot.strategy.service import replica_service_id
 from tradebot_operator.builders import Stack, build_children
 from tradebot_operator.builders.config import environment
-from tradebot_operator.builders.strategy import POD_INDEX_LABEL, replica_shards
+from tradebot_operator.builders.strategy import (
+    POD_INDEX_LABEL,
+    replica_shards,
+    reshard_refusal,
+    running_tick_shards,
+)
 from tradebot_operator.crd import spec_schema
 from tradebot_operator.health import Observation, Workload, compute_status
 from tradebot_operator.spec import InvalidSpec, parse_spec
@@ -192,3 +197,16 @@ def test_one_stuck_replica_shows_by_name() -> None:
     assert "strategy-1 dead (heartbeat 400s old)" in degraded["message"]
     assert "strategy-2 dead (no heartbeat)" in degraded["message"]
     assert "strategy-0" not in degraded["message"]
+
+
+def test_a_changed_shard_count_is_refused_not_applied() -> None:
+    stack = Stack.from_body(body(tickShards=16))
+    # What the stack runs with: its status's record first, else its live ConfigMap.
+    assert running_tick_shards({"tickShards": 8}, {"data": {"TICK_SHARDS": "4"}}) == 8
+    assert running_tick_shards({}, {"data": {"TICK_SHARDS": "4"}}) == 4
+    assert running_tick_shards(None, None) is None
+    assert reshard_refusal(stack, None) is None and reshard_refusal(stack, 16) is None
+    refusal = reshard_refusal(stack, 8)
+    assert refusal is not None
+    assert "spec.tickShards is 16 but the stack runs 8 tick shards" in refusal
+    assert "set tickShards back to 8" in refusal

@@ -14,6 +14,8 @@ pods from reading a shard at once while it goes).
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
+from typing import Any
 
 from tradebot.common.keys import owned_shards
 from tradebot_operator.builders.common import METRICS_PORT, Obj, Stack, metadata, selector_labels
@@ -79,3 +81,27 @@ def strategy_service(stack: Stack) -> Obj:
             "publishNotReadyAddresses": True,
         },
     }
+
+
+def running_tick_shards(status: Mapping[str, Any] | None, config: Mapping[str, Any] | None) -> int | None:
+    """The shard count the stack runs with: as its status recorded it, else as its live ConfigMap says."""
+    recorded = (status or {}).get("tickShards")
+    if recorded is None:
+        recorded = ((config or {}).get("data") or {}).get("TICK_SHARDS")
+    try:
+        return int(recorded) if recorded is not None else None
+    except ValueError:
+        return None
+
+
+def reshard_refusal(stack: Stack, running: int | None) -> str | None:
+    """Why the spec's tickShards is not applied (None: it is the stack's): re-sharding is a migration."""
+    wanted = stack.spec.tick_shards
+    if running is None or running == wanted:
+        return None
+    return (
+        f"spec.tickShards is {wanted} but the stack runs {running} tick shards; the shard count is part "
+        f"of the stack's identity (each symbol's stream, checkpoints and leases are per shard), so the "
+        f"change is not applied: set tickShards back to {running}, or move to a new stack (README: "
+        f"re-sharding)"
+    )
