@@ -156,4 +156,5 @@ async def test_one_index_of_a_sweep_runs_its_set_and_stores_it_tagged(invoke, da
     assert json.loads(rows[1]["params"]) == {"sma_crossover": printed["metrics"]["params"]["sma_crossover"]}
     assert json.loads(rows[1]["metrics"])["events"] == printed["metrics"]["events"]
     beyond = await invoke(*run, "--index", "4")
-    assert beyond.exit_code == 2 and "the grid has 4 parameter sets (0 to 3)" in " ".join(beyond.output.split())
+    assert beyond.exit_code == 2
+    assert "the grid has 4 parameter sets (0 to 3)" in " ".join(beyond.output.split())
