@@ -392,40 +392,48 @@ StrategyName = Annotated[
 MAX_PARAMS = 32
 
 
-def _unknown_parameter_rule(name: str) -> Rule:
-    """CEL naming a parameter strategy `name` does not have (the registry says the same)."""
+def unknown_parameter_rule(name: str, field: str = "params", strategy: str = "name") -> Rule:
+    """CEL naming a parameter strategy `name` does not have (the registry says the same).
+
+    `field` is the map keyed by parameter name, `strategy` the sibling field naming the strategy.
+    """
     known = list(strategy_class(name).Params.model_fields)
-    unknown = f"self.params.filter(k, !(k in {known}))"
+    unknown = f"self.{field}.filter(k, !(k in {known}))"
+    listed = ", ".join(known)
     return Rule(
-        cel=f"self.name != '{name}' || !has(self.params) || self.params.all(k, k in {known})",
-        message=f"strategy {name!r} has an unknown parameter; its parameters: {', '.join(known)}",
-        message_expression=f"\"strategy '{name}' has no parameter '\" + {unknown}[0] + "
-        f'"\'; its parameters: {", ".join(known)}"',
-        field_path=".params",
+        cel=f"self.{strategy} != '{name}' || !has(self.{field}) || self.{field}.all(k, k in {known})",
+        message=f"strategy {name!r} has an unknown parameter; its parameters: {listed}",
+        message_expression=(
+            f"\"strategy '{name}' has no parameter '\" + {unknown}[0] + \"'; its parameters: {listed}\""
+        ),
+        field_path=f".{field}",
     )
+
+
+StrategyParams = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "description": "Parameters by name (`tradebot strategies show NAME`: types, defaults, "
+            "bounds); absent ones take their defaults.",
+            "maxProperties": MAX_PARAMS,
+            "additionalProperties": {
+                "description": "A parameter's value: a number or a string.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            },
+        }
+    ),
+]
 
 
 class StrategyChoice(SpecModel):
     """One strategy the stack runs, with its parameters (STRATEGIES and STRATEGY_PARAMS)."""
 
     name: StrategyName
-    params: Annotated[
-        dict[str, Any],
-        WithJsonSchema(
-            {
-                "type": "object",
-                "description": "Its parameters by name (`tradebot strategies show NAME`: types, "
-                "defaults, bounds); absent ones take their defaults.",
-                "maxProperties": MAX_PARAMS,
-                "additionalProperties": {
-                    "description": "A parameter's value: a number or a string.",
-                    "x-kubernetes-preserve-unknown-fields": True,
-                },
-            }
-        ),
-    ] = Field(default_factory=dict, max_length=MAX_PARAMS)
+    params: StrategyParams = Field(default_factory=dict, max_length=MAX_PARAMS)
 
-    rules = tuple(_unknown_parameter_rule(name) for name in sorted(STRATEGY_CLASSES))
+    rules = tuple(unknown_parameter_rule(name) for name in sorted(STRATEGY_CLASSES))
 
     @model_validator(mode="after")
     def _valid_params(self) -> StrategyChoice:
