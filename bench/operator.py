@@ -49,7 +49,8 @@ from k8s.operator_support import (  # noqa: E402
 from support.servers import redis_server  # noqa: E402
 from tradebot_operator.kube import Kube, load_configuration  # noqa: E402
 
-SERVICES = ("market_data", "strategy", "execution", "storage", "api", "dashboard")
+# Heartbeat ids: the strategy StatefulSet's one replica beats as strategy-0.
+SERVICES = ("market_data", "strategy-0", "execution", "storage", "api", "dashboard")
 NAMESPACE = "bench"
 
 
