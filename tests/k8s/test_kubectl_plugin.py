@@ -28,7 +28,7 @@ from k8s.operator_support import (
     OperatorThread,
     Stacks,
     grant_operator_rbac,
-    install_crd,
+    install_crds,
     operator_config,
     wait_for,
 )
@@ -47,7 +47,7 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, Stacks]]:
     api = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
-    install_crd(api)
+    install_crds(api)
     namespace = f"plug-{uuid.uuid4().hex[:8]}"
     control_plane.service_account_kubeconfig(namespace, SERVICE_ACCOUNT, create=True)
     grant_operator_rbac(api, namespace)

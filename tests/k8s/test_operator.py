@@ -25,7 +25,7 @@ from k8s.operator_support import (
     OperatorThread,
     Stacks,
     grant_operator_rbac,
-    install_crd,
+    install_crds,
     operator_config,
     wait_for,
     write_heartbeat,
@@ -50,7 +50,7 @@ SYMBOLS = ["AAPL", "MSFT"]
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     api_client = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
-    install_crd(api_client)
+    install_crds(api_client)
     yield api_client
     api_client.close()
 
