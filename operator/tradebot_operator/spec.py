@@ -392,38 +392,62 @@ StrategyName = Annotated[
 MAX_PARAMS = 32
 
 
-def unknown_parameter_rule(name: str, field: str = "params", strategy: str = "name") -> Rule:
-    """CEL naming a parameter strategy `name` does not have (the registry says the same).
+def parameter_types() -> dict[str, dict[str, Any]]:
+    """Every parameter of every strategy, typed (a name means one type in all strategies that have it).
 
-    `field` is the map keyed by parameter name, `strategy` the sibling field naming the strategy.
+    The CRD types `params` with these, so the API server refuses a value of the wrong type and, with
+    strict field validation (kubectl's default), a name no strategy has; bounds and cross-parameter
+    rules are the registry's, checked by the operator.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    users: dict[str, list[str]] = {}
+    for strategy in sorted(STRATEGY_CLASSES):
+        for name, prop in strategy_class(strategy).Params.model_json_schema()["properties"].items():
+            typed = {k: prop[k] for k in ("type", "enum") if k in prop}
+            if "type" not in typed or found.setdefault(name, typed) != typed:
+                raise TypeError(
+                    f"parameter {name!r} of {strategy!r}: one type per parameter name, got {prop}"
+                )
+            users.setdefault(name, []).append(f"{strategy}: {prop.get('description', name)}")
+    return {name: {**typed, "description": "; ".join(users[name]) + "."} for name, typed in found.items()}
+
+
+def unknown_parameter_rule(name: str, field: str = "params", strategy: str = "name") -> Rule | None:
+    """CEL naming a parameter of another strategy given to strategy `name` (the registry says the same).
+
+    `field` is the object keyed by parameter name, `strategy` the sibling field naming the strategy.
     """
     known = list(strategy_class(name).Params.model_fields)
-    unknown = f"self.{field}.filter(k, !(k in {known}))"
+    foreign = [p for p in parameter_types() if p not in known]
+    if not foreign:
+        return None
+    given = " || ".join(f"has(self.{field}.{p})" for p in foreign)
+    first = (
+        "[" + ", ".join(f"has(self.{field}.{p}) ? '{p}' : ''" for p in foreign) + "].filter(p, p != '')[0]"
+    )
     listed = ", ".join(known)
     return Rule(
-        cel=f"self.{strategy} != '{name}' || !has(self.{field}) || self.{field}.all(k, k in {known})",
-        message=f"strategy {name!r} has an unknown parameter; its parameters: {listed}",
+        cel=f"self.{strategy} != '{name}' || !has(self.{field}) || !({given})",
+        message=f"strategy {name!r} was given a parameter it does not have; its parameters: {listed}",
         message_expression=(
-            f"\"strategy '{name}' has no parameter '\" + {unknown}[0] + \"'; its parameters: {listed}\""
+            f"\"strategy '{name}' has no parameter '\" + {first} + \"'; its parameters: {listed}\""
         ),
         field_path=f".{field}",
     )
 
 
+def unknown_parameter_rules(field: str = "params", strategy: str = "name") -> tuple[Rule, ...]:
+    rules = (unknown_parameter_rule(name, field, strategy) for name in sorted(STRATEGY_CLASSES))
+    return tuple(rule for rule in rules if rule is not None)
+
+
+PARAMS_DESCRIPTION = (
+    "Parameters by name (`tradebot strategies show NAME`: types, defaults, bounds); absent ones take "
+    "their defaults."
+)
 StrategyParams = Annotated[
     dict[str, Any],
-    WithJsonSchema(
-        {
-            "type": "object",
-            "description": "Parameters by name (`tradebot strategies show NAME`: types, defaults, "
-            "bounds); absent ones take their defaults.",
-            "maxProperties": MAX_PARAMS,
-            "additionalProperties": {
-                "description": "A parameter's value: a number or a string.",
-                "x-kubernetes-preserve-unknown-fields": True,
-            },
-        }
-    ),
+    WithJsonSchema({"type": "object", "description": PARAMS_DESCRIPTION, "properties": parameter_types()}),
 ]
 
 
@@ -433,7 +457,7 @@ class StrategyChoice(SpecModel):
     name: StrategyName
     params: StrategyParams = Field(default_factory=dict, max_length=MAX_PARAMS)
 
-    rules = tuple(unknown_parameter_rule(name) for name in sorted(STRATEGY_CLASSES))
+    rules = unknown_parameter_rules()
 
     @model_validator(mode="after")
     def _valid_params(self) -> StrategyChoice:

@@ -101,8 +101,9 @@ class Backtests:
             "metadata": {"name": name},
             "spec": spec,
         }
+        # Strict, as kubectl does by default: a field the schema does not have is refused, not dropped.
         return self.custom.create_namespaced_custom_object(
-            "tradebot.dev", "v1alpha1", self.namespace, "backtests", body
+            "tradebot.dev", "v1alpha1", self.namespace, "backtests", body, field_validation="Strict"
         )
 
     def status(self, name: str) -> dict[str, Any]:
@@ -245,16 +246,18 @@ def test_a_single_backtest_waits_for_its_stack_then_runs_one_pod(
     ("spec", "says"),
     [
         ({"strategy": "macd"}, 'Unsupported value: "macd"'),
-        ({"strategy": "rsi", "grid": {"length": [3, 5]}}, "strategy 'rsi' has no parameter 'length'"),
-        ({"strategy": "rsi", "params": {"lenght": 3}}, "strategy 'rsi' has no parameter 'lenght'"),
+        ({"strategy": "rsi", "grid": {"fast": [3, 5]}}, "strategy 'rsi' has no parameter 'fast'"),
+        ({"strategy": "rsi", "params": {"lenght": 3}}, 'unknown field "spec.params.lenght"'),
+        ({"strategy": "rsi", "grid": {"period": ["x"]}}, "spec.grid.period[0]"),
         ({"strategy": "rsi", "start": "2026-01-06T00:00:00Z"}, "end must be after start"),
         ({"strategy": "rsi", "grid": {"period": []}}, "spec.grid.period"),
         ({"strategy": "rsi", "parallelism": 0}, "spec.parallelism"),
     ],
     ids=[
         "unknown-strategy",
-        "unknown-grid-parameter",
+        "another-strategys-parameter",
         "unknown-parameter",
+        "wrong-type",
         "empty-range",
         "empty-grid",
         "no-pods",

@@ -719,6 +719,15 @@ def test_unknown_fields_are_refused_with_strict_field_validation(
         env=control_plane.env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode != 0 and 'unknown field "spec.symbol"' in res.stderr
+    manifest.write_text(
+        "apiVersion: tradebot.dev/v1alpha1\nkind: TradingStack\n"
+        "metadata: {name: typo}\nspec: {strategies: [{name: rsi, params: {lenght: 5}}]}\n"
+    )
+    res = subprocess.run(
+        [control_plane.kubectl, "apply", "-n", namespace, "-f", str(manifest)],
+        env=control_plane.env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode != 0 and 'unknown field "spec.strategies[0].params.lenght"' in res.stderr
 
 
 def test_a_statefulset_deleted_by_hand_comes_back_on_the_same_claim(
@@ -1004,10 +1013,11 @@ def test_more_strategy_replicas_than_shards_are_refused(stacks: Stacks) -> None:
     ("strategies", "says"),
     [
         ([{"name": "macd"}], 'Unsupported value: "macd"'),
-        ([{"name": "rsi", "params": {"length": 3}}], "strategy 'rsi' has no parameter 'length'"),
+        ([{"name": "rsi", "params": {"fast": 3}}], "strategy 'rsi' has no parameter 'fast'"),
+        ([{"name": "rsi", "params": {"period": 2.5}}], "spec.strategies[0].params.period"),
         ([{"name": "rsi"}, {"name": "rsi"}], "Duplicate value"),
     ],
-    ids=["unknown-strategy", "unknown-parameter", "twice"],
+    ids=["unknown-strategy", "another-strategys-parameter", "wrong-type", "twice"],
 )
 def test_the_api_server_refuses_strategies_the_registry_does_not_know(
     stacks: Stacks, strategies: list, says: str

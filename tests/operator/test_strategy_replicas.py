@@ -139,8 +139,12 @@ def test_the_crd_types_strategies_from_the_registry() -> None:
     ]
     assert schema["x-kubernetes-list-type"] == "map"  # a name twice is refused by the API server
     assert schema["default"] == [{"name": "sma_crossover", "params": {}}, {"name": "rsi", "params": {}}]
+    params = schema["items"]["properties"]["params"]["properties"]
+    assert params["period"]["type"] == "integer" and params["width"]["type"] == "number"
+    assert params["input"]["enum"] == ["1m", "5m", "15m", "1h", "provider_1m", "trades", "quotes"]
+    assert "rsi: bars in Wilder's RSI" in params["period"]["description"]
     rsi = next(r for r in schema["items"]["x-kubernetes-validations"] if "'rsi'" in r["rule"])
-    assert "['input', 'period', 'oversold', 'overbought']" in rsi["rule"]
+    assert "has(self.params.fast)" in rsi["rule"] and "has(self.params.period)" not in rsi["rule"]
     assert "has no parameter" in rsi["messageExpression"]
     rules = spec_schema()["x-kubernetes-validations"]
     assert any(r["rule"] == "self.services.strategy.replicas <= self.tickShards" for r in rules)

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, AwareDatetime, Field, ValidationError, With
 from tradebot.backtest.sweep import RANKABLE, combinations
 from tradebot.providers.registry import DataSourceName
 from tradebot.strategy.bars import TIMEFRAMES
-from tradebot.strategy.registry import STRATEGY_CLASSES, build_strategy
+from tradebot.strategy.registry import build_strategy
 from tradebot_operator.spec import (
     MAX_PARAMS,
     DnsName,
@@ -29,8 +29,9 @@ from tradebot_operator.spec import (
     StrategyParams,
     TickerSymbol,
     describe,
+    parameter_types,
     sized,
-    unknown_parameter_rule,
+    unknown_parameter_rules,
 )
 
 MAX_SETS = 1_000  # parameter sets of one sweep (pods of one Indexed Job)
@@ -73,16 +74,15 @@ Grid = Annotated[
             "type": "object",
             "description": "A sweep: the values to try per parameter, e.g. {period: [7, 14, 21]}; every "
             f"combination is one index of an Indexed Job (at most {MAX_SETS}). Absent: one backtest.",
-            "maxProperties": MAX_PARAMS,
-            "additionalProperties": {
-                "type": "array",
-                "description": "The values of one parameter.",
-                "minItems": 1,
-                "maxItems": MAX_VALUES,
-                "items": {
-                    "description": "A value: a number or a string.",
-                    "x-kubernetes-preserve-unknown-fields": True,
-                },
+            "properties": {
+                name: {
+                    "type": "array",
+                    "description": f"Values of {name}. {typed['description']}",
+                    "minItems": 1,
+                    "maxItems": MAX_VALUES,
+                    "items": {**typed, "description": f"A value of {name}."},
+                }
+                for name, typed in parameter_types().items()
             },
         }
     ),
@@ -126,9 +126,9 @@ class BacktestSpec(SpecModel):
             field_path=".end",
             check=lambda s: s.end > s.start,
         ),
-        *(unknown_parameter_rule(name, f, "strategy") for name in sorted(STRATEGY_CLASSES) for f in
-          ("params", "grid")),
-    )  # fmt: skip
+        *unknown_parameter_rules("params", "strategy"),
+        *unknown_parameter_rules("grid", "strategy"),
+    )
 
     @model_validator(mode="after")
     def _valid_sets(self) -> BacktestSpec:
