@@ -255,17 +255,8 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
         runtime.due[key] = loop.time() + runtime.config.min_write_interval - since
         return
     namespace, name = key
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-    try:
-        await loop.run_in_executor(
-            runtime.status_pool,
-            partial(runtime.kube.request, "PATCH", path, {"status": merge_patch(old, new)}, None,
-                    "application/merge-patch+json"),
-        )  # fmt: skip
-    except KubeError as error:
-        if error.status == 404:  # deleted meanwhile
-            return
-        raise
+    if not await write_status(runtime, PLURAL, key, old, new):
+        return
     runtime.metrics.status_writes.add(1)
     runtime.written[key], runtime.written_at[key] = new, loop.time()
     if ACCEPT_VOLUMES in (body["metadata"].get("annotations") or {}):
@@ -275,6 +266,26 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
         await loop.run_in_executor(
             runtime.status_pool, post_phase_event, runtime.kube, body, old.get("phase"), new
         )
+
+
+async def write_status(
+    runtime: Runtime, plural: str, key: tuple[str, str], old: Mapping[str, Any], new: Mapping[str, Any]
+) -> bool:
+    """Patch one resource's status from `old` to `new` (a merge patch); False if it is gone."""
+    namespace, name = key
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status"
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(
+            runtime.status_pool,
+            partial(runtime.kube.request, "PATCH", path, {"status": merge_patch(old, new)}, None,
+                    "application/merge-patch+json"),
+        )  # fmt: skip
+    except KubeError as error:
+        if error.status == 404:  # deleted meanwhile
+            return False
+        raise
+    return True
 
 
 def forget_acceptance(kube: Kube, key: StackKey) -> None:

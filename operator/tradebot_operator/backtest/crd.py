@@ -10,10 +10,17 @@ from typing import Any
 
 import yaml
 
-from tradebot_operator import GROUP, VERSION
 from tradebot_operator.backtest import KIND, PLURAL
 from tradebot_operator.backtest.spec import SPEC_RULE, BacktestSpec
-from tradebot_operator.crd import Schema, _int, _obj, _str, model_schema
+from tradebot_operator.crd import (
+    Schema,
+    _int,
+    _obj,
+    _str,
+    condition_schema,
+    custom_resource_definition,
+    model_schema,
+)
 
 
 def spec_schema() -> Schema:
@@ -23,17 +30,7 @@ def spec_schema() -> Schema:
 
 
 def status_schema() -> Schema:
-    condition = _obj(
-        "Complete or Failed, as a Job has them.",
-        {
-            "type": _str("Complete or Failed."),
-            "status": _str("True or False.", enum=["True", "False", "Unknown"]),
-            "reason": _str("A CamelCase word for programs."),
-            "message": _str("What is going on, for people."),
-            "lastTransitionTime": _str("When status last changed.", format="date-time"),
-        },
-        required=["type", "status"],
-    )
+    condition = condition_schema("Complete or Failed, as a Job has them")
     anything = {"x-kubernetes-preserve-unknown-fields": True}
     return _obj(
         "Progress and the best parameter set, from the Job and the backtests table.",
@@ -78,54 +75,22 @@ def status_schema() -> Schema:
 
 
 def backtest_crd() -> dict[str, Any]:
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "plural": PLURAL,
-                "singular": "backtest",
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "shortNames": ["bt"],
-                "categories": ["tradebot"],
-            },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Stack", "type": "string", "jsonPath": ".spec.stackRef.name"},
-                        {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-                        {"name": "Best", "type": "string", "jsonPath": ".status.best.params", "priority": 1},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": _obj(
-                            "A backtest or a parameter sweep of a strategy on a TradingStack's stored "
-                            "history, run as a Kubernetes Job (a sweep: an Indexed Job, one index per "
-                            "parameter set).",
-                            {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(),
-                                "status": status_schema(),
-                            },
-                            required=["spec"],
-                        )
-                    },
-                }
-            ],
-        },
-    }
+    return custom_resource_definition(
+        KIND,
+        PLURAL,
+        "bt",
+        "A backtest or a parameter sweep of a strategy on a TradingStack's stored history, run as a "
+        "Kubernetes Job (a sweep: an Indexed Job, one index per parameter set).",
+        spec_schema(),
+        status_schema(),
+        [
+            {"name": "Stack", "type": "string", "jsonPath": ".spec.stackRef.name"},
+            {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+            {"name": "Best", "type": "string", "jsonPath": ".status.best.params", "priority": 1},
+        ],
+    )
 
 
 def backtest_crd_yaml() -> str:

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -34,7 +33,7 @@ from tradebot_operator.kube import KubeError
 from tradebot_operator.reconcile import password
 from tradebot_operator.runtime import Runtime
 from tradebot_operator.spec import InvalidSpec
-from tradebot_operator.status import merge_patch
+from tradebot_operator.status import write_status
 
 log = logging.getLogger(__name__)
 BACKTESTS = (GROUP, VERSION, PLURAL)
@@ -155,21 +154,8 @@ async def refresh(runtime: Runtime, state: Backtests, key: Key) -> None:
     new["conditions"] = merge_conditions(
         old.get("conditions"), new["conditions"], datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     )
-    if new == old:
+    if new == old or not await write_status(runtime, PLURAL, key, old, new):
         return
-    namespace, name = key
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-    loop = asyncio.get_running_loop()
-    try:
-        await loop.run_in_executor(
-            runtime.status_pool,
-            partial(runtime.kube.request, "PATCH", path, {"status": merge_patch(old, new)}, None,
-                    "application/merge-patch+json"),
-        )  # fmt: skip
-    except KubeError as error:
-        if error.status == 404:
-            return
-        raise
     state.written[key] = new
     if old.get("phase") != new["phase"]:
-        log.info("Backtest %s/%s is %s: %s", namespace, name, new["phase"], new["conditions"][0]["message"])
+        log.info("Backtest %s/%s is %s: %s", *key, new["phase"], new["conditions"][0]["message"])
