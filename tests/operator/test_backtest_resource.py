@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from tradebot.backtest.sweep import combinations, parse_grid
@@ -166,3 +168,10 @@ def test_failures_and_missing_results_are_said() -> None:
     missing = backtest_status(SETS, [], None, "sharpe", ("StackNotFound", "TradingStack demo not found"))
     assert missing["phase"] == "Pending" and missing["conditions"][0]["reason"] == "StackNotFound"
     assert parse_indexes("0-2,5") == {0, 1, 2, 5} and parse_indexes("") == set()
+
+
+def test_the_example_backtest_is_valid() -> None:
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "k8s" / "backtest.yaml").read_text())
+    assert manifest["kind"] == "Backtest" and manifest["apiVersion"] == "tradebot.dev/v1alpha1"
+    spec = parse_backtest(manifest["spec"])
+    assert len(spec.parameter_sets()) == 6 and spec.parameter_sets()[0]["input"] == "1m"
