@@ -86,7 +86,8 @@ crd: install  ## regenerate the chart's CRDs (from the operator's spec models) a
 	$(PY) -m tradebot_operator data-sources > charts/tradebot/files/data-sources.yaml
 
 test-operator: install  ## the operator's unit tests and its acceptance tests on the control plane
-	$(PY) -m pytest tests/operator tests/k8s/test_operator.py tests/k8s/test_operator_ha.py tests/k8s/test_kubectl_plugin.py
+	$(PY) -m pytest tests/operator tests/k8s/test_operator.py tests/k8s/test_operator_ha.py tests/k8s/test_kubectl_plugin.py \
+		tests/k8s/test_backtest_resource.py
 
 bench-operator: install  ## two copies, 200 stacks: apply -> Ready, status lag, memory, idle API rate, failover
 	$(PY) bench/operator.py
