@@ -392,24 +392,35 @@ StrategyName = Annotated[
 MAX_PARAMS = 32
 
 
-def parameter_types() -> dict[str, dict[str, Any]]:
-    """Every parameter of every strategy, typed (a name means one type in all strategies that have it).
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
-    The CRD types `params` with these, so the API server refuses a value of the wrong type and, with
-    strict field validation (kubectl's default), a name no strategy has; bounds and cross-parameter
-    rules are the registry's, checked by the operator.
+
+def parameter_types() -> dict[str, dict[str, Any]]:
+    """Every parameter of every strategy, typed (a name means one type in all strategies that have it),
+    with its bounds where every strategy that has it agrees on them.
+
+    The CRD types `params` with these, so the API server refuses a value of the wrong type or out of
+    bounds and, with strict field validation (kubectl's default), a name no strategy has; rules across
+    parameters (fast below slow) are the registry's, checked by the operator.
     """
     found: dict[str, dict[str, Any]] = {}
     users: dict[str, list[str]] = {}
+    bounds: dict[str, list[dict[str, Any]]] = {}
     for strategy in sorted(STRATEGY_CLASSES):
         for name, prop in strategy_class(strategy).Params.model_json_schema()["properties"].items():
             typed = {k: prop[k] for k in ("type", "enum") if k in prop}
             if "type" not in typed or found.setdefault(name, typed) != typed:
-                raise TypeError(
-                    f"parameter {name!r} of {strategy!r}: one type per parameter name, got {prop}"
-                )
+                raise TypeError(f"parameter {name!r} of {strategy!r}: one type per name, got {prop}")
             users.setdefault(name, []).append(f"{strategy}: {prop.get('description', name)}")
-    return {name: {**typed, "description": "; ".join(users[name]) + "."} for name, typed in found.items()}
+            bounds.setdefault(name, []).append({k: prop[k] for k in BOUNDS if k in prop})
+    return {
+        name: {
+            **typed,
+            "description": "; ".join(users[name]) + ".",
+            **(bounds[name][0] if all(b == bounds[name][0] for b in bounds[name]) else {}),
+        }
+        for name, typed in found.items()
+    }
 
 
 def unknown_parameter_rule(name: str, field: str = "params", strategy: str = "name") -> Rule | None:

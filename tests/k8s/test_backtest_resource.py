@@ -249,6 +249,7 @@ def test_a_single_backtest_waits_for_its_stack_then_runs_one_pod(
         ({"strategy": "rsi", "grid": {"fast": [3, 5]}}, "strategy 'rsi' has no parameter 'fast'"),
         ({"strategy": "rsi", "params": {"lenght": 3}}, 'unknown field "spec.params.lenght"'),
         ({"strategy": "rsi", "grid": {"period": ["x"]}}, "spec.grid.period[0]"),
+        ({"strategy": "rsi", "grid": {"period": [1, 14]}}, "spec.grid.period[0]: Invalid value: 1"),
         ({"strategy": "rsi", "start": "2026-01-06T00:00:00Z"}, "end must be after start"),
         ({"strategy": "rsi", "grid": {"period": []}}, "spec.grid.period"),
         ({"strategy": "rsi", "parallelism": 0}, "spec.parallelism"),
@@ -258,6 +259,7 @@ def test_a_single_backtest_waits_for_its_stack_then_runs_one_pod(
         "another-strategys-parameter",
         "unknown-parameter",
         "wrong-type",
+        "out-of-bounds",
         "empty-range",
         "empty-grid",
         "no-pods",
@@ -275,17 +277,25 @@ def test_bad_backtests_are_refused_by_the_api_server(
     assert says in json.loads(info.value.body)["message"]
 
 
-def test_a_backtest_is_fixed_once_created_and_out_of_bounds_values_fail_it(
+def test_a_backtest_is_fixed_once_created_and_a_set_the_registry_refuses_fails_it(
     cluster: tuple[str, client.ApiClient, Kube], stack: str
 ) -> None:
     namespace, api, admin = cluster
     backtests = Backtests(api, namespace)
     backtests.create(
-        "fixed", {"stackRef": {"name": stack}, "strategy": "rsi", "grid": {"period": [1, 14]}, **RANGE}
+        "fixed",
+        {
+            "stackRef": {"name": stack},
+            "strategy": "rsi",
+            "grid": {"oversold": [20, 80]},
+            "params": {"overbought": 70},
+            **RANGE,
+        },
     )
     wait_for("Failed: InvalidSpec", lambda: backtests.reason("fixed") == "InvalidSpec")
     assert backtests.status("fixed")["phase"] == "Failed"
-    assert "strategy 'rsi' parameter period=1" in backtests.status("fixed")["conditions"][0]["message"]
+    message = backtests.status("fixed")["conditions"][0]["message"]
+    assert "strategy 'rsi': oversold (80) must be below overbought (70)" in message
     assert not get(admin, "Job", namespace, "fixed")
     with pytest.raises(ApiException) as info:
         backtests.patch("fixed", {"grid": {"period": [7, 14]}})

@@ -1015,9 +1015,10 @@ def test_more_strategy_replicas_than_shards_are_refused(stacks: Stacks) -> None:
         ([{"name": "macd"}], 'Unsupported value: "macd"'),
         ([{"name": "rsi", "params": {"fast": 3}}], "strategy 'rsi' has no parameter 'fast'"),
         ([{"name": "rsi", "params": {"period": 2.5}}], "spec.strategies[0].params.period"),
+        ([{"name": "rsi", "params": {"period": 1}}], "spec.strategies[0].params.period: Invalid value: 1"),
         ([{"name": "rsi"}, {"name": "rsi"}], "Duplicate value"),
     ],
-    ids=["unknown-strategy", "another-strategys-parameter", "wrong-type", "twice"],
+    ids=["unknown-strategy", "another-strategys-parameter", "wrong-type", "out-of-bounds", "twice"],
 )
 def test_the_api_server_refuses_strategies_the_registry_does_not_know(
     stacks: Stacks, strategies: list, says: str
@@ -1028,10 +1029,10 @@ def test_the_api_server_refuses_strategies_the_registry_does_not_know(
     assert says in json.loads(info.value.body)["message"]
 
 
-def test_a_parameter_out_of_bounds_degrades_the_stack_naming_it(
+def test_a_cross_parameter_refusal_degrades_the_stack_naming_it(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
 ) -> None:
-    """What the schema cannot check (bounds, fast < slow) the operator's registry does, before any pod."""
+    """What the schema cannot check (fast below slow) the operator's registry does, before any pod."""
     new_stack(
         control_plane,
         stacks,

@@ -141,6 +141,8 @@ def test_the_crd_types_strategies_from_the_registry() -> None:
     assert schema["default"] == [{"name": "sma_crossover", "params": {}}, {"name": "rsi", "params": {}}]
     params = schema["items"]["properties"]["params"]["properties"]
     assert params["period"]["type"] == "integer" and params["width"]["type"] == "number"
+    assert (params["period"]["minimum"], params["period"]["maximum"]) == (2, 1000)  # rsi's and bollinger's
+    assert params["width"]["exclusiveMinimum"] is True  # OpenAPI v3.0 spelling
     assert params["input"]["enum"] == ["1m", "5m", "15m", "1h", "provider_1m", "trades", "quotes"]
     assert "rsi: bars in Wilder's RSI" in params["period"]["description"]
     rsi = next(r for r in schema["items"]["x-kubernetes-validations"] if "'rsi'" in r["rule"])
