@@ -80,12 +80,14 @@ OPERATOR_ARGS ?=
 operator: install  ## run the TradingStack operator against the current kubeconfig (OPERATOR_ARGS="-n NS")
 	$(VENV)/bin/tradebot operator $(OPERATOR_ARGS)
 
-crd: install  ## regenerate the chart's CRD (from operator/tradebot_operator/spec.py) and its list of data sources
+crd: install  ## regenerate the chart's CRDs (from the operator's spec models) and its list of data sources
 	$(PY) -m tradebot_operator crd > charts/tradebot/crds/tradingstacks.yaml
+	$(PY) -m tradebot_operator backtest-crd > charts/tradebot/crds/backtests.yaml
 	$(PY) -m tradebot_operator data-sources > charts/tradebot/files/data-sources.yaml
 
 test-operator: install  ## the operator's unit tests and its acceptance tests on the control plane
-	$(PY) -m pytest tests/operator tests/k8s/test_operator.py tests/k8s/test_operator_ha.py tests/k8s/test_kubectl_plugin.py
+	$(PY) -m pytest tests/operator tests/k8s/test_operator.py tests/k8s/test_operator_ha.py tests/k8s/test_kubectl_plugin.py \
+		tests/k8s/test_backtest_resource.py
 
 bench-operator: install  ## two copies, 200 stacks: apply -> Ready, status lag, memory, idle API rate, failover
 	$(PY) bench/operator.py

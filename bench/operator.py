@@ -42,14 +42,15 @@ from k8s.operator_support import (  # noqa: E402
     SERVICE_ACCOUNT,
     Stacks,
     grant_operator_rbac,
-    install_crd,
+    install_crds,
     wait_for,
     write_heartbeat,
 )
 from support.servers import redis_server  # noqa: E402
 from tradebot_operator.kube import Kube, load_configuration  # noqa: E402
 
-SERVICES = ("market_data", "strategy", "execution", "storage", "api", "dashboard")
+# Heartbeat ids: the strategy StatefulSet's one replica beats as strategy-0.
+SERVICES = ("market_data", "strategy-0", "execution", "storage", "api", "dashboard")
 NAMESPACE = "bench"
 
 
@@ -192,7 +193,7 @@ def main() -> None:
         for i in range(1, math.ceil(8 * (args.stacks + 1) / 100) + 1):  # a kwok node holds 110 pods
             cp.create_node(f"kwok-node-{i}")
         api = config.new_client_from_config(config_file=str(cp.admin_kubeconfig))
-        install_crd(api)
+        install_crds(api)
         kubeconfig = cp.service_account_kubeconfig(
             NAMESPACE, SERVICE_ACCOUNT, create=True, expiration_seconds=86400
         )

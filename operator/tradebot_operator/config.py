@@ -9,9 +9,12 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 # Each stack's Redis through its own Service; tests point every stack at one local Redis.
 DEFAULT_REDIS_URL = "redis://{name}-redis.{namespace}.svc:6379"
+# Each stack's TimescaleDB (the Backtests' results), with the password of its generated Secret.
+DEFAULT_DATABASE_URL = "postgresql://tradebot:{password}@{name}-timescaledb.{namespace}.svc:5432/tradebot"
 ENV_PREFIX = "TRADEBOT_OPERATOR_"
 
 
@@ -20,6 +23,7 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # empty: cluster-wide
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else the default kubeconfig
     redis_url: str = DEFAULT_REDIS_URL  # a template with {name} and {namespace}
+    database_url: str = DEFAULT_DATABASE_URL  # a template with {name}, {namespace} and {password}
     health_interval: float = 10.0  # seconds between heartbeat reads of a stack
     redis_timeout: float = 2.0
     resync_interval: float = 300.0  # seconds between full reconciles of every stack (drift repair)
@@ -43,6 +47,9 @@ class OperatorConfig:
     def stack_redis_url(self, name: str, namespace: str) -> str:
         return self.redis_url.format(name=name, namespace=namespace)
 
+    def stack_database_url(self, name: str, namespace: str, password: str) -> str:
+        return self.database_url.format(name=name, namespace=namespace, password=quote(password, safe=""))
+
     @property
     def lease_home(self) -> str:
         return self.lease_namespace or (self.namespaces[0] if self.namespaces else "default")
@@ -52,9 +59,9 @@ class OperatorConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> OperatorConfig:
-        """TRADEBOT_OPERATOR_NAMESPACES (comma list; empty = cluster-wide), _REDIS_URL, _HEALTH_INTERVAL,
-        _RESYNC_INTERVAL, _LEASE_NAME, _LEASE_NAMESPACE, _LEASE_DURATION, _RENEW_DEADLINE, _RETRY_PERIOD,
-        _METRICS_PORT, _IDENTITY (default: the pod's hostname)."""
+        """TRADEBOT_OPERATOR_NAMESPACES (comma list; empty = cluster-wide), _REDIS_URL, _DATABASE_URL,
+        _HEALTH_INTERVAL, _RESYNC_INTERVAL, _LEASE_NAME, _LEASE_NAMESPACE, _LEASE_DURATION, _RENEW_DEADLINE,
+        _RETRY_PERIOD, _METRICS_PORT, _IDENTITY (default: the pod's hostname)."""
         env = os.environ if env is None else env
 
         def var(name: str) -> str:
@@ -63,6 +70,7 @@ class OperatorConfig:
         values: dict[str, object] = {
             "namespaces": tuple(n.strip() for n in var("NAMESPACES").split(",") if n.strip()),
             "redis_url": var("REDIS_URL") or DEFAULT_REDIS_URL,
+            "database_url": var("DATABASE_URL") or DEFAULT_DATABASE_URL,
             "health_interval": float(var("HEALTH_INTERVAL") or 10),
             "resync_interval": float(var("RESYNC_INTERVAL") or 300),
             "lease_name": var("LEASE_NAME") or cls.lease_name,

@@ -102,11 +102,12 @@ def _int(description: str) -> Schema:
     return {"type": "integer", "description": description}
 
 
-def status_schema() -> Schema:
-    condition = _obj(
-        "A standard condition (Ready, Progressing or Degraded).",
+def condition_schema(types: str) -> Schema:
+    """A standard condition; `types` names the ones there are, e.g. "Ready, Progressing or Degraded"."""
+    return _obj(
+        f"A standard condition ({types}).",
         {
-            "type": _str("Ready, Progressing or Degraded."),
+            "type": _str(f"{types}."),
             "status": _str("True, False or Unknown.", enum=["True", "False", "Unknown"]),
             "reason": _str("A CamelCase word for programs."),
             "message": _str("What is going on, for people."),
@@ -115,18 +116,34 @@ def status_schema() -> Schema:
         },
         required=["type", "status"],
     )
+
+
+def status_schema() -> Schema:
+    condition = condition_schema("Ready, Progressing or Degraded")
+    heartbeat = {
+        "state": _str(
+            "healthy, degraded, unhealthy, dead or error (from the heartbeat), or unknown when "
+            "Redis cannot be read, or stopped at 0 replicas."
+        ),
+        "heartbeatAge": _int("Seconds since its last heartbeat."),
+        "errorCount": _int("Its error counter in Redis."),
+    }
+    instance = _obj(
+        "One replica: its own heartbeat and the tick shards it owns.",
+        {**heartbeat, "shards": {"type": "array", "description": "Its tick shards.", "items": _int("One.")}},
+    )
     service = _obj(
-        "Health of one service: its pods and its heartbeat in Redis.",
+        "Health of one service: its pods and its heartbeat in Redis (a replicated one: its worst replica's).",
         {
-            "deployment": _str("Name of its Deployment."),
+            "deployment": _str("Name of its Deployment (the strategy service: its StatefulSet)."),
             "replicas": _int("Pods wanted."),
             "readyReplicas": _int("Pods ready."),
-            "state": _str(
-                "healthy, degraded, unhealthy, dead or error (from the heartbeat), or unknown when "
-                "Redis cannot be read, or stopped at 0 replicas."
-            ),
-            "heartbeatAge": _int("Seconds since its last heartbeat."),
-            "errorCount": _int("Its error counter in Redis."),
+            **heartbeat,
+            "instances": {
+                "type": "object",
+                "description": "The strategy service's replicas by heartbeat id (strategy-<k>).",
+                "additionalProperties": instance,
+            },
         },
     )
     return _obj(
@@ -139,6 +156,10 @@ def status_schema() -> Schema:
             ),
             "readyServices": _str("Services whose pods are ready and heartbeat is healthy, e.g. 6/6."),
             "activeMarketData": _str("The market-data service id of the data source."),
+            "tickShards": _int(
+                "The tick shards the stack runs with, recorded when first reconciled: a spec that "
+                "differs is not applied (Degraded, TickShardsChanged)."
+            ),
             "conditions": {
                 "type": "array",
                 "description": "Ready, Progressing and Degraded.",
@@ -184,21 +205,43 @@ def status_schema() -> Schema:
     )
 
 
-def crd() -> dict[str, Any]:
-    """The CustomResourceDefinition object."""
+def custom_resource_definition(
+    kind: str,
+    plural: str,
+    short_name: str,
+    description: str,
+    spec: Schema,
+    status: Schema,
+    columns: list[dict[str, Any]],
+    validations: list[dict[str, str]] | None = None,
+) -> dict[str, Any]:
+    """A namespaced kind of the group with a status subresource (the TradingStack's, the Backtest's)."""
+    root = _obj(
+        description,
+        {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec,
+            "status": status,
+        },
+        required=["spec"],
+        **({"x-kubernetes-validations": validations} if validations else {}),
+    )
+    age = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{GROUP}"},
+        "metadata": {"name": f"{plural}.{GROUP}"},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
             "names": {
-                "plural": PLURAL,
-                "singular": "tradingstack",
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "shortNames": ["tstack"],
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "shortNames": [short_name],
                 "categories": ["tradebot"],
             },
             "versions": [
@@ -207,32 +250,32 @@ def crd() -> dict[str, Any]:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": [
-                        {"name": "Source", "type": "string", "jsonPath": ".spec.dataSource"},
-                        {"name": "Symbols", "type": "string", "jsonPath": ".spec.symbolMode"},
-                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                        {"name": "Ready", "type": "string", "jsonPath": ".status.readyServices"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                    "schema": {
-                        "openAPIV3Schema": _obj(
-                            "One TradeBot: market data, strategy, paper execution, storage, API and "
-                            "dashboard, with its Redis and TimescaleDB.",
-                            {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
-                                "spec": spec_schema(),
-                                "status": status_schema(),
-                            },
-                            required=["spec"],
-                            **{"x-kubernetes-validations": [NAME_RULE.schema()]},
-                        )
-                    },
+                    "additionalPrinterColumns": [*columns, age],
+                    "schema": {"openAPIV3Schema": root},
                 }
             ],
         },
     }
+
+
+def crd() -> dict[str, Any]:
+    """The TradingStack CustomResourceDefinition object."""
+    return custom_resource_definition(
+        KIND,
+        PLURAL,
+        "tstack",
+        "One TradeBot: market data, strategy, paper execution, storage, API and dashboard, with its "
+        "Redis and TimescaleDB.",
+        spec_schema(),
+        status_schema(),
+        [
+            {"name": "Source", "type": "string", "jsonPath": ".spec.dataSource"},
+            {"name": "Symbols", "type": "string", "jsonPath": ".spec.symbolMode"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Ready", "type": "string", "jsonPath": ".status.readyServices"},
+        ],
+        [NAME_RULE.schema()],
+    )
 
 
 def data_sources_yaml() -> str:

@@ -52,7 +52,10 @@ class Observation:
     redis_error: str | None = None
     problems: Sequence[Problem] = ()
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # A replicated service's heartbeat ids and the shards each owns: {"strategy": {"strategy-0": [0, 2]}}.
+    instances: Mapping[str, Mapping[str, Sequence[int]]] = field(default_factory=dict)
     volumes: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # as recorded (track_volumes)
+    tick_shards: int | None = None  # the shard count the stack runs with (status.tickShards: its identity)
     backup: Mapping[str, str] | None = None  # status.backup (backup_status), when backups are on
 
 
@@ -66,22 +69,52 @@ def _condition(kind: str, ok: bool, reason: str, message: str, generation: int) 
     }
 
 
-def _service_entry(workload: Workload | None, health: ServiceHealth | None, known: bool) -> dict[str, Any]:
+# Worst last: a replicated service is as well as its worst replica.
+SEVERITY = ("healthy", "degraded", "unhealthy", "error", "dead")
+
+
+def _health_fields(health: ServiceHealth | None, known: bool) -> dict[str, Any]:
+    if not known or health is None:
+        return {"state": "unknown"}
+    out: dict[str, Any] = {"state": health.state.value, "errorCount": health.error_count}
+    if health.heartbeat_age is not None:
+        out["heartbeatAge"] = int(health.heartbeat_age)
+    return out
+
+
+def _service_entry(
+    workload: Workload | None,
+    health: ServiceHealth | None,
+    known: bool,
+    instances: Mapping[str, Sequence[int]] | None,
+    heartbeats: Mapping[str, ServiceHealth],
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "deployment": workload.name if workload else "",
         "replicas": workload.replicas if workload else 0,
         "readyReplicas": workload.ready if workload else 0,
     }
     if workload and workload.replicas == 0:
-        entry["state"] = "stopped"
-    elif not known or health is None:
-        entry["state"] = "unknown"
-    else:
-        entry["state"] = health.state.value
-        entry["errorCount"] = health.error_count
-        if health.heartbeat_age is not None:
-            entry["heartbeatAge"] = int(health.heartbeat_age)
+        return {**entry, "state": "stopped"}
+    entry.update(_health_fields(health, known))
+    if instances:
+        entry["instances"] = {
+            hid: {**_health_fields(heartbeats.get(hid), known), "shards": list(shards)}
+            for hid, shards in instances.items()
+        }
     return entry
+
+
+def fold_instances(
+    heartbeats: Mapping[str, ServiceHealth], instances: Mapping[str, Mapping[str, Sequence[int]]]
+) -> dict[str, ServiceHealth]:
+    """Each replicated service gets the health of its worst replica (which names that replica)."""
+    folded = dict(heartbeats)
+    for sid, members in instances.items():
+        found = [heartbeats[hid] for hid in members if hid in heartbeats]
+        if found:
+            folded[sid] = max(found, key=lambda h: SEVERITY.index(h.state.value))
+    return folded
 
 
 def _describe(sid: str, health: ServiceHealth) -> str:
@@ -96,9 +129,11 @@ def compute_status(obs: Observation) -> dict[str, Any]:
     """The status (conditions without transition times; see `merge_conditions`)."""
     by_component = {w.component: w for w in obs.workloads}
     known = obs.heartbeats is not None
-    heartbeats = obs.heartbeats or {}
+    beats = obs.heartbeats or {}
+    heartbeats = fold_instances(beats, obs.instances)
     services = {
-        sid: _service_entry(by_component.get(sid), heartbeats.get(sid), known) for sid in obs.service_ids
+        sid: _service_entry(by_component.get(sid), heartbeats.get(sid), known, obs.instances.get(sid), beats)
+        for sid in obs.service_ids
     }
 
     waiting = [w for w in obs.workloads if not w.rolled_out]
@@ -115,7 +150,12 @@ def compute_status(obs: Observation) -> dict[str, Any]:
     if not known and judged:
         degraded.append(Problem("HeartbeatsUnavailable", f"cannot read heartbeats: {obs.redis_error}"))
     if unwell:
-        message = ", ".join(_describe(sid, heartbeats[sid]) for sid in unwell)
+        message = ", ".join(
+            _describe(h.service, h)
+            for sid in unwell
+            for h in [beats[hid] for hid in obs.instances.get(sid, ()) if hid in beats] or [heartbeats[sid]]
+            if h.state != "healthy"
+        )
         degraded.append(Problem("ServiceUnhealthy", message))
 
     if obs.reconciled_generation != obs.generation:
@@ -168,6 +208,7 @@ def compute_status(obs: Observation) -> dict[str, Any]:
         "conditions": conditions,
         "services": services,
         "endpoints": dict(obs.endpoints),
+        **({"tickShards": obs.tick_shards} if obs.tick_shards is not None else {}),
         **({"volumes": {k: dict(v) for k, v in obs.volumes.items()}} if obs.volumes else {}),
         **({"backup": dict(obs.backup)} if obs.backup is not None else {}),
     }

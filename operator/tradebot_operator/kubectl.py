@@ -178,6 +178,14 @@ def live_details(
     return health, account
 
 
+def _service_rows(entries: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(heartbeat id, label, pods, entry) of each service, then of each replica of a replicated one."""
+    for sid, entry in entries.items():
+        yield sid, sid, f"{entry.get('readyReplicas', 0)}/{entry.get('replicas', 0)}", entry
+        for hid, sub in (entry.get("instances") or {}).items():
+            yield hid, f"  {hid}", "shards " + ",".join(map(str, sub.get("shards", []))), sub
+
+
 @app.command()
 def status(
     name: Annotated[str, typer.Argument(help="The TradingStack.")],
@@ -190,7 +198,9 @@ def status(
     cluster = Cluster(kubeconfig, context, namespace)
     stack = cluster.stack(name)
     st = stack.get("status") or {}
-    services = list((st.get("services") or {}).keys())
+    entries = st.get("services") or {}
+    # A replicated service (strategy) beats once per replica: read each replica's heartbeat.
+    services = [*entries, *(hid for entry in entries.values() for hid in entry.get("instances") or {})]
     problem = None
     try:
         health, account = live_details(cluster, name, services)
@@ -225,14 +235,14 @@ def status(
         title="Services",
         title_justify="left",
     )
-    for sid, entry in (st.get("services") or {}).items():
+    for sid, label, pods, row in _service_rows(entries):
         live = health.get(sid)
         table.add_row(
-            sid,
-            f"{entry.get('readyReplicas', 0)}/{entry.get('replicas', 0)}",
-            live.state.value if live else entry.get("state", "unknown"),
-            _age(live.heartbeat_age if live else entry.get("heartbeatAge")),
-            str(live.error_count if live else entry.get("errorCount", "-")),
+            label,
+            pods,
+            live.state.value if live else row.get("state", "unknown"),
+            _age(live.heartbeat_age if live else row.get("heartbeatAge")),
+            str(live.error_count if live else row.get("errorCount", "-")),
             _lag(live),
         )
     out.print(table)

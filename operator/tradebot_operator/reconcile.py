@@ -24,8 +24,14 @@ from tradebot_operator.apply import (
 )
 from tradebot_operator.builders import Stack, build_children
 from tradebot_operator.builders.common import Obj
-from tradebot_operator.builders.config import db_secret_name, generate_password, password_from_secret
+from tradebot_operator.builders.config import (
+    config_name,
+    db_secret_name,
+    generate_password,
+    password_from_secret,
+)
 from tradebot_operator.builders.storage import claim_owner_patch, template_size
+from tradebot_operator.builders.strategy import reshard_refusal, running_tick_shards
 from tradebot_operator.drift import foreign_drift, matches
 from tradebot_operator.health import Problem
 from tradebot_operator.kube import KubeError
@@ -68,14 +74,10 @@ def _apply(runtime: Runtime, obj: Obj) -> None:
         runtime.applied_generation[child_key(obj)] = result["metadata"]["generation"]
 
 
-def _size_of(obj: Obj) -> str:
-    return str(obj["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"])
-
-
 def _grow(runtime: Runtime, stack: Stack, wanted: Obj, live: dict[str, Any]) -> str | None:
     """Grow the claims of a StatefulSet whose template asks for more; why not, if it cannot."""
-    old, new = template_size(live), _size_of(wanted)
-    if old is None or quantity(new) == quantity(old):
+    old, new = template_size(live), template_size(wanted)
+    if old is None or new is None or quantity(new) == quantity(old):
         return None
     if quantity(new) < quantity(old):
         return f"{describe(child_key(wanted))}: its claims are {old}; a volume cannot shrink to {new}"
@@ -144,6 +146,12 @@ def reconcile(runtime: Runtime, key: StackKey) -> Outcome:
         stack = Stack.from_body(body)
     except InvalidSpec as error:
         outcome.problems["spec"] = Problem("InvalidSpec", str(error))
+        runtime.metrics.reconciles.add(1, {"result": "invalid"})
+        return outcome
+    live_config = runtime.children.get(("ConfigMap", stack.namespace, config_name(stack)))
+    refusal = reshard_refusal(stack, running_tick_shards(body.get("status"), live_config))
+    if refusal:
+        outcome.problems["spec"] = Problem("TickShardsChanged", refusal)
         runtime.metrics.reconciles.add(1, {"result": "invalid"})
         return outcome
     children = build_children(stack, password(runtime, stack))

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import kopf
 from aiohttp import web
 
+import tradebot_operator.backtest.handlers  # noqa: F401  (registers the Backtest handlers)
 from tradebot_operator import KOPF_PREFIX
+from tradebot_operator.backtest.crd import backtest_crd_yaml
 from tradebot_operator.config import OperatorConfig
 from tradebot_operator.crd import crd_yaml, data_sources_yaml
 from tradebot_operator.handlers import registry
@@ -191,9 +193,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tradebot operator",
         description="Reconcile TradingStack resources into running TradeBot stacks. "
-        "`crd` prints the CustomResourceDefinition, `data-sources` the chart's list of data sources.",
+        "`crd` prints the TradingStack CustomResourceDefinition, `backtest-crd` the Backtest one, "
+        "`data-sources` the chart's list of data sources.",
     )
-    parser.add_argument("command", nargs="?", choices=["run", "crd", "data-sources"], default="run")
+    parser.add_argument(
+        "command", nargs="?", choices=["run", "crd", "backtest-crd", "data-sources"], default="run"
+    )
     parser.add_argument(
         "-n",
         "--namespace",
@@ -226,8 +231,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.command in ("crd", "data-sources"):
-        sys.stdout.write(crd_yaml() if args.command == "crd" else data_sources_yaml())
+    printed = {"crd": crd_yaml, "backtest-crd": backtest_crd_yaml, "data-sources": data_sources_yaml}
+    if args.command in printed:
+        sys.stdout.write(printed[args.command]())
         return 0
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

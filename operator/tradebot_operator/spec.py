@@ -1,7 +1,8 @@
 """The TradingStack spec as a typed model: what the builders take, and what the CRD schema is made from.
 
 Each field carries its description, default and bounds once; a field that mirrors a
-setting takes them from `tradebot.common.settings.Settings`. Each cross-field rule is
+setting takes them from `tradebot.common.settings.Settings`, and the strategies and
+their parameters come from `tradebot.strategy.registry`. Each cross-field rule is
 one `Rule`: its CEL expression goes into the CRD (the API server refuses a bad stack
 with the rule's message) and, unless it compares with the old object, its Python
 twin runs when the operator reads a stack, so both refuse with the same words.
@@ -40,6 +41,7 @@ from tradebot.providers.registry import (
     DataSourceName,
     ExecutionVenueName,
 )
+from tradebot.strategy.registry import STRATEGY_CLASSES, build_strategies, build_strategy, strategy_class
 
 # A Kubernetes quantity without a sign (resources and sizes are never negative).
 QUANTITY_PATTERN = (
@@ -64,16 +66,24 @@ MAX_STACK_NAME = 40
 
 @dataclass(frozen=True)
 class Rule:
-    """One validation rule: CEL for the API server, `check` (None: a transition rule) for the operator."""
+    """One validation rule: CEL for the API server, `check` for the operator.
+
+    `check` is None for a transition rule, and for one whose Python side is a validator
+    that says more (the strategy registry's refusals). `message_expression` is CEL
+    building the message, e.g. to name the refused key (`message` is its fallback).
+    """
 
     cel: str
     message: str
     field_path: str | None = None
     reason: str | None = None
     check: Callable[[Any], bool] | None = None
+    message_expression: str | None = None
 
     def schema(self) -> dict[str, str]:
         out = {"rule": self.cel, "message": self.message}
+        if self.message_expression:
+            out["messageExpression"] = self.message_expression
         if self.field_path:
             out["fieldPath"] = self.field_path
         if self.reason:
@@ -155,8 +165,8 @@ def quantity(value: str) -> Decimal:
     return Decimal(parse_quantity(value))
 
 
-def like_setting(name: str, description: str | None = None, **extra: Any) -> Any:
-    """A field with the default and bounds of setting `name` (one home for both)."""
+def like_setting(name: str, description: str | None = None, default: Any = None, **extra: Any) -> Any:
+    """A field with the default (unless given) and bounds of setting `name` (one home for both)."""
     info = Settings.model_fields[name]
     bounds: dict[str, Any] = {}
     for item in info.metadata:
@@ -165,7 +175,8 @@ def like_setting(name: str, description: str | None = None, **extra: Any) -> Any
                 bounds[key] = getattr(item, key)
         if isinstance(item, MaxLen):
             bounds["max_length"] = item.max_length
-    return Field(info.default, description=description or info.description, **bounds, **extra)
+    value = info.default if default is None else default
+    return Field(value, description=description or info.description, **bounds, **extra)
 
 
 # --------------------------------------------------------------------------- parts
@@ -380,6 +391,118 @@ class Backup(SpecModel):
     resources: Resources = sized("50m", "128Mi", "512Mi")
 
 
+def _known_strategy(name: str) -> str:
+    strategy_class(name)  # StrategyConfigError (a ValueError) names the known ones
+    return name
+
+
+StrategyName = Annotated[
+    str,
+    AfterValidator(_known_strategy),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "A strategy of `tradebot strategies list`.",
+            "enum": sorted(STRATEGY_CLASSES),
+        }
+    ),
+]
+MAX_PARAMS = 32
+
+
+BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+
+
+def parameter_types() -> dict[str, dict[str, Any]]:
+    """Every parameter of every strategy, typed (a name means one type in all strategies that have it),
+    with its bounds where every strategy that has it agrees on them.
+
+    The CRD types `params` with these, so the API server refuses a value of the wrong type or out of
+    bounds and, with strict field validation (kubectl's default), a name no strategy has; rules across
+    parameters (fast below slow) are the registry's, checked by the operator.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    users: dict[str, list[str]] = {}
+    bounds: dict[str, list[dict[str, Any]]] = {}
+    for strategy in sorted(STRATEGY_CLASSES):
+        for name, prop in strategy_class(strategy).Params.model_json_schema()["properties"].items():
+            typed = {k: prop[k] for k in ("type", "enum") if k in prop}
+            if "type" not in typed or found.setdefault(name, typed) != typed:
+                raise TypeError(f"parameter {name!r} of {strategy!r}: one type per name, got {prop}")
+            users.setdefault(name, []).append(f"{strategy}: {prop.get('description', name)}")
+            bounds.setdefault(name, []).append({k: prop[k] for k in BOUNDS if k in prop})
+    return {
+        name: {
+            **typed,
+            "description": "; ".join(users[name]) + ".",
+            **(bounds[name][0] if all(b == bounds[name][0] for b in bounds[name]) else {}),
+        }
+        for name, typed in found.items()
+    }
+
+
+def unknown_parameter_rule(name: str, field: str = "params", strategy: str = "name") -> Rule | None:
+    """CEL naming a parameter of another strategy given to strategy `name` (the registry says the same).
+
+    `field` is the object keyed by parameter name, `strategy` the sibling field naming the strategy.
+    """
+    known = list(strategy_class(name).Params.model_fields)
+    foreign = [p for p in parameter_types() if p not in known]
+    if not foreign:
+        return None
+    given = " || ".join(f"has(self.{field}.{p})" for p in foreign)
+    first = (
+        "[" + ", ".join(f"has(self.{field}.{p}) ? '{p}' : ''" for p in foreign) + "].filter(p, p != '')[0]"
+    )
+    listed = ", ".join(known)
+    return Rule(
+        cel=f"self.{strategy} != '{name}' || !has(self.{field}) || !({given})",
+        message=f"strategy {name!r} was given a parameter it does not have; its parameters: {listed}",
+        message_expression=(
+            f"\"strategy '{name}' has no parameter '\" + {first} + \"'; its parameters: {listed}\""
+        ),
+        field_path=f".{field}",
+    )
+
+
+def unknown_parameter_rules(field: str = "params", strategy: str = "name") -> tuple[Rule, ...]:
+    rules = (unknown_parameter_rule(name, field, strategy) for name in sorted(STRATEGY_CLASSES))
+    return tuple(rule for rule in rules if rule is not None)
+
+
+PARAMS_DESCRIPTION = (
+    "Parameters by name (`tradebot strategies show NAME`: types, defaults, bounds); absent ones take "
+    "their defaults."
+)
+StrategyParams = Annotated[
+    dict[str, Any],
+    WithJsonSchema({"type": "object", "description": PARAMS_DESCRIPTION, "properties": parameter_types()}),
+]
+
+
+class StrategyChoice(SpecModel):
+    """One strategy the stack runs, with its parameters (STRATEGIES and STRATEGY_PARAMS)."""
+
+    name: StrategyName
+    params: StrategyParams = Field(default_factory=dict, max_length=MAX_PARAMS)
+
+    rules = unknown_parameter_rules()
+
+    @model_validator(mode="after")
+    def _valid_params(self) -> StrategyChoice:
+        build_strategy(self.name, self.params)  # the registry's refusal names the parameter and bound
+        return self
+
+
+def _default_strategies() -> list[StrategyChoice]:
+    return [StrategyChoice(name=name) for name in Settings.model_fields["strategies"].default]
+
+
+def _distinct_strategies(choices: list[StrategyChoice]) -> list[StrategyChoice]:
+    build_strategies([c.name for c in choices], {})  # a name twice is refused, naming it
+    return choices
+
+
 def _needs_credentials(spec: StackSpec) -> bool:
     return not DATA_SOURCES[spec.data_source].credentials or spec.credentials is not None
 
@@ -388,6 +511,8 @@ def _venue_needs_credentials(spec: StackSpec) -> bool:
     return not EXECUTION_VENUES[spec.execution.venue].credentials or spec.credentials is not None
 
 
+# A stack on Kubernetes is made to scale: more shards than the one of `make run` (TICK_SHARDS=1).
+DEFAULT_TICK_SHARDS = 8
 FREE_SOURCES = [name for name, source in DATA_SOURCES.items() if not source.credentials]
 FREE_VENUES = [name for name, venue in EXECUTION_VENUES.items() if not venue.credentials]
 
@@ -413,10 +538,20 @@ class StackSpec(SpecModel):
     max_websocket_symbols: int = like_setting("max_websocket_symbols", "Live subscriptions at a provider.")
     tick_shards: int = like_setting(
         "tick_shards",
-        "Tick streams split by symbol (ticks:<n>); part of the stack's identity, fixed at creation.",
+        "Tick streams split by symbol (ticks:<n>); part of the stack's identity, fixed at creation. "
+        "Strategy replicas share them out (replica k of R reads the shards n with n mod R = k), so "
+        "they bound services.strategy.replicas; the default lets a stack grow to 8 replicas.",
+        default=DEFAULT_TICK_SHARDS,
         json_schema_extra=cel(
             Rule(cel="self == oldSelf", message="tickShards is fixed at creation: re-sharding is a migration")
         ),
+    )
+    strategies: Annotated[list[StrategyChoice], AfterValidator(_distinct_strategies)] = Field(
+        default_factory=_default_strategies,
+        min_length=1,
+        max_length=len(STRATEGY_CLASSES),
+        description="The strategies to run and their parameters (STRATEGIES, STRATEGY_PARAMS).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     risk: Risk = Field(default_factory=Risk, description="Risk limits of the paper execution service.")
     execution: Execution = Field(default_factory=Execution, description="Where the execution service trades.")
@@ -461,6 +596,13 @@ class StackSpec(SpecModel):
             field_path=".symbols",
             reason="FieldValueRequired",
             check=lambda s: s.symbol_mode != "custom" or bool(s.symbols),
+        ),
+        Rule(
+            cel="self.services.strategy.replicas <= self.tickShards",
+            message="services.strategy.replicas cannot exceed tickShards: each replica owns whole tick "
+            "shards (a replica without one would idle)",
+            field_path=".services.strategy.replicas",
+            check=lambda s: s.services.strategy.replicas <= s.tick_shards,
         ),
         Rule(
             cel="self.maxWebsocketSymbols <= self.maxSymbols",

@@ -24,7 +24,14 @@ from tradebot_operator.apply import collection_path
 from tradebot_operator.builders.backup import COMPONENT as BACKUP
 from tradebot_operator.builders.backup import cronjob_name
 from tradebot_operator.builders.common import Stack
+from tradebot_operator.builders.config import config_name
 from tradebot_operator.builders.storage import claim_name, stores
+from tradebot_operator.builders.strategy import (
+    STRATEGY,
+    replica_shards,
+    running_tick_shards,
+    workload_kind,
+)
 from tradebot_operator.builders.workloads import endpoints
 from tradebot_operator.health import (
     Observation,
@@ -65,7 +72,7 @@ def _workload(component: str, name: str, item: Mapping[str, Any] | None) -> Work
 
 def read_workloads(runtime: Runtime, stack: Stack) -> list[Workload]:
     """From the watch cache: no request."""
-    kinds = {sid: "Deployment" for sid in stack.service_ids} | {
+    kinds = {sid: workload_kind(sid) for sid in stack.service_ids} | {
         s.component: "StatefulSet" for s in stores(stack)
     }
     return [
@@ -103,8 +110,9 @@ def credential_problems(kube: Kube, stack: Stack) -> list[Problem]:
 async def read_heartbeats(
     runtime: Runtime, key: StackKey, stack: Stack
 ) -> tuple[dict[str, ServiceHealth] | None, str | None]:
+    ids = [sid for sid in stack.service_ids if sid != STRATEGY] + list(replica_shards(stack))
     try:
-        found = await read_health(runtime.redis_for(key), list(stack.service_ids))
+        found = await read_health(runtime.redis_for(key), ids)
     except (RedisError, OSError) as error:
         return None, str(error) or type(error).__name__
     return {h.service: h for h in found}, None
@@ -153,6 +161,8 @@ async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> O
     recorded = (runtime.written.get(key) or body.get("status") or {}).get("volumes")
     volumes, volume_problems = track_volumes(recorded, observed_claims(runtime, stack), accept)
     backup = observed_backup(runtime, stack)
+    live_config = runtime.children.get(("ConfigMap", stack.namespace, config_name(stack)))
+    running = running_tick_shards(runtime.written.get(key) or body.get("status"), live_config)
     return Observation(
         generation=generation,
         reconciled_generation=runtime.reconciled.get(key),
@@ -163,6 +173,8 @@ async def observe(runtime: Runtime, key: StackKey, body: Mapping[str, Any]) -> O
         redis_error=redis_error,
         problems=[*volume_problems, *problems, *failures, *backup_problems(backup)],
         endpoints=endpoints(stack),
+        instances={STRATEGY: replica_shards(stack)},
+        tick_shards=stack.spec.tick_shards if running is None else running,
         volumes=volumes,
         backup=backup,
     )
@@ -216,11 +228,13 @@ def post_phase_event(
 
 
 def _without_ages(status: Mapping[str, Any]) -> dict[str, Any]:
-    services = {
-        sid: {k: v for k, v in entry.items() if k != "heartbeatAge"}
-        for sid, entry in (status.get("services") or {}).items()
-    }
-    return {**status, "services": services}
+    def ageless(entry: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in entry.items() if k not in ("heartbeatAge", "instances")}
+        if "instances" in entry:
+            out["instances"] = {hid: ageless(sub) for hid, sub in entry["instances"].items()}
+        return out
+
+    return {**status, "services": {sid: ageless(e) for sid, e in (status.get("services") or {}).items()}}
 
 
 async def refresh(runtime: Runtime, key: StackKey) -> None:
@@ -242,17 +256,8 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
         runtime.due[key] = loop.time() + runtime.config.min_write_interval - since
         return
     namespace, name = key
-    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
-    try:
-        await loop.run_in_executor(
-            runtime.status_pool,
-            partial(runtime.kube.request, "PATCH", path, {"status": merge_patch(old, new)}, None,
-                    "application/merge-patch+json"),
-        )  # fmt: skip
-    except KubeError as error:
-        if error.status == 404:  # deleted meanwhile
-            return
-        raise
+    if not await write_status(runtime, PLURAL, key, old, new):
+        return
     runtime.metrics.status_writes.add(1)
     runtime.written[key], runtime.written_at[key] = new, loop.time()
     if ACCEPT_VOLUMES in (body["metadata"].get("annotations") or {}):
@@ -262,6 +267,26 @@ async def refresh(runtime: Runtime, key: StackKey) -> None:
         await loop.run_in_executor(
             runtime.status_pool, post_phase_event, runtime.kube, body, old.get("phase"), new
         )
+
+
+async def write_status(
+    runtime: Runtime, plural: str, key: tuple[str, str], old: Mapping[str, Any], new: Mapping[str, Any]
+) -> bool:
+    """Patch one resource's status from `old` to `new` (a merge patch); False if it is gone."""
+    namespace, name = key
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}/{name}/status"
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(
+            runtime.status_pool,
+            partial(runtime.kube.request, "PATCH", path, {"status": merge_patch(old, new)}, None,
+                    "application/merge-patch+json"),
+        )  # fmt: skip
+    except KubeError as error:
+        if error.status == 404:  # deleted meanwhile
+            return False
+        raise
+    return True
 
 
 def forget_acceptance(kube: Kube, key: StackKey) -> None:

@@ -208,9 +208,12 @@ def test_default_render(render: Render) -> None:
     assert labels["helm.sh/chart"] == "tradebot-0.1.0"
 
 
-def test_crd_is_the_operators(render: Render) -> None:
+def test_crds_are_the_operators(render: Render) -> None:
     crds = by_kind(render(crds=True), "CustomResourceDefinition")
-    assert crds == [yaml.safe_load(CRD_FILE.read_text())]
+    files = (CRD_FILE, CHART / "crds" / "backtests.yaml")
+    assert sorted(crds, key=lambda c: c["metadata"]["name"]) == sorted(
+        (yaml.safe_load(f.read_text()) for f in files), key=lambda c: c["metadata"]["name"]
+    )
 
 
 def test_rbac_rules_are_the_operators_file_verbatim(render: Render) -> None:

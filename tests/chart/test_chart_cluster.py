@@ -26,6 +26,7 @@ from chart.test_chart import SCENARIOS
 from k8s.controlplane import REPO_ROOT, ControlPlane
 from k8s.operator_support import OperatorThread, Stacks, wait_for, write_heartbeat
 from tradebot_operator.builders import Stack, build_children
+from tradebot_operator.builders.strategy import STRATEGY, replica_shards
 from tradebot_operator.config import OperatorConfig
 
 pytestmark = pytest.mark.k8s
@@ -89,8 +90,9 @@ def test_install_makes_the_operator_ready_and_the_crd_established(
         .spec.max_unavailable
         == 1
     )
-    crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(CRD_NAME)
-    assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions)
+    for name in (CRD_NAME, "backtests.tradebot.dev"):
+        crd = client.ApiextensionsV1Api(api).read_custom_resource_definition(name)
+        assert any(c.type == "Established" and c.status == "True" for c in crd.status.conditions), name
 
 
 def test_install_notes_give_the_exact_port_forward_command(installed: tuple[str, str]) -> None:
@@ -170,6 +172,20 @@ def test_namespaced_install_grants_only_its_namespace(
     namespace, _ = installed
     assert can_i(control_plane, namespace, OPERATOR, "watch", "tradingstacks.tradebot.dev", "-n", namespace)
     assert can_i(control_plane, namespace, OPERATOR, "patch", "deployments.apps", "-n", namespace)
+    # Backtests: watched, their status written, their Jobs created (server-side apply: a patch).
+    assert can_i(control_plane, namespace, OPERATOR, "watch", "backtests.tradebot.dev", "-n", namespace)
+    assert can_i(
+        control_plane,
+        namespace,
+        OPERATOR,
+        "patch",
+        "backtests.tradebot.dev",
+        "--subresource=status",
+        "-n",
+        namespace,
+    )
+    assert can_i(control_plane, namespace, OPERATOR, "create", "jobs.batch", "-n", namespace)
+    assert not can_i(control_plane, namespace, OPERATOR, "delete", "jobs.batch", "-n", namespace)
     assert not can_i(
         control_plane, namespace, OPERATOR, "list", "tradingstacks.tradebot.dev", "-n", "default"
     )
@@ -214,21 +230,23 @@ def test_operator_as_the_charts_service_account_reconciles_a_stack(
         result = kubectl(control_plane, "apply", "-n", namespace, "-f", str(REPO_ROOT / "k8s" / "stack.yaml"))
         assert result.returncode == 0, result.stderr
         stacks = Stacks(api, namespace)
-        body = stacks.get("demo")
-        services = Stack.from_body(body).service_ids
+        stack = Stack.from_body(stacks.get("demo"))
+        services = stack.service_ids
+        # Strategy is a StatefulSet whose replicas beat as strategy-<k>; the others are Deployments.
+        beats = [sid for sid in services if sid != STRATEGY] + list(replica_shards(stack))
         apps = client.AppsV1Api(api)
 
         def children() -> set[str] | None:
             deployments = {d.metadata.name for d in apps.list_namespaced_deployment(namespace).items}
-            wanted = {f"demo-{sid.replace('_', '-')}" for sid in services}
+            wanted = {f"demo-{sid.replace('_', '-')}" for sid in services if sid != STRATEGY}
             return wanted if wanted <= deployments else None
 
         wait_for("the stack's Deployments", children, timeout=90)
         sets = {s.metadata.name for s in apps.list_namespaced_stateful_set(namespace).items}
-        assert {"demo-redis", "demo-timescaledb"} <= sets
+        assert {"demo-redis", "demo-timescaledb", "demo-strategy"} <= sets
 
         def ready() -> dict[str, Any] | None:
-            for sid in services:  # the services keep beating while we wait
+            for sid in beats:  # the services keep beating while we wait
                 write_heartbeat(redis, sid)
             status = stacks.status("demo")
             return status if status.get("phase") == "Ready" else None

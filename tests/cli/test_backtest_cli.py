@@ -134,3 +134,27 @@ async def test_sweep_ranks_in_parallel_and_scores_the_best_out_of_sample(invoke,
     refused = await invoke("backtest", "sweep", "--strategy", "rsi", "--grid", "period=1,5", "--data",
                            str(tmp_path / "spy.csv"))  # fmt: skip
     assert refused.exit_code == 2 and "strategy 'rsi' parameter period=1" in " ".join(refused.output.split())
+
+
+async def test_one_index_of_a_sweep_runs_its_set_and_stores_it_tagged(invoke, database_url, monkeypatch):
+    """What one pod of a Backtest's Indexed Job runs: set JOB_COMPLETION_INDEX of the grid, stored."""
+    await seed(database_url, minutes=60)
+    grid = ["--grid", "fast=2,3", "--grid", "slow=8,12"]
+    run = ["backtest", "sweep", "--strategy", "sma_crossover", *grid, *window(60), "--run", "ns/bt/uid-1"]
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
+    result = await invoke(*run)
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["index"] == 2 and printed["params"] == {"fast": 3, "slow": 8}  # grid order
+    assert printed["metrics"]["params"]["sma_crossover"]["fast"] == 3
+    explicit = await invoke(*run, "--index", "0")
+    assert explicit.exit_code == 0, explicit.output
+    conn = await asyncpg.connect(database_url)
+    rows = await conn.fetch("SELECT run, run_index, params, metrics FROM backtests ORDER BY run_index")
+    await conn.close()
+    assert [(r["run"], r["run_index"]) for r in rows] == [("ns/bt/uid-1", 0), ("ns/bt/uid-1", 2)]
+    assert json.loads(rows[1]["params"]) == {"sma_crossover": printed["metrics"]["params"]["sma_crossover"]}
+    assert json.loads(rows[1]["metrics"])["events"] == printed["metrics"]["events"]
+    beyond = await invoke(*run, "--index", "4")
+    assert beyond.exit_code == 2
+    assert "the grid has 4 parameter sets (0 to 3)" in " ".join(beyond.output.split())

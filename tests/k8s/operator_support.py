@@ -26,15 +26,22 @@ from tradebot_operator.config import OperatorConfig
 from tradebot_operator.run import operator
 
 CRD_FILE = REPO_ROOT / "charts" / "tradebot" / "crds" / "tradingstacks.yaml"
+BACKTEST_CRD_FILE = REPO_ROOT / "charts" / "tradebot" / "crds" / "backtests.yaml"
 RBAC_FILE = REPO_ROOT / "charts" / "tradebot" / "files" / "operator-rbac-rules.yaml"
 LEADER_RBAC_FILE = REPO_ROOT / "charts" / "tradebot" / "files" / "operator-leader-rules.yaml"
 STACK_FILE = REPO_ROOT / "k8s" / "stack.yaml"
 SERVICE_ACCOUNT = "tradebot-operator"
 
 
-def install_crd(api: client.ApiClient) -> None:
+def install_crds(api: client.ApiClient) -> None:
+    """The chart's CRDs: the operator watches both kinds."""
+    for path in (CRD_FILE, BACKTEST_CRD_FILE):
+        install_crd(api, path)
+
+
+def install_crd(api: client.ApiClient, path: Path = CRD_FILE) -> None:
     ext = client.ApiextensionsV1Api(api)
-    crd = yaml.safe_load(CRD_FILE.read_text())
+    crd = yaml.safe_load(path.read_text())
     try:
         ext.create_custom_resource_definition(crd)
     except ApiException as e:
@@ -50,12 +57,12 @@ def install_crd(api: client.ApiClient) -> None:
 
     wait_for("CRD Established", established)
     custom = client.CustomObjectsApi(api)
-    wait_for("the CRD to be served", lambda: _served(custom))
+    wait_for("the CRD to be served", lambda: _served(custom, crd["spec"]["names"]["plural"]))
 
 
-def _served(custom: client.CustomObjectsApi) -> bool:
+def _served(custom: client.CustomObjectsApi, plural: str) -> bool:
     try:
-        custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
+        custom.list_namespaced_custom_object(GROUP, VERSION, "default", plural)
         return True
     except ApiException as e:
         if e.status == 404:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,14 +28,15 @@ from k8s.operator_support import (
     OperatorThread,
     Stacks,
     grant_operator_rbac,
-    install_crd,
+    install_crds,
     operator_config,
     wait_for,
 )
 from tradebot.common.keys import heartbeat_key
 
 pytestmark = pytest.mark.k8s
-SERVICES = ("market_data", "strategy", "execution", "storage", "api", "dashboard")
+# Heartbeat ids: the strategy StatefulSet's one replica beats as strategy-0.
+SERVICES = ("market_data", "strategy-0", "execution", "storage", "api", "dashboard")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +47,7 @@ def setup(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[str, Stacks]]:
     api = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
-    install_crd(api)
+    install_crds(api)
     namespace = f"plug-{uuid.uuid4().hex[:8]}"
     control_plane.service_account_kubeconfig(namespace, SERVICE_ACCOUNT, create=True)
     grant_operator_rbac(api, namespace)
@@ -123,6 +125,7 @@ def test_status_shows_health_heartbeats_lag_positions_and_pnl(
     assert f"{namespace}/look" in text and "phase Ready" in text and "ready 6/6" in text
     assert "AllServicesHealthy" in text
     assert "ticks 42 ms/3 pending" in text  # consumer lag from the heartbeats in the stack's Redis
+    assert "strategy-0" in text and "shards 0,1,2,3,4,5,6,7" in text  # each strategy replica's own row
     account = httpx.get(f"http://127.0.0.1:{api_server}/account", timeout=5).json()
     assert f"equity {account['equity']:,.2f}" in text  # P&L from the stack's API
     for position in account["positions"]:
@@ -152,7 +155,9 @@ def test_logs_of_every_pod_or_one_service(control_plane: ControlPlane, setup: tu
     lines = [ln for ln in res.stdout.splitlines() if "service starting" in ln]
     assert lines and all(ln.startswith("talk-strategy-") for ln in lines)
     everything = kubectl_tradebot(control_plane, "logs", "talk", "-n", namespace).stdout
-    assert {ln.split()[0].rsplit("-", 2)[0] for ln in everything.splitlines() if ln.strip()} >= {
+    # A Deployment's pods are <name>-<hash>-<suffix>, a StatefulSet's <name>-<ordinal>.
+    workload = re.compile(r"-(?:[0-9]+|[a-z0-9]{5,10}-[a-z0-9]{5})$")
+    assert {workload.sub("", ln.split()[0]) for ln in everything.splitlines() if ln.strip()} >= {
         "talk-strategy", "talk-api", "talk-execution",
     }  # fmt: skip
 

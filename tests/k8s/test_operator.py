@@ -25,7 +25,7 @@ from k8s.operator_support import (
     OperatorThread,
     Stacks,
     grant_operator_rbac,
-    install_crd,
+    install_crds,
     operator_config,
     wait_for,
     write_heartbeat,
@@ -37,7 +37,10 @@ from tradebot_operator.kube import Kube, KubeError, load_configuration
 
 pytestmark = pytest.mark.k8s
 
-CORE = ("strategy", "execution", "storage", "api", "dashboard")
+# The heartbeats of a default stack: the strategy StatefulSet's one replica beats as strategy-0.
+BEATS = ("market_data", "strategy-0", "execution", "storage", "api", "dashboard")
+DEPLOYED = ("market-data", "execution", "storage", "api", "dashboard")  # strategy is a StatefulSet
+CHILDREN = 15
 SYMBOLS = ["AAPL", "MSFT"]
 
 
@@ -47,7 +50,7 @@ SYMBOLS = ["AAPL", "MSFT"]
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     api_client = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
-    install_crd(api_client)
+    install_crds(api_client)
     yield api_client
     api_client.close()
 
@@ -169,9 +172,9 @@ def test_example_stack_becomes_ready_with_every_child(
     kubectl(control_plane, "apply", "-n", namespace, "-f", str(STACK_FILE))
     expected = sorted(
         [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
-        + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
-        + [("StatefulSet", "demo-redis"), ("StatefulSet", "demo-timescaledb")]
-        + [("Deployment", f"demo-{c}") for c in ("market-data", *CORE)]
+        + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard", "strategy")]
+        + [("StatefulSet", f"demo-{c}") for c in ("redis", "timescaledb", "strategy")]
+        + [("Deployment", f"demo-{c}") for c in DEPLOYED]
     )
     wait_for("every child", lambda: children(admin, namespace, "demo") == expected)
 
@@ -210,7 +213,7 @@ def test_example_stack_becomes_ready_with_every_child(
         "Degraded without heartbeats",
         lambda: stacks.condition("demo", "Degraded").get("reason") == "ServiceUnhealthy",
     )
-    status = wait_ready(stacks, redis, "demo", ("market_data", *CORE))
+    status = wait_ready(stacks, redis, "demo", BEATS)
     conditions = {c["type"]: (c["status"], c["reason"]) for c in status["conditions"]}
     assert conditions == {
         "Ready": ("True", "AllServicesHealthy"),
@@ -221,6 +224,8 @@ def test_example_stack_becomes_ready_with_every_child(
     assert status["readyServices"] == "6/6" and status["activeMarketData"] == "market_data"
     assert status["services"]["strategy"]["state"] == "healthy"
     assert status["services"]["strategy"]["readyReplicas"] == 1
+    assert status["services"]["strategy"]["instances"]["strategy-0"]["shards"] == list(range(8))
+    assert status["tickShards"] == 8
     assert status["endpoints"]["dashboard"] == f"http://demo-dashboard.{namespace}.svc:8001"
     assert "kopf" not in json.dumps(status)  # kopf keeps its bookkeeping in annotations
     assert not stacks.get("demo")["metadata"].get("finalizers")
@@ -319,13 +324,13 @@ def test_updates_roll_only_what_they_affect_and_switch_the_feed(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, api: client.ApiClient
 ) -> None:
     new_stack(control_plane, stacks, "upd")
-    wait_for("deployments", lambda: len(deployments(admin, namespace, "upd")) == 6)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "upd")) == 5)
     before = template_checksums(admin, namespace, "upd")
 
     stacks.patch_spec("upd", {"services": {"strategy": {"replicas": 3}}})
     wait_for(
         "3 strategy replicas",
-        lambda: deployments(admin, namespace, "upd")["upd-strategy"]["spec"]["replicas"] == 3,
+        lambda: get(admin, "StatefulSet", namespace, "upd-strategy")["spec"]["replicas"] == 3,
     )
     assert template_checksums(admin, namespace, "upd") == before
 
@@ -351,7 +356,7 @@ def test_updates_roll_only_what_they_affect_and_switch_the_feed(
             and "upd-market-data" not in d
         ),
     )
-    assert len(deployments(admin, namespace, "upd")) == 6
+    assert len(deployments(admin, namespace, "upd")) == 5
     wait_for(
         "status names the new feed",
         lambda: stacks.status("upd").get("activeMarketData") == "polygon_market_data",
@@ -364,15 +369,15 @@ def test_children_edited_or_deleted_by_hand_are_restored(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
 ) -> None:
     new_stack(control_plane, stacks, "drift")
-    wait_for("deployments", lambda: len(deployments(admin, namespace, "drift")) == 6)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "drift")) == 5)
     wait_for("reconciled", lambda: stacks.status("drift").get("observedGeneration") == 1)
 
-    old_uid = get(admin, "Deployment", namespace, "drift-strategy")["metadata"]["uid"]
-    admin.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/drift-strategy")
+    old_uid = get(admin, "StatefulSet", namespace, "drift-strategy")["metadata"]["uid"]
+    admin.request("DELETE", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/drift-strategy")
     wait_for(
-        "the strategy Deployment back",
+        "the strategy StatefulSet back",
         lambda: (
-            (d := get(admin, "Deployment", namespace, "drift-strategy")) and d["metadata"]["uid"] != old_uid
+            (d := get(admin, "StatefulSet", namespace, "drift-strategy")) and d["metadata"]["uid"] != old_uid
         ),
     )
 
@@ -405,7 +410,7 @@ def test_deleting_a_stack_collects_everything(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
 ) -> None:
     new_stack(control_plane, stacks, "gone")
-    wait_for("children", lambda: len(children(admin, namespace, "gone")) == 14)
+    wait_for("children", lambda: len(children(admin, namespace, "gone")) == CHILDREN)
     wait_for(
         "claims bound",
         lambda: len(admin.request("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
@@ -428,7 +433,7 @@ def test_operator_restart_resumes_without_duplicates(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, operator: RunningOperator
 ) -> None:
     new_stack(control_plane, stacks, "resume")
-    wait_for("children", lambda: len(children(admin, namespace, "resume")) == 14)
+    wait_for("children", lambda: len(children(admin, namespace, "resume")) == CHILDREN)
     uids = {
         d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
     }
@@ -441,7 +446,7 @@ def test_operator_restart_resumes_without_duplicates(
     operator.stop()  # wherever its reconcile was: applied objects are re-applied, never duplicated
     stacks.patch_spec("resume", {"services": {"api": {"replicas": 2}}})  # changed while nobody watches
     operator.start()
-    wait_for("midway complete", lambda: len(children(admin, namespace, "midway")) == 14)
+    wait_for("midway complete", lambda: len(children(admin, namespace, "midway")) == CHILDREN)
     wait_for("midway reconciled", lambda: stacks.status("midway").get("observedGeneration") == 1)
 
     wait_for(
@@ -449,12 +454,12 @@ def test_operator_restart_resumes_without_duplicates(
         lambda: deployments(admin, namespace, "resume")["resume-api"]["spec"]["replicas"] == 2,
     )
     wait_for("observedGeneration 2", lambda: stacks.status("resume").get("observedGeneration") == 2)
-    assert len(children(admin, namespace, "resume")) == 14
+    assert len(children(admin, namespace, "resume")) == CHILDREN
     assert {
         d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
     } == uids
     assert password_from_secret(get(admin, "Secret", namespace, "resume-db")) == password
-    assert len(children(admin, namespace, "midway")) == 14
+    assert len(children(admin, namespace, "midway")) == CHILDREN
     stacks.delete("resume")
     stacks.delete("midway")
 
@@ -513,7 +518,7 @@ def test_a_refused_child_does_not_block_the_others_and_is_reported(
             "Deployment/refused-storage" in message and "storage is frozen by the cluster's policy" in message
         )
         assert set(deployments(admin, namespace, "refused")) == {
-            f"refused-{c}" for c in ("market-data", "strategy", "execution", "api", "dashboard")
+            f"refused-{c}" for c in ("market-data", "execution", "api", "dashboard")
         }
         before = template_checksums(admin, namespace, "refused")
         stacks.patch_spec("refused", {"symbols": ["TSLA"]})
@@ -556,15 +561,15 @@ def test_heartbeats_drive_service_health_and_conditions(
 ) -> None:
     redis.flushall()
     new_stack(control_plane, stacks, "beat")
-    services = ("market_data", *CORE)
+    services = BEATS
     wait_ready(stacks, redis, "beat", services)
 
-    others = tuple(s for s in services if s != "strategy")
+    others = tuple(s for s in services if s != "strategy-0")
     for age, errors, state in [(45, 0, "degraded"), (120, 0, "unhealthy"), (400, 0, "dead"), (1, 3, "error")]:
 
         def observed(age: float = age, errors: int = errors, state: str = state) -> bool:
             all_beating(redis, others)
-            write_heartbeat(redis, "strategy", age=age, errors=errors)
+            write_heartbeat(redis, "strategy-0", age=age, errors=errors)
             status = stacks.status("beat")
             return status.get("services", {}).get("strategy", {}).get("state") == state and status
 
@@ -574,7 +579,7 @@ def test_heartbeats_drive_service_health_and_conditions(
         assert (status["phase"], degraded["status"], degraded["reason"], ready["status"]) == (
             "Degraded", "True", "ServiceUnhealthy", "False",
         ), state  # fmt: skip
-        assert f"strategy {state}" in degraded["message"]
+        assert f"strategy-0 {state}" in degraded["message"]
         assert status["readyServices"] == "5/6"
         if state == "error":
             assert status["services"]["strategy"]["errorCount"] == 3
@@ -621,7 +626,7 @@ def test_cluster_wide_watch_with_a_cluster_role(
     try:
         stacks = Stacks(api, elsewhere)
         new_stack(control_plane, stacks, "wide")
-        wait_for("its Deployments", lambda: len(deployments(admin, elsewhere, "wide")) == 6)
+        wait_for("its Deployments", lambda: len(deployments(admin, elsewhere, "wide")) == 5)
         wait_for("its status", lambda: stacks.status("wide").get("observedGeneration") == 1)
         stacks.delete("wide")
     finally:
@@ -648,7 +653,7 @@ def test_an_empty_spec_is_a_working_stack(
 ) -> None:
     control_plane.create_volumes(2, size="10Gi")
     stacks.create("bare", {})
-    status = wait_ready(stacks, redis, "bare", ("market_data", *CORE))
+    status = wait_ready(stacks, redis, "bare", BEATS)
     assert status["readyServices"] == "6/6"
     assert get(admin, "ConfigMap", namespace, "bare-config")["data"]["SYMBOLS"] == "AAPL,MSFT,AMZN,GOOG,TSLA"
     stacks.delete("bare")
@@ -721,13 +726,22 @@ def test_unknown_fields_are_refused_with_strict_field_validation(
         env=control_plane.env(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert res.returncode != 0 and 'unknown field "spec.symbol"' in res.stderr
+    manifest.write_text(
+        "apiVersion: tradebot.dev/v1alpha1\nkind: TradingStack\n"
+        "metadata: {name: typo}\nspec: {strategies: [{name: rsi, params: {lenght: 5}}]}\n"
+    )
+    res = subprocess.run(
+        [control_plane.kubectl, "apply", "-n", namespace, "-f", str(manifest)],
+        env=control_plane.env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode != 0 and 'unknown field "spec.strategies[0].params.lenght"' in res.stderr
 
 
 def test_a_statefulset_deleted_by_hand_comes_back_on_the_same_claim(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, redis: redis_lib.Redis
 ) -> None:
     new_stack(control_plane, stacks, "keep")
-    services = ("market_data", *CORE)
+    services = BEATS
     wait_ready(stacks, redis, "keep", services)
     claim = "data-keep-timescaledb-0"
     before = claims(admin, namespace, "keep")[claim]
@@ -856,14 +870,14 @@ def test_foreign_drift_is_put_back(
     """What server-side apply alone leaves: an added env var or ConfigMap key, a port edited by hand."""
     new_stack(control_plane, stacks, "tidy")
     wait_for("reconciled", lambda: stacks.status("tidy").get("observedGeneration") == 1)
-    wait_for("deployments", lambda: len(deployments(admin, namespace, "tidy")) == 6)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "tidy")) == 5)
 
     def env_names() -> list[str]:
-        pod = get(admin, "Deployment", namespace, "tidy-strategy")["spec"]["template"]["spec"]
+        pod = get(admin, "StatefulSet", namespace, "tidy-strategy")["spec"]["template"]["spec"]
         return [e["name"] for e in pod["containers"][0].get("env", [])]
 
     admin.request(
-        "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/tidy-strategy",
+        "PATCH", f"/apis/apps/v1/namespaces/{namespace}/statefulsets/tidy-strategy",
         body=[{"op": "add", "path": "/spec/template/spec/containers/0/env/-",
                "value": {"name": "X", "value": "1"}}],
         content_type="application/json-patch+json",
@@ -896,7 +910,7 @@ def test_the_periodic_resync_repairs_what_no_event_flagged(
     """A label edit bumps no generation: the watch takes it for a status change, the resync puts it back."""
     new_stack(control_plane, stacks, "resync")
     wait_for("reconciled", lambda: stacks.status("resync").get("observedGeneration") == 1)
-    wait_for("deployments", lambda: len(deployments(admin, namespace, "resync")) == 6)
+    wait_for("deployments", lambda: len(deployments(admin, namespace, "resync")) == 5)
     path = f"/apis/apps/v1/namespaces/{namespace}/deployments/resync-api"
     generation = admin.request("GET", path)["metadata"]["generation"]
     admin.request(
@@ -911,3 +925,184 @@ def test_the_periodic_resync_repairs_what_no_event_flagged(
         timeout=60,
     )
     stacks.delete("resync")
+
+
+# --------------------------------------------------------------------------- strategy scale-out (issue 11)
+
+
+def pods(admin: Kube, namespace: str, stack: str, component: str) -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={stack},app.kubernetes.io/component={component}"
+    listing = admin.request("GET", f"/api/v1/namespaces/{namespace}/pods", query={"labelSelector": selector})
+    return listing["items"]
+
+
+def test_three_strategy_replicas_are_three_ordinals_owning_their_shards_with_three_heartbeats(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, redis: redis_lib.Redis
+) -> None:
+    redis.flushall()
+    new_stack(
+        control_plane, stacks, "wide3", tickShards=6, services={"strategy": {"replicas": 3}},
+        strategies=[{"name": "rsi", "params": {"period": 10}}, {"name": "donchian_breakout"}],
+    )  # fmt: skip
+    wait_for("3 strategy pods", lambda: len(pods(admin, namespace, "wide3", "strategy")) == 3)
+    found = pods(admin, namespace, "wide3", "strategy")
+    assert sorted(p["metadata"]["name"] for p in found) == [
+        "wide3-strategy-0",
+        "wide3-strategy-1",
+        "wide3-strategy-2",
+    ]
+    for pod in found:
+        ordinal = pod["metadata"]["name"].rsplit("-", 1)[1]
+        assert (
+            pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"] == ordinal
+        )  # what REPLICA_INDEX reads
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["REPLICA_INDEX"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+            "metadata.labels['apps.kubernetes.io/pod-index']"
+        )
+        assert env["REPLICA_COUNT"]["value"] == "3"
+    config = get(admin, "ConfigMap", namespace, "wide3-config")["data"]
+    assert (config["TICK_SHARDS"], config["STRATEGIES"]) == ("6", "rsi,donchian_breakout")
+    assert json.loads(config["STRATEGY_PARAMS"]) == {"rsi": {"period": 10}}
+    assert get(admin, "Service", namespace, "wide3-strategy")["spec"]["clusterIP"] == "None"
+    assert not get(admin, "Deployment", namespace, "wide3-strategy")
+
+    beats = (
+        "market_data",
+        "strategy-0",
+        "strategy-1",
+        "strategy-2",
+        "execution",
+        "storage",
+        "api",
+        "dashboard",
+    )
+    status = wait_ready(stacks, redis, "wide3", beats)
+    strategy = status["services"]["strategy"]
+    assert strategy["readyReplicas"] == 3 and strategy["state"] == "healthy"
+    assert {k: v["shards"] for k, v in strategy["instances"].items()} == {
+        "strategy-0": [0, 3], "strategy-1": [1, 4], "strategy-2": [2, 5],
+    }  # fmt: skip
+    assert all(v["state"] == "healthy" for v in strategy["instances"].values())
+
+    def one_stuck() -> dict | None:
+        all_beating(redis, tuple(b for b in beats if b != "strategy-1"))
+        write_heartbeat(redis, "strategy-1", age=400)
+        st = stacks.status("wide3")
+        return st if st.get("services", {}).get("strategy", {}).get("state") == "dead" else None
+
+    stuck = wait_for("a stuck replica to show", one_stuck)
+    assert stuck["services"]["strategy"]["instances"]["strategy-1"]["state"] == "dead"
+    assert stuck["services"]["strategy"]["instances"]["strategy-0"]["state"] == "healthy"
+    assert "strategy-1 dead" in stacks.condition("wide3", "Degraded")["message"]
+
+    stacks.patch_spec("wide3", {"services": {"strategy": {"replicas": 2}}})
+    wait_for("2 replicas", lambda: len(pods(admin, namespace, "wide3", "strategy")) == 2, timeout=90)
+    wait_for(
+        "two instances in the status",
+        lambda: (
+            set(stacks.status("wide3")["services"]["strategy"].get("instances", {}))
+            == {"strategy-0", "strategy-1"}
+        ),
+    )
+    stacks.delete("wide3")
+
+
+def test_more_strategy_replicas_than_shards_are_refused(stacks: Stacks) -> None:
+    with pytest.raises(ApiException) as info:
+        stacks.create(
+            f"bad-{uuid.uuid4().hex[:6]}", {"tickShards": 2, "services": {"strategy": {"replicas": 3}}}
+        )
+    assert "services.strategy.replicas cannot exceed tickShards" in json.loads(info.value.body)["message"]
+
+
+@pytest.mark.parametrize(
+    ("strategies", "says"),
+    [
+        ([{"name": "macd"}], 'Unsupported value: "macd"'),
+        ([{"name": "rsi", "params": {"fast": 3}}], "strategy 'rsi' has no parameter 'fast'"),
+        ([{"name": "rsi", "params": {"period": 2.5}}], "spec.strategies[0].params.period"),
+        ([{"name": "rsi", "params": {"period": 1}}], "spec.strategies[0].params.period: Invalid value: 1"),
+        ([{"name": "rsi"}, {"name": "rsi"}], "Duplicate value"),
+    ],
+    ids=["unknown-strategy", "another-strategys-parameter", "wrong-type", "out-of-bounds", "twice"],
+)
+def test_the_api_server_refuses_strategies_the_registry_does_not_know(
+    stacks: Stacks, strategies: list, says: str
+) -> None:
+    with pytest.raises(ApiException) as info:
+        stacks.create(f"bad-{uuid.uuid4().hex[:6]}", {"strategies": strategies})
+    assert info.value.status == 422
+    assert says in json.loads(info.value.body)["message"]
+
+
+def test_a_cross_parameter_refusal_degrades_the_stack_naming_it(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    """What the schema cannot check (fast below slow) the operator's registry does, before any pod."""
+    new_stack(
+        control_plane,
+        stacks,
+        "oob",
+        strategies=[{"name": "sma_crossover", "params": {"fast": 50, "slow": 20}}],
+    )
+    wait_for("InvalidSpec", lambda: stacks.condition("oob", "Degraded").get("reason") == "InvalidSpec")
+    assert "strategy 'sma_crossover'" in stacks.condition("oob", "Degraded")["message"]
+    assert not get(admin, "ConfigMap", namespace, "oob-config")
+    stacks.patch_spec("oob", {"strategies": [{"name": "sma_crossover", "params": {"fast": 5, "slow": 20}}]})
+    wait_for("the ConfigMap", lambda: get(admin, "ConfigMap", namespace, "oob-config"))
+    stacks.delete("oob")
+
+
+def test_a_stack_whose_strategy_was_a_deployment_is_migrated(
+    control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
+) -> None:
+    """The Deployment an older operator made (owned by the stack) is deleted; the StatefulSet replaces it."""
+    stack = new_stack(control_plane, stacks, "old")
+    wait_for("reconciled", lambda: stacks.status("old").get("observedGeneration") == 1)
+    labels = {"app.kubernetes.io/name": "tradebot", "app.kubernetes.io/instance": "old",
+              "app.kubernetes.io/component": "strategy-legacy", "app.kubernetes.io/part-of": "tradebot",
+              "app.kubernetes.io/managed-by": "tradebot-operator"}  # fmt: skip
+    owner = {"apiVersion": "tradebot.dev/v1alpha1", "kind": "TradingStack", "name": "old",
+             "uid": stack["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}  # fmt: skip
+    legacy = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "old-strategy", "labels": labels, "ownerReferences": [owner]},
+        "spec": {"selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "strategy", "image": "tradebot:old"}]}}},
+    }  # fmt: skip
+    admin.request("POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=legacy)
+    wait_for("the old Deployment deleted", lambda: not get(admin, "Deployment", namespace, "old-strategy"))
+    assert get(admin, "StatefulSet", namespace, "old-strategy")
+    stacks.delete("old")
+
+
+def test_a_shard_count_that_differs_from_the_running_one_is_refused_not_applied(
+    control_plane: ControlPlane,
+    admin: Kube,
+    namespace: str,
+    stacks: Stacks,
+    operator: RunningOperator,
+    api: client.ApiClient,
+) -> None:
+    """The API server keeps tickShards fixed; a stack it did not check (an older CRD, a rule removed)
+    still does not re-shard: the operator compares with the count the stack runs with."""
+    operator.stop()
+    try:
+        new_stack(control_plane, stacks, "reshard", tickShards=4)
+        custom = client.CustomObjectsApi(api)
+        custom.patch_namespaced_custom_object_status(
+            "tradebot.dev", "v1alpha1", namespace, "tradingstacks", "reshard", {"status": {"tickShards": 8}}
+        )
+    finally:
+        operator.start()
+    wait_for(
+        "TickShardsChanged",
+        lambda: stacks.condition("reshard", "Degraded").get("reason") == "TickShardsChanged",
+    )
+    message = stacks.condition("reshard", "Degraded")["message"]
+    assert "spec.tickShards is 4 but the stack runs 8 tick shards" in message
+    assert not get(admin, "ConfigMap", namespace, "reshard-config")  # nothing applied
+    assert stacks.status("reshard")["tickShards"] == 8
+    stacks.delete("reshard")

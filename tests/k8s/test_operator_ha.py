@@ -30,7 +30,7 @@ from k8s.operator_support import (
     SERVICE_ACCOUNT,
     Stacks,
     grant_operator_rbac,
-    install_crd,
+    install_crds,
     wait_for,
 )
 from tradebot_operator.apply import get
@@ -44,7 +44,7 @@ LEASE = "tradebot-operator"
 @pytest.fixture(scope="module")
 def api(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
     api_client = config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig))
-    install_crd(api_client)
+    install_crds(api_client)
     yield api_client
     api_client.close()
 

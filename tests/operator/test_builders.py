@@ -40,12 +40,9 @@ def test_a_synthetic_stack_has_every_child_named_as_the_architecture_says() -> N
     objs = build_children(body(), PASSWORD)
     assert sorted(by_name(objs)) == sorted(
         [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
-        + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
-        + [("StatefulSet", "demo-redis"), ("StatefulSet", "demo-timescaledb")]
-        + [
-            ("Deployment", f"demo-{c}")
-            for c in ("market-data", "strategy", "execution", "storage", "api", "dashboard")
-        ]
+        + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard", "strategy")]
+        + [("StatefulSet", f"demo-{c}") for c in ("redis", "timescaledb", "strategy")]
+        + [("Deployment", f"demo-{c}") for c in ("market-data", "execution", "storage", "api", "dashboard")]
     )
     for obj in objs:
         meta = obj["metadata"]
@@ -183,7 +180,8 @@ def checksums(**spec: Any) -> dict[str, str]:
             "tradebot.dev/config-checksum"
         ]
         for o in objs
-        if o["kind"] == "Deployment"
+        if o["kind"] in ("Deployment", "StatefulSet")
+        and "tradebot.dev/config-checksum" in (o["spec"]["template"]["metadata"].get("annotations") or {})
     }
 
 
@@ -195,6 +193,7 @@ def checksums(**spec: Any) -> dict[str, str]:
         ({"risk": {"dailyLossLimit": 100}}, {"demo-execution"}),
         ({"services": {"strategy": {"replicas": 4}}}, set()),
         ({"execution": {"venue": "alpaca"}, "credentials": {"secretRef": {"name": "k"}}}, {"demo-execution"}),
+        ({"strategies": [{"name": "rsi", "params": {"period": 10}}]}, {"demo-strategy"}),
     ],
 )
 def test_a_spec_change_rolls_only_the_deployments_it_affects(change: dict, rolled: set[str]) -> None:

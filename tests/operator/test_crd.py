@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tradebot_operator.apply import CHILD_KINDS, NEVER_PRUNED
+from tradebot_operator.backtest.crd import backtest_crd_yaml
 from tradebot_operator.crd import crd, crd_yaml, spec_schema
 from tradebot_operator.spec import InvalidSpec, StackSpec, parse_spec
 
@@ -21,11 +22,13 @@ def apply_defaults(spec: dict[str, Any]) -> dict[str, Any]:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_chart_carries_the_generated_crd() -> None:
+def test_the_chart_carries_the_generated_crds() -> None:
     on_disk = (REPO / "charts" / "tradebot" / "crds" / "tradingstacks.yaml").read_text()
     assert on_disk == crd_yaml(), (
         "regenerate: python -m tradebot_operator crd > charts/tradebot/crds/tradingstacks.yaml"
     )
+    backtests = (REPO / "charts" / "tradebot" / "crds" / "backtests.yaml").read_text()
+    assert backtests == backtest_crd_yaml(), "regenerate: make crd"
 
 
 def walk(schema: dict[str, Any], path: str = "spec"):
@@ -139,7 +142,9 @@ def test_the_rbac_rules_grant_what_the_operator_uses_and_no_more() -> None:
             {"delete"} if kind in NEVER_PRUNED else set()
         )
         assert granted[(group, plural)] == verbs, plural
-    assert granted[("batch", "jobs")] == {"get", "list", "watch"}
+    assert granted[("batch", "jobs")] == {"get", "list", "watch", "create", "patch"}
+    assert granted[("tradebot.dev", "backtests")] == {"get", "list", "watch"}
+    assert granted[("tradebot.dev", "backtests/status")] == {"patch"}
     assert granted[("tradebot.dev", "tradingstacks")] == {"get", "list", "watch", "patch"}
     assert granted[("tradebot.dev", "tradingstacks/status")] == {"patch"}
     assert granted[("", "events")] == {"create"}

@@ -43,7 +43,7 @@ def test_a_changed_value_does_not_match() -> None:
 
 
 def test_an_added_env_var_is_taken_out_with_a_guard() -> None:
-    wanted = child("Deployment", "d-strategy")
+    wanted = child("StatefulSet", "d-strategy")
     edited = live(wanted)
     container = edited["spec"]["template"]["spec"]["containers"][0]
     edited["spec"]["template"]["spec"]["containers"] = [

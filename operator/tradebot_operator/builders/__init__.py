@@ -12,7 +12,8 @@ from tradebot_operator.builders.backup import backup_children
 from tradebot_operator.builders.common import APP_PORTS, Obj, Stack
 from tradebot_operator.builders.config import config_map, db_secret
 from tradebot_operator.builders.storage import headless_service, statefulset, stores
-from tradebot_operator.builders.workloads import app_service, service_deployment
+from tradebot_operator.builders.strategy import strategy_service, workload
+from tradebot_operator.builders.workloads import app_service
 
 __all__ = ["Stack", "build_children"]
 
@@ -26,7 +27,8 @@ def build_children(stack: Stack | Mapping[str, Any], db_password: str) -> list[O
         config_map(stack),
         *(headless_service(stack, store) for store in stores(stack)),
         *(app_service(stack, sid) for sid in APP_PORTS),
+        strategy_service(stack),
         *(statefulset(stack, store) for store in stores(stack)),
-        *(service_deployment(stack, sid) for sid in stack.service_ids),
+        *(workload(stack, sid) for sid in stack.service_ids),
         *backup_children(stack),
     ]

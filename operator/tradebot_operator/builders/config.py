@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import secrets
 from collections.abc import Mapping
 from typing import Any
@@ -50,6 +51,10 @@ def environment(stack: Stack) -> dict[str, str]:
         "MAX_WEBSOCKET_SYMBOLS": str(spec.max_websocket_symbols),
         "TICK_SHARDS": str(spec.tick_shards),
         "EXECUTION_VENUE": spec.execution.venue,
+        "STRATEGIES": ",".join(choice.name for choice in spec.strategies),
+        "STRATEGY_PARAMS": json.dumps(
+            {c.name: c.params for c in spec.strategies if c.params}, sort_keys=True, separators=(",", ":")
+        ),
         "MAX_POSITION_PER_SYMBOL": _number(risk.max_position_per_symbol),
         "MAX_ORDER_NOTIONAL": _number(risk.max_order_notional),
         "MAX_OPEN_POSITIONS": str(risk.max_open_positions),

@@ -35,6 +35,8 @@ from tradebot.strategy.registry import StrategyConfigError, build_strategies
 
 REPLAYS = ("ticks", "bars", "provider-bars")
 CHUNK = 20_000
+Tag = tuple[str | None, int | None]  # (run, run_index) of the stored row
+RUN_HELP = "Tag the stored run with this id (a Kubernetes Backtest's namespace/name/uid)."
 
 
 def parse_time(option: str, text: str) -> datetime:
@@ -125,15 +127,19 @@ def replay_history(
     end: datetime | None = None,
     store: bool = True,
     progress: bool = True,
+    tag: Tag = (None, None),
 ) -> tuple[BacktestResult, dict[str, list[tuple[float, float]]]]:
-    """One run over `history` (optionally a sub-range of it); DataError says what is wrong."""
+    """One run over `history` (optionally a sub-range of it); DataError says what is wrong.
+
+    `tag` (run, index) marks the stored row as part of someone's run (a Backtest resource's).
+    """
     broker = PaperBroker.from_settings(settings)
     begin, finish = start or history.start, end or history.end
     if history.data is not None:
         return _from_file(history.data, history.symbols, strategies, broker, cash, begin, finish, settings)
     assert begin is not None and finish is not None
     return asyncio.run(
-        _from_database(settings, history, strategies, broker, cash, begin, finish, store, progress)
+        _from_database(settings, history, strategies, broker, cash, begin, finish, store, progress, tag)
     )
 
 
@@ -170,6 +176,7 @@ def run(
     report: Annotated[
         Path | None, typer.Option(help="Write index.html, trades.csv, equity.csv here.")
     ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help=RUN_HELP, show_default=False)] = None,
 ) -> None:
     """Backtest strategies on stored history with the live broker, risk limits, exits and costs.
 
@@ -185,7 +192,9 @@ def run(
     history = history_of(settings, source, symbols, replay, data, start, end)
     starting_cash = checked_cash(settings, cash)
     try:
-        result, prices = replay_history(settings, history, strategies, starting_cash)
+        result, prices = replay_history(
+            settings, history, strategies, starting_cash, tag=(run_id, 0 if run_id else None)
+        )
     except DataError as error:
         raise fail(str(error)) from None
     summary = result.summary()
@@ -249,6 +258,7 @@ async def _from_database(
     end: datetime,
     store: bool,
     show_progress: bool,
+    tag: Tag,
 ) -> tuple[BacktestResult, dict[str, list[tuple[float, float]]]]:
     source, symbols, replay = history.source, history.symbols, history.replay
     try:
@@ -274,7 +284,7 @@ async def _from_database(
         if store:
             from tradebot.backtest.store import save_backtest
 
-            await save_backtest(conn, result, source)
+            await save_backtest(conn, result, source, *tag)
         return result, prices
     finally:
         await conn.close()
@@ -371,6 +381,16 @@ def sweep(
         typer.Option(help="Rank on data before this time; score the best after it.", show_default=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ranking as JSON.")] = False,
+    index: Annotated[
+        int | None,
+        typer.Option(
+            help="Run and store only parameter set N (0-based, in grid order): one pod of a Kubernetes "
+            "Indexed Job, which sets JOB_COMPLETION_INDEX.",
+            envvar="JOB_COMPLETION_INDEX",
+            show_default=False,
+        ),
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help=RUN_HELP, show_default=False)] = None,
 ) -> None:
     """Run every combination of `--grid` values in parallel, ranked (out of sample with --train-until)."""
     settings = settings_or_exit()
@@ -386,6 +406,9 @@ def sweep(
         configured(settings, strategy, [f"{k}={json.dumps(v)}" for k, v in params.items()], None)
     history = history_of(settings, source, symbols, replay, data, start, end)
     starting_cash = checked_cash(settings, cash)
+    if index is not None:
+        _sweep_index(settings, strategy, sets, index, history, starting_cash, run_id, train_until)
+        return
     cut = parse_time("--train-until", train_until) if train_until else None
     if (
         cut is not None
@@ -416,6 +439,29 @@ def sweep(
         tested = outcome["out_of_sample"]["metrics"]
         view.add_row("test", "best set, after --train-until", *(str(tested.get(k)) for k in shown))
     out.print(view)
+
+
+def _sweep_index(
+    settings: Settings,
+    strategy: str,
+    sets: list[dict[str, Any]],
+    index: int,
+    history: History,
+    cash: float,
+    run_id: str | None,
+    train_until: str | None,
+) -> None:
+    """One parameter set of a sweep, stored (tagged with its index) and printed as JSON."""
+    if not 0 <= index < len(sets):
+        raise fail(f"--index {index}: the grid has {len(sets)} parameter sets (0 to {len(sets) - 1})")
+    if train_until:
+        raise fail("--train-until ranks a whole sweep; with --index each set is scored on its own")
+    strategies = build_strategies([strategy], {strategy: sets[index]})
+    try:
+        result, _ = replay_history(settings, history, strategies, cash, progress=False, tag=(run_id, index))
+    except DataError as error:
+        raise fail(str(error)) from None
+    out.print_json(json.dumps({"index": index, "params": sets[index], "metrics": result.summary()}))
 
 
 def _run_jobs(jobs_args: list[tuple], jobs: int) -> list[dict[str, Any]]:
