@@ -142,7 +142,7 @@ async def measure(database_url: str, redis_url: str, ticks: int, runs: int) -> N
     day_starts = [START + timedelta(days=rng.randrange(whole_days)) for _ in range(runs + 10)]
     day_symbols = [symbol(rng.randrange(SYMBOLS)) for _ in range(runs + 10)]
     hundred = [symbol(i) for i in range(SYMBOLS)]
-    bars_sql = queries.bars(bar_table(SOURCE), one_minute=True, timescale=False)
+    bars_sql = queries.bars(bar_table(SOURCE), stored=True, timescale=False)
     baseline_bars_sql = queries.bars_from_ticks(tick_table(SOURCE))
     latest_sql, baseline_latest_sql = (
         queries.latest_prices(tick_table(SOURCE)),

@@ -73,7 +73,8 @@ class HistoryStore:
         """Rows with the fields of `Bar`, oldest first."""
         if tables.bars is None:
             raise UnknownName(f"source {tables.source!r} has no bar table yet")
-        sql = queries.bars(tables.bars, interval is Interval.M1, self.catalog.timescale)
+        stored = tables.bars if interval is Interval.M1 else tables.wider_bars.get(interval.value)
+        sql = queries.bars(stored or tables.bars, stored is not None, self.catalog.timescale)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(sql, symbol, start, end, INTERVALS[interval])
         return [dict(row) for row in rows]

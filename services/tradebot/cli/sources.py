@@ -150,6 +150,8 @@ def create(source: SourceOption) -> None:
 @app.command()
 def clean(source: SourceOption, symbol: SymbolOption = None, yes: YesOption = False) -> None:
     """Delete a source's stored ticks, bars and backfill checkpoints (optionally one symbol's)."""
+    from tradebot.storage.schema import refresh_bars
+
     name, only = checked_source(source), checked_symbol(symbol)
 
     async def work(conn: asyncpg.Connection) -> None:
@@ -173,6 +175,7 @@ def clean(source: SourceOption, symbol: SymbolOption = None, yes: YesOption = Fa
                     name,
                     *args_cp,
                 )
+        await refresh_bars(conn, name)
         out.print("Deleted " + ", ".join(f"{n:,} rows from {t}" for t, n in deleted.items()))
 
     with_database(work)
@@ -183,7 +186,7 @@ def migrate(
     source: SourceOption, target: TargetOption, symbol: SymbolOption = None, yes: YesOption = False
 ) -> None:
     """Copy ticks from one source to another (target bars follow); rows already there are kept once."""
-    from tradebot.storage.schema import ensure_schema
+    from tradebot.storage.schema import ensure_schema, refresh_bars
     from tradebot.storage.writer import tick_spec
 
     name, other, only = checked_source(source), checked_source(target, "--target"), checked_symbol(symbol)
@@ -204,6 +207,7 @@ def migrate(
         before = await conn.fetchval(f"SELECT count(*) FROM {tick_table(other)}")
         async with conn.transaction():
             await conn.execute(tick_spec(other, schema.timescale).insert.format(stage=rows), *args)
+        await refresh_bars(conn, other)
         after = await conn.fetchval(f"SELECT count(*) FROM {tick_table(other)}")
         added = after - before
         out.print(
