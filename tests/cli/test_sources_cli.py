@@ -11,7 +11,7 @@ from tradebot.common.models import PriceTick
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 T0 = datetime(2024, 3, 1, 15, tzinfo=UTC)
 
 

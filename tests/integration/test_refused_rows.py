@@ -15,7 +15,7 @@ from tradebot.market_data.publishing import TickPublisher
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.service import StorageService
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 
 
 def tick(n: int, price: float = 100.0) -> PriceTick:

@@ -21,6 +21,13 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = current_schema() AND c.relname LIKE 'price\_%' AND c.relkind IN ('r', 'p', 'v', 'm')
 """
 
+# A continuous aggregate's materialisation hypertable (NULL for any other table).
+MATERIALIZATION_OF = """
+SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+FROM timescaledb_information.continuous_aggregates
+WHERE view_schema = current_schema() AND view_name = $1
+"""
+
 
 def distinct_symbols(table: str) -> str:
     """Every symbol of a table by a loose index scan: one index probe per symbol, not a full scan."""

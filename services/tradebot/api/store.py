@@ -107,8 +107,10 @@ class HistoryStore:
         return [Position(**row) for row in rows]
 
     async def _estimate_rows(self, conn: asyncpg.Connection, table: str) -> int:
-        """The planner's estimate (TimescaleDB's for hypertables); counted only if never analysed."""
+        """The planner's estimate (TimescaleDB's for hypertables, and for a continuous aggregate
+        that of its materialised rows); counted only if never analysed."""
         if self.catalog.timescale:
+            table = await conn.fetchval(queries.MATERIALIZATION_OF, table) or table
             try:
                 return int(await conn.fetchval("SELECT approximate_row_count($1::regclass)", table))
             except asyncpg.PostgresError:

@@ -141,6 +141,10 @@ class EmbeddedPostgres:
             server.cleanup()
             self._server = None
 
+    def psql(self, commands: str) -> str:
+        """Run psql (as the superuser, on the `postgres` database) with these commands; its output."""
+        return str(self._server.psql(commands))
+
     def _settings(self) -> dict[str, str]:
         """The TimescaleDB settings when it is wanted and built, else none (plain PostgreSQL)."""
         if not self.timescaledb:
