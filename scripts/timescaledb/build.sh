@@ -88,7 +88,7 @@ fi
 # --- prerequisites: one line, its own exit status ----------------------------
 missing=()
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
-command -v "${CC:-cc}" >/dev/null 2>&1 || missing+=("a C compiler (${CC:-cc})")
+command -v "${CC:-cc}" >/dev/null 2>&1 || missing+=("C compiler (${CC:-cc})")
 command -v make >/dev/null 2>&1 || missing+=(make)
 if ((${#missing[@]})); then
   printf '[timescaledb] cannot build TimescaleDB: no %s on PATH (apt-get install cmake gcc make)\n' "$(IFS=,; echo "${missing[*]}" | sed 's/,/ or /g')" >&2

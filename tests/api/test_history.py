@@ -45,7 +45,11 @@ async def test_health_and_probes(client, postgres_backend):
     backend = health.pop("backend")
     timescale = postgres_backend == "timescaledb"
     assert health == {"status": "ok", "database": True, "redis": True, "timescale": timescale}
-    expected = rf"TimescaleDB {re.escape(timescaledb.VERSION)} on PostgreSQL 18\.\d+" if timescale else r"PostgreSQL 18\.\d+"
+    expected = (
+        rf"TimescaleDB {re.escape(timescaledb.VERSION)} on PostgreSQL 18\.\d+"
+        if timescale
+        else r"PostgreSQL 18\.\d+"
+    )
     assert re.fullmatch(expected, backend), backend
     assert (await client.get("/livez")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tradebot.backfill.store import CHECKPOINTS_TABLE, provider_bar_table
 from tradebot.cli.common import fail, out, settings_or_exit
+from tradebot.common import timescaledb
 from tradebot.common.models import validate_source_name
 from tradebot.common.symbols import normalise_symbol
 from tradebot.common.tables import TICK_TABLE_PREFIX, bar_table, tick_table
@@ -98,7 +99,10 @@ def list_sources() -> None:
 
     async def work(conn: asyncpg.Connection) -> None:
         kinds = await table_kinds(conn)
-        table = Table(title="Data sources")
+        backend = await conn.fetchrow(timescaledb.BACKEND_SQL)
+        table = Table(
+            title="Data sources", caption=backend_caption(backend["timescaledb"], backend["server"])
+        )
         for header in ("source", "ticks", "symbols", "first", "last", "1m bars", "provider bars"):
             table.add_column(header, justify="left" if header in ("source", "first", "last") else "right")
         for source in await known_sources(conn):
@@ -125,6 +129,14 @@ def list_sources() -> None:
         out.print(table)
 
     with_database(work)
+
+
+def backend_caption(extension_version: str | None, server_version: str) -> str:
+    """Pure: the database's backend, and how it keeps ticks and bars."""
+    name = timescaledb.backend_name(extension_version, server_version)
+    if extension_version:
+        return f"{name}: ticks in compressed hypertables, bars 1m to 1d in continuous aggregates"
+    return f"{name}: ticks in plain tables, 1m bars rolled up by storage"
 
 
 def _when(moment) -> str:
@@ -201,9 +213,7 @@ def migrate(
         if not yes and not typer.confirm(f"Copy {what} from {name!r} to {other!r}?", default=False):
             raise fail("nothing copied", 1)
         schema = await ensure_schema(conn, (other,))
-        rows = (
-            f"(SELECT time, symbol, price, size, bid, ask, volume, id FROM {tick_table(name)}{where}) AS src"
-        )
+        rows = f"(SELECT time, symbol, price, size, bid, ask, volume, id, type FROM {tick_table(name)}{where}) AS src"
         before = await conn.fetchval(f"SELECT count(*) FROM {tick_table(other)}")
         async with conn.transaction():
             await conn.execute(tick_spec(other, schema.timescale).insert.format(stage=rows), *args)

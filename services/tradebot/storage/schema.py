@@ -35,6 +35,7 @@ SCHEMA_LOCK = 7_431_001  # advisory lock id serialising DDL between processes
 class SchemaError(RuntimeError):
     """The database cannot be used as it is; the message says why and what to do."""
 
+
 COMMON_DDL = f"""
 CREATE TABLE IF NOT EXISTS {SIGNALS_TABLE} (
     id text PRIMARY KEY,
