@@ -213,7 +213,8 @@ def migrate(
         if not yes and not typer.confirm(f"Copy {what} from {name!r} to {other!r}?", default=False):
             raise fail("nothing copied", 1)
         schema = await ensure_schema(conn, (other,))
-        rows = f"(SELECT time, symbol, price, size, bid, ask, volume, id, type FROM {tick_table(name)}{where}) AS src"
+        columns = "time, symbol, price, size, bid, ask, volume, id, type"
+        rows = f"(SELECT {columns} FROM {tick_table(name)}{where}) AS src"
         before = await conn.fetchval(f"SELECT count(*) FROM {tick_table(other)}")
         async with conn.transaction():
             await conn.execute(tick_spec(other, schema.timescale).insert.format(stage=rows), *args)
