@@ -56,9 +56,13 @@ def find_build(postgres_version: str, root: Path | None = None) -> Path | None:
 
 
 def embedded_settings(build: Path) -> dict[str, str]:
-    """SERVER_SETTINGS, plus where a server not built with the extension finds it (PostgreSQL 18)."""
+    """SERVER_SETTINGS, plus where a server not built with the extension finds it (PostgreSQL 18),
+    and room for its background jobs: a scheduler per database and the policies' jobs (the
+    image's timescaledb-tune sizes these on Kubernetes)."""
     return {
         **SERVER_SETTINGS,
+        "max_worker_processes": "32",
+        "timescaledb.max_background_workers": "16",
         "extension_control_path": f"{build / 'share'}:$system",
         "dynamic_library_path": f"{build / 'lib'}:$libdir",
     }

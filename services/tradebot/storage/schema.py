@@ -134,14 +134,18 @@ CREATE INDEX IF NOT EXISTS {table}_bucket ON {table} (bucket DESC);
 """
 
 
-# Each wider bar is a continuous aggregate on the one below:
-# (width, its interval, the width below, how often its policy materialises what is complete).
+# Each wider bar is a continuous aggregate on the one below: (width, its interval, the width
+# below, how often its policy runs, how far behind now it materialises). Each level stays
+# further behind than the one below plus its own width, so it only materialises buckets the
+# level below has materialised whole; the rest is aggregated at query time. Late ticks
+# reach a level at its next run after the one below (bulk writers call refresh_bars).
 ROLLUPS = (
-    ("5m", "5 minutes", "1m", "5 minutes"),
-    ("15m", "15 minutes", "5m", "15 minutes"),
-    ("1h", "1 hour", "15m", "1 hour"),
-    ("1d", "1 day", "1h", "1 hour"),
+    ("5m", "5 minutes", "1m", "5 minutes", "10 minutes"),
+    ("15m", "15 minutes", "5m", "15 minutes", "30 minutes"),
+    ("1h", "1 hour", "15m", "1 hour", "2 hours"),
+    ("1d", "1 day", "1h", "1 hour", "2 days"),
 )
+ONE_MINUTE_LAG = "1 minute"  # the 1m bars materialise up to the minute before now
 ROWS_PER_CHUNK = 10_000_000  # ~1-2 GB of ticks with their indexes before compression
 SHORTEST_CHUNK, LONGEST_CHUNK = timedelta(hours=1), timedelta(days=7)
 
@@ -200,7 +204,8 @@ def policy_ddl(source: str, policy: TickPolicy, chunk: timedelta) -> list[str]:
         f"SELECT remove_retention_policy('{ticks}', if_exists => TRUE)",
         f"SELECT remove_continuous_aggregate_policy('{bars}', if_exists => TRUE)",
         f"SELECT add_continuous_aggregate_policy('{bars}', start_offset => {interval_sql(policy.retention)},"
-        " end_offset => INTERVAL '1 minute', schedule_interval => INTERVAL '1 minute')",
+        f" end_offset => INTERVAL '{ONE_MINUTE_LAG}', schedule_interval => INTERVAL '1 minute',"
+        " initial_start => now() + INTERVAL '1 minute')",
     ]
     if policy.retention is not None:
         statements.append(
@@ -221,7 +226,7 @@ def aggregate_ddl(source: str) -> list[str]:
                min(time) AS first_time, max(time) AS last_time
         FROM {ticks} GROUP BY 1, symbol WITH NO DATA"""
     statements = [one_minute]  # its refresh policy follows the retention: policy_ddl
-    for width, interval, parent, schedule in ROLLUPS:
+    for level, (width, interval, parent, schedule, lag) in enumerate(ROLLUPS, start=1):
         table, below = bar_table(source, width), bar_table(source, parent)
         statements += [
             f"""CREATE MATERIALIZED VIEW IF NOT EXISTS {table}
@@ -231,8 +236,10 @@ def aggregate_ddl(source: str) -> list[str]:
                    last(close, bucket) AS close, sum(volume) AS volume, sum(trades)::bigint AS trades,
                    min(first_time) AS first_time, max(last_time) AS last_time
             FROM {below} GROUP BY 1, symbol WITH NO DATA""",
+            # First run one schedule from now, a minute per level apart: after the level below.
             f"SELECT add_continuous_aggregate_policy('{table}', start_offset => NULL,"
-            f" end_offset => INTERVAL '{interval}', schedule_interval => INTERVAL '{schedule}',"
+            f" end_offset => INTERVAL '{lag}', schedule_interval => INTERVAL '{schedule}',"
+            f" initial_start => now() + INTERVAL '{schedule}' + INTERVAL '{level} minutes',"
             " if_not_exists => TRUE)",
         ]
     return statements
@@ -299,20 +306,23 @@ async def observed_tick_rate(conn: asyncpg.Connection, ticks: str) -> float | No
 
 async def refresh_bars(conn: asyncpg.Connection, source: str) -> None:
     """Materialise now what a bulk write into the past (backfill, migrate, clean, restore)
-    invalidated in a source's TimescaleDB bars, 1m first; the policies would, within the hour.
-    Outside a transaction (TimescaleDB's rule); nothing to do on plain PostgreSQL."""
+    invalidated in a source's TimescaleDB bars, 1m first, as far as the policies would (the
+    buckets still filling stay aggregated at query time). Outside a transaction (TimescaleDB's
+    rule); nothing to do on plain PostgreSQL."""
+    lags = {"1m": ONE_MINUTE_LAG, **{width: lag for width, _, _, _, lag in ROLLUPS}}
     for width in BAR_WIDTHS:
         table = bar_table(source, width)
         if await _relkind(conn, table) == "v":
-            await conn.execute(f"CALL refresh_continuous_aggregate('{table}', NULL, NULL)")
+            await conn.execute(
+                f"CALL refresh_continuous_aggregate('{table}', NULL, now() - INTERVAL '{lags[width]}')"
+            )
 
 
 async def _relkind(conn: asyncpg.Connection, name: str) -> str | None:
-    kind = await conn.fetchval(
-        "SELECT relkind FROM pg_class WHERE relname = $1 AND relnamespace = current_schema()::regnamespace",
+    return await conn.fetchval(
+        "SELECT relkind::text FROM pg_class WHERE relname = $1 AND relnamespace = current_schema()::regnamespace",
         name,
     )
-    return None if kind is None else str(kind)
 
 
 async def timescale_available(conn: asyncpg.Connection) -> bool:
