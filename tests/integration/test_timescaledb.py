@@ -134,8 +134,8 @@ async def test_bars_of_every_width_are_the_ticks_aggregated_before_and_after_mat
         assert await stored_bars(conn, width, "AAPL") == expected_bars(history, "AAPL", seconds), width
     await refresh_bars(conn, "synthetic")
     for row in await conn.fetch(
-        "SELECT view_name, format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)"
-        " AS materialised FROM timescaledb_information.continuous_aggregates"
+        "SELECT view_name, format('%I.%I', materialization_hypertable_schema,"
+        " materialization_hypertable_name) AS materialised FROM timescaledb_information.continuous_aggregates"
     ):
         assert await conn.fetchval(f"SELECT count(*) FROM {row['materialised']}"), row["view_name"]
     later = ticks(T0 + timedelta(days=3), 500, timedelta(seconds=97), first_id=2_000)

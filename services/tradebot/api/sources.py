@@ -68,9 +68,8 @@ class SourceCatalog:
     async def refresh(self) -> None:
         async with self.pool.acquire() as conn:
             names = [row["name"] for row in await conn.fetch(queries.SOURCE_TABLES)]
-            backend = await conn.fetchrow(timescaledb.BACKEND_SQL)
-        self.timescale = backend["timescaledb"] is not None
-        self.backend = timescaledb.backend_name(backend["timescaledb"], backend["server"])
+            extension, self.backend = await timescaledb.read_backend(conn)
+        self.timescale = extension is not None
         self.sources = sources_from_tables(names)
         self._read_at = time.monotonic()
 

@@ -99,10 +99,7 @@ def list_sources() -> None:
 
     async def work(conn: asyncpg.Connection) -> None:
         kinds = await table_kinds(conn)
-        backend = await conn.fetchrow(timescaledb.BACKEND_SQL)
-        table = Table(
-            title="Data sources", caption=backend_caption(backend["timescaledb"], backend["server"])
-        )
+        table = Table(title="Data sources", caption=backend_caption(*await timescaledb.read_backend(conn)))
         for header in ("source", "ticks", "symbols", "first", "last", "1m bars", "provider bars"):
             table.add_column(header, justify="left" if header in ("source", "first", "last") else "right")
         for source in await known_sources(conn):
@@ -131,9 +128,8 @@ def list_sources() -> None:
     with_database(work)
 
 
-def backend_caption(extension_version: str | None, server_version: str) -> str:
+def backend_caption(extension_version: str | None, name: str) -> str:
     """Pure: the database's backend, and how it keeps ticks and bars."""
-    name = timescaledb.backend_name(extension_version, server_version)
     if extension_version:
         return f"{name}: ticks in compressed hypertables, bars 1m to 1d in continuous aggregates"
     return f"{name}: ticks in plain tables, 1m bars rolled up by storage"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 VERSION = "2.29.2"
 POSTGRES_MAJOR = 18
@@ -25,7 +26,7 @@ SERVER_SETTINGS: dict[str, str] = {
 
 
 # What a database runs on: the extension's version (NULL without it) and the server's.
-BACKEND_SQL = """
+_BACKEND_SQL = """
 SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS timescaledb,
        current_setting('server_version') AS server
 """
@@ -35,6 +36,12 @@ def backend_name(extension_version: str | None, server_version: str) -> str:
     """Pure: 'TimescaleDB 2.29.2 on PostgreSQL 18.6', or 'PostgreSQL 18.6' without the extension."""
     server = f"PostgreSQL {server_version.split()[0]}"
     return f"TimescaleDB {extension_version} on {server}" if extension_version else server
+
+
+async def read_backend(conn: Any) -> tuple[str | None, str]:
+    """The extension's version (None without it) and backend_name, from an asyncpg connection."""
+    row = await conn.fetchrow(_BACKEND_SQL)
+    return row["timescaledb"], backend_name(row["timescaledb"], row["server"])
 
 
 def cache_root() -> Path:

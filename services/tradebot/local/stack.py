@@ -172,8 +172,7 @@ async def _create_schema(database_url: str, source: str) -> str:
     conn = await asyncpg.connect(database_url)
     try:
         await ensure_schema(conn, (source,))
-        row = await conn.fetchrow(timescaledb.BACKEND_SQL)
-        return timescaledb.backend_name(row["timescaledb"], row["server"])
+        return (await timescaledb.read_backend(conn))[1]
     finally:
         await conn.close()
 

@@ -320,7 +320,8 @@ async def refresh_bars(conn: asyncpg.Connection, source: str) -> None:
 
 async def _relkind(conn: asyncpg.Connection, name: str) -> str | None:
     return await conn.fetchval(
-        "SELECT relkind::text FROM pg_class WHERE relname = $1 AND relnamespace = current_schema()::regnamespace",
+        "SELECT relkind::text FROM pg_class"
+        " WHERE relname = $1 AND relnamespace = current_schema()::regnamespace",
         name,
     )
 
