@@ -12,9 +12,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tradebot.common import timescaledb
 from tradebot.common.models import PriceTick
 from tradebot.common.tables import BAR_WIDTHS, bar_table, tick_table
-from tradebot.local.embedded import EmbeddedPostgres
+from tradebot.local.embedded import EmbeddedPostgres, wheel_postgres_version
 from tradebot.storage.schema import SchemaError, TickPolicy, ensure_schema, refresh_bars
 from tradebot.storage.writer import BatchWriter
 
@@ -65,6 +66,13 @@ async def stored_bars(conn: asyncpg.Connection, width: str, symbol: str) -> list
         symbol,
     )
     return [tuple(row) for row in rows]
+
+
+def test_kubernetes_runs_the_timescaledb_and_postgresql_major_the_embedded_server_runs() -> None:
+    major = wheel_postgres_version().split(".")[0]
+    assert f"timescale/timescaledb:{timescaledb.VERSION}-pg{major}" == timescaledb.IMAGE
+    build = timescaledb.find_build(wheel_postgres_version())
+    assert build is not None and f"timescaledb {timescaledb.VERSION}" in (build / "versions.txt").read_text()
 
 
 @pytest.fixture
