@@ -47,7 +47,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 BENCH_ARGS ?=
-bench: install  ## 50,000 ticks/s end to end for 60 s: lost/duplicated, CPU µs per tick per process, latency, naive ratio
+bench: install timescaledb  ## on TimescaleDB, then plain PostgreSQL: 50,000 ticks/s end to end for 60 s: lost/duplicated, CPU µs per tick per process, latency, naive ratio, bytes per million ticks
 	$(PY) bench/pipeline.py $(BENCH_ARGS)
 
 bench-stages: install  ## each stage alone, today's code (issue 18's baseline) and the new code side by side
@@ -72,7 +72,7 @@ bench-strategy: install  ## events/s through 1 and 2 strategy processes; tick->s
 bench-backtest: install  ## backtest bars/s and ticks/s per core, data loading included, against a naive loop
 	$(PY) bench/backtest.py
 
-bench-api: install  ## API latency on 10 million ticks (p50/p99) against naive queries
+bench-api: install timescaledb  ## on TimescaleDB, then plain PostgreSQL: load rate, bytes per million ticks, bars p50/p99 per interval on 10 million ticks, against naive queries
 	$(PY) bench/api.py
 
 bench-dashboard: install  ## WebSocket fan-out: browsers served at the live tick rate
