@@ -91,7 +91,8 @@ command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v "${CC:-cc}" >/dev/null 2>&1 || missing+=("C compiler (${CC:-cc})")
 command -v make >/dev/null 2>&1 || missing+=(make)
 if ((${#missing[@]})); then
-  printf '[timescaledb] cannot build TimescaleDB: no %s on PATH (apt-get install cmake gcc make)\n' "$(IFS=,; echo "${missing[*]}" | sed 's/,/ or /g')" >&2
+  listed="$(IFS=,; echo "${missing[*]}")"
+  printf '[timescaledb] cannot build TimescaleDB: no %s on PATH (apt-get install cmake gcc make)\n' "${listed//,/ or }" >&2
   exit 3
 fi
 
