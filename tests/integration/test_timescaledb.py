@@ -96,7 +96,7 @@ async def test_ticks_are_a_hypertable_compressed_by_symbol_with_every_policy(con
         " WHERE hypertable = $1::regclass",
         ticks_table,
     )
-    assert settings["segmentby"] == "symbol" and settings["orderby"] == '"time"'
+    assert settings["segmentby"] == "symbol" and settings["orderby"] == '"time",id'
     # Each wider width is an aggregate on the one below, all real-time.
     aggregates = {
         row["view_name"]: row

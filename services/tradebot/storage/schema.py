@@ -184,7 +184,7 @@ def hypertable_ddl(source: str) -> list[str]:
             IF NOT EXISTS (SELECT FROM timescaledb_information.hypertable_compression_settings
                            WHERE hypertable = '{ticks}'::regclass AND segmentby = 'symbol') THEN
                 ALTER TABLE {ticks} SET (timescaledb.compress, timescaledb.compress_segmentby = 'symbol',
-                                         timescaledb.compress_orderby = 'time');
+                                         timescaledb.compress_orderby = 'time, id');
             END IF;
         END $$""",
     ]
@@ -352,6 +352,8 @@ async def ensure_schema(
     conn: asyncpg.Connection, sources: tuple[str, ...] = ("synthetic",), policy: TickPolicy | None = None
 ) -> Schema:
     schema = Schema(timescale=await timescale_available(conn), policy=policy)
+    if policy is not None and policy.retention is not None and not schema.timescale:
+        log.warning("TICK_RETENTION needs TimescaleDB: plain PostgreSQL keeps every tick")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
         await conn.execute(COMMON_DDL)
