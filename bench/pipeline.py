@@ -7,9 +7,11 @@ Prints, for this machine (with the load average beside each figure):
      one core could carry for each single-threaded stage, what the machine could carry for
      their sum, and so which stage holds the pipeline back and how far it is from the machine;
   3. tick-to-signal latency p50/p99 at a steady 2,000 ticks/s;
-  4. the same load through the naive path (per-tick XADD, per-row INSERT) as a baseline ratio.
+  4. the same load through the naive path (per-tick XADD, per-row INSERT) as a baseline ratio;
+  5. the stored ticks' bytes on disk per million, uncompressed and (TimescaleDB) compressed.
+Each on both backends in turn (--backends: TimescaleDB and plain PostgreSQL).
 
-Usage: python bench/pipeline.py [--rate 50000] [--seconds 60] [--shards 1]
+Usage: python bench/pipeline.py [--rate 50000] [--seconds 60] [--shards 1] [--backends timescaledb,postgresql]
 (raise --rate until it reports "fell behind" to find this machine's ceiling)
 """
 
@@ -122,12 +124,37 @@ async def reset(env: dict[str, str]) -> None:
     await redis.flushall()
     await redis.aclose()
     conn = await asyncpg.connect(env["DATABASE_URL"])
-    await conn.execute(
-        "DROP TABLE IF EXISTS price_ticks_synthetic, price_bars_1m_synthetic, price_ticks_naive,"
-        " trade_signals, orders, fills, positions CASCADE"
+    await conn.execute(  # ticks first: on TimescaleDB the bars are aggregates over them
+        "DROP TABLE IF EXISTS price_ticks_synthetic, price_ticks_naive, trade_signals, orders, fills,"
+        " positions CASCADE"
     )
+    await conn.execute("DROP TABLE IF EXISTS price_bars_1m_synthetic")
     await ensure_schema(conn, ("synthetic", "naive"))
     await conn.close()
+
+
+async def tick_bytes_per_million(env: dict[str, str]) -> str:
+    """The stored ticks on disk per million: as written, and compressed on TimescaleDB."""
+    conn = await asyncpg.connect(env["DATABASE_URL"])
+    try:
+        rows = await count_rows(conn, "price_ticks_synthetic")
+        if not rows:
+            return "no ticks stored"
+        mib = 1_000_000 / rows / 2**20
+        timescale = await conn.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+        if not timescale:
+            size = await conn.fetchval("SELECT pg_total_relation_size('price_ticks_synthetic')")
+            return f"{size * mib:,.1f} MiB per million ticks (no compression)"
+        size = "SELECT hypertable_size('price_ticks_synthetic')"
+        before = await conn.fetchval(size)
+        await conn.execute("SELECT compress_chunk(c) FROM show_chunks('price_ticks_synthetic') c")
+        after = await conn.fetchval(size)
+        return (
+            f"{before * mib:,.1f} MiB per million ticks uncompressed, {after * mib:,.1f} MiB compressed"
+            f" (×{before / after:.1f} smaller)"
+        )
+    finally:
+        await conn.close()
 
 
 async def count_rows(conn: asyncpg.Connection, table: str) -> int:
@@ -262,8 +289,15 @@ def print_model(cpu: dict[str, float], cores: int) -> None:
 
 
 async def main(arguments: argparse.Namespace) -> None:
+    for backend in arguments.backends.split(","):
+        await run_backend(arguments, backend)
+        print()
+
+
+async def run_backend(arguments: argparse.Namespace, backend: str) -> None:
     with tempfile.TemporaryDirectory(prefix="tradebot-bench-") as tmp:
-        redis_server, postgres_server = EmbeddedRedis(Path(tmp) / "redis"), EmbeddedPostgres(Path(tmp) / "pg")
+        redis_server = EmbeddedRedis(Path(tmp) / "redis")
+        postgres_server = EmbeddedPostgres(Path(tmp) / "pg", timescaledb=backend == "timescaledb")
         env = {
             "REDIS_URL": redis_server.start(),
             "DATABASE_URL": postgres_server.start(),
@@ -276,14 +310,15 @@ async def main(arguments: argparse.Namespace) -> None:
         cores = os.cpu_count() or 1
         try:
             symbols = len(arguments.symbols.split(","))
-            print(f"machine: {cores} cores, {load()}; each service in its own process;"
-                  f" {symbols} symbols, {arguments.shards} tick shard(s)\n")  # fmt: skip
+            print(f"=== {postgres_server.backend} === machine: {cores} cores, {load()}; each service in its"
+                  f" own process; {symbols} symbols, {arguments.shards} tick shard(s)\n")  # fmt: skip
             runs = set(arguments.only.split(","))
             ours = {"persisted_per_s": 0.0}
             if "throughput" in runs:
                 await reset(env)
                 ours = await throughput(servers, arguments.rate, arguments.seconds)
                 report_throughput(ours, arguments, cores)
+                print(f"on disk   {await tick_bytes_per_million(env)}")
             if "latency" in runs:
                 await reset(env)
                 samples = await latency(servers, arguments.latency_rate, arguments.latency_seconds)
@@ -338,5 +373,8 @@ if __name__ == "__main__":
     parser.add_argument("--symbols", default=SYMBOLS, help="comma-separated symbols")
     parser.add_argument(
         "--only", default="throughput,latency,baseline", help="runs to make (comma-separated)"
+    )
+    parser.add_argument(
+        "--backends", default="timescaledb,postgresql", help="PostgreSQL backends, in turn (comma-separated)"
     )
     asyncio.run(main(parser.parse_args()))

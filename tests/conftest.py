@@ -1,6 +1,8 @@
-"""Shared fixtures: a real Redis and a real PostgreSQL per test session.
+"""Shared fixtures: a real Redis and real PostgreSQL servers per test session.
 
-Each test gets an empty Redis (FLUSHALL) and its own fresh database.
+Each test gets an empty Redis (FLUSHALL) and its own fresh database, on the embedded
+default's backend (TimescaleDB); a test marked `backends` (the storage, API, backfill and
+sources tests) runs once on each backend: TimescaleDB and plain PostgreSQL.
 """
 
 from __future__ import annotations
@@ -12,12 +14,25 @@ from pathlib import Path
 
 import pytest
 
-from support.servers import create_database, drop_database, postgres_server, redis_server
+from support.servers import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    PostgresServers,
+    create_database,
+    drop_database,
+    redis_server,
+)
 from tradebot.common.connections import connect_redis
 from tradebot.common.settings import Settings
 
 # The control plane is one session fixture for every test that needs it (k8s, operator, chart).
 pytest_plugins = ["k8s.fixtures"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked `backends` that uses a database runs on each PostgreSQL backend."""
+    if "postgres_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("postgres_backend", BACKENDS)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -47,9 +62,27 @@ def redis_server_url(servers_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(servers_dir: Path) -> Iterator[str]:
-    with postgres_server(servers_dir / "postgres") as url:
-        yield url
+def postgres_servers(servers_dir: Path) -> Iterator[PostgresServers]:
+    servers = PostgresServers(servers_dir)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(postgres_servers: PostgresServers) -> str:
+    """The default backend's server, for fixtures wider than one test."""
+    return postgres_servers.url(DEFAULT_BACKEND)
+
+
+@pytest.fixture
+def postgres_backend() -> str:
+    """This test's backend: the default, or each in turn for tests marked `backends`."""
+    return DEFAULT_BACKEND
+
+
+@pytest.fixture
+def backend_server_url(postgres_servers: PostgresServers, postgres_backend: str) -> str:
+    return postgres_servers.url(postgres_backend)
 
 
 @pytest.fixture
@@ -68,10 +101,10 @@ async def redis(redis_url: str):
 
 
 @pytest.fixture
-async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
-    name, url = await create_database(postgres_server_url)
+async def database_url(backend_server_url: str) -> AsyncIterator[str]:
+    name, url = await create_database(backend_server_url)
     yield url
-    await drop_database(postgres_server_url, name)
+    await drop_database(backend_server_url, name)
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core.core_schema import CoreSchema
 
+from tradebot.common import timescaledb
 from tradebot.common.models import SYMBOL_PATTERN
 from tradebot.common.settings import DEFAULT_SYMBOLS, Settings, SymbolMode
 from tradebot.providers.registry import (
@@ -312,8 +313,9 @@ class Images(SpecModel):
     )
     redis: Image = Field("redis:7.4-alpine", description="The Redis image.")
     timescaledb: Image = Field(
-        "timescale/timescaledb:2.29.2-pg18",
-        description="The TimescaleDB image (PostgreSQL with the extension preloaded).",
+        timescaledb.IMAGE,
+        description="The TimescaleDB image (PostgreSQL with the extension preloaded); the default is "
+        "the TimescaleDB and PostgreSQL major the embedded default and the tests run.",
     )
     pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy of every container."

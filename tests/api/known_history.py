@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from tradebot.common.models import Fill, Order, OrderStatus, Position, PriceTick, Side, TradeSignal
-from tradebot.storage.schema import ensure_schema
+from tradebot.storage.schema import ensure_schema, refresh_bars
 from tradebot.storage.writer import BatchWriter
 
 START = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -61,6 +61,16 @@ async def write_known_history(database_url: str) -> None:
     try:
         writer = BatchWriter(conn, await ensure_schema(conn, ("synthetic",)))
         await writer.write([*known_ticks(), *known_trades()])
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def materialise_bars(database_url: str) -> None:
+    """What TimescaleDB's refresh policies do in the background, now (nothing on plain PostgreSQL)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await refresh_bars(conn, "synthetic")
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

@@ -24,7 +24,7 @@ from tradebot.demo import seed_demo
 from tradebot.execution.portfolio import Portfolio
 from tradebot.market_data.synthetic import reference_price
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 
 
 async def test_the_demo_fills_the_database_and_redis(make_settings, redis):

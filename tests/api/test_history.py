@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from api.known_history import START, STEP, SYMBOLS, TICKS_PER_SYMBOL
+from api.known_history import START, STEP, SYMBOLS, TICKS_PER_SYMBOL, materialise_bars
+from tradebot.common import timescaledb
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 BARS = "/sources/synthetic/symbols/AAPL/bars"
 END = START + TICKS_PER_SYMBOL * STEP
 
@@ -39,15 +40,23 @@ async def test_openapi_document_covers_every_route(client):
     assert "404" in bars["responses"]
 
 
-async def test_health_and_probes(client):
-    assert (await client.get("/health")).json() == {
-        "status": "ok", "database": True, "redis": True, "timescale": False,
-    }  # fmt: skip
+async def test_health_and_probes(client, postgres_backend):
+    health = (await client.get("/health")).json()
+    backend = health.pop("backend")
+    timescale = postgres_backend == "timescaledb"
+    assert health == {"status": "ok", "database": True, "redis": True, "timescale": timescale}
+    expected = (
+        rf"TimescaleDB {re.escape(timescaledb.VERSION)} on PostgreSQL 18\.\d+"
+        if timescale
+        else r"PostgreSQL 18\.\d+"
+    )
+    assert re.fullmatch(expected, backend), backend
     assert (await client.get("/livez")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
 
 
-async def test_sources_with_table_stats(client):
+async def test_sources_with_table_stats(client, history):
+    await materialise_bars(history)  # TimescaleDB counts materialised bars (as its policies leave them)
     [stats] = (await client.get("/sources")).json()
     assert stats["source"] == "synthetic"
     assert stats["tick_table"] == "price_ticks_synthetic"

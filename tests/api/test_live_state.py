@@ -11,7 +11,7 @@ from tradebot.common import keys
 from tradebot.common.keys import errors_key, heartbeat_key
 from tradebot.execution.portfolio import Holding, Portfolio
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 
 
 async def beat(redis, service_id: str, age: float) -> None:

@@ -29,6 +29,7 @@ async def api_url(make_settings, database_url):
         yield f"http://127.0.0.1:{api.port}"
 
 
+@pytest.mark.backends  # the fuzzing below runs on the default backend only: it takes a minute and a half
 async def test_the_service_serves_the_api_and_its_probes(api_url):
     async with httpx.AsyncClient(base_url=api_url) as http:
         assert (await http.get("/readyz")).json()["ok"] is True

@@ -16,6 +16,7 @@ import yaml
 from chart.conftest import Render
 from chart.support import CHART, CRD_FILE, KUBERNETES_VERSION, RBAC_FILE, Helm, HelmError
 from chart.workloads import pod_spec, problems, workloads
+from tradebot.common import timescaledb
 from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders import build_children
 
@@ -455,6 +456,8 @@ def test_default_values_match_the_images_and_the_crd_defaults() -> None:
     # The stack's default image is the services image of this chart's appVersion.
     services_image = f"{values['tests']['image']['repository']}:{chart['appVersion']}"
     assert crd_images["tradebot"]["default"] == services_image
+    # TimescaleDB: the version the embedded default builds and the tests run.
+    assert crd_images["timescaledb"]["default"] == timescaledb.IMAGE
     # The operator runs as the images' user.
     assert values["podSecurityContext"]["runAsUser"] == 10001
 

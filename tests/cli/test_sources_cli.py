@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from tradebot.common import timescaledb
 from tradebot.common.models import PriceTick
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.writer import BatchWriter
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 T0 = datetime(2024, 3, 1, 15, tzinfo=UTC)
 
 
@@ -39,13 +40,20 @@ async def count(database_url: str, table: str) -> int:
         await conn.close()
 
 
-async def test_create_and_list(invoke):
+async def test_create_and_list(invoke, postgres_backend):
     created = await invoke("sources", "create", "--source", "alpaca")
     assert created.exit_code == 0 and "price_ticks_alpaca and price_bars_1m_alpaca created" in created.output
     again = await invoke("sources", "create", "--source", "alpaca")
     assert "already existed" in again.output
     listed = await invoke("sources", "list")
     assert listed.exit_code == 0 and "alpaca" in listed.output
+    caption = " ".join(listed.output.split())  # rich wraps it
+    if postgres_backend == "timescaledb":
+        assert f"TimescaleDB {timescaledb.VERSION} on PostgreSQL 18." in caption
+        assert "ticks in compressed hypertables, bars 1m to 1d in continuous aggregates" in caption
+    else:
+        assert "PostgreSQL 18." in caption and "TimescaleDB" not in caption
+        assert "ticks in plain tables, 1m bars rolled up by storage" in caption
     refused = await invoke("sources", "create", "--source", "Bad-Name")
     assert refused.exit_code == 2 and "not a valid source name" in refused.output
 

@@ -14,7 +14,7 @@ from tradebot.storage.schema import ensure_schema
 from tradebot.storage.service import StorageService
 from tradebot.strategy.service import StrategyService
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 
 
 async def count(conn: asyncpg.Connection, table: str) -> int:

@@ -15,7 +15,7 @@ from tradebot.market_data.publishing import TickPublisher
 from tradebot.storage.schema import ensure_schema
 from tradebot.storage.service import StorageService
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 
 
 def tick(n: int, price: float = 100.0) -> PriceTick:
@@ -43,10 +43,11 @@ async def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_stored(
         await publisher.publish(batch)
         await publisher.publish([tick(n) for n in range(300, 400)])
 
-        async def the_rest_stored() -> bool:
-            return await stored(conn) == 399
+        async def the_rest_stored_and_the_refusal_counted() -> bool:
+            # The refusal is dead-lettered and counted after the rest of its batch commits.
+            return await stored(conn) == 399 and await redis.get(errors_key("storage")) is not None
 
-        await eventually(the_rest_stored, what="every tick but the refused one")
+        await eventually(the_rest_stored_and_the_refusal_counted, what="every tick but the refused one")
         assert storage.readiness()[0], "still ready"
         [(_, dead)] = await redis.xrange(keys.dead_letter_stream(keys.TICKS))
         assert b"t-137" in dead[b"d"], "the refused tick itself is kept"

@@ -14,7 +14,7 @@ from tradebot.market_data.publishing import TickPublisher
 from tradebot.market_data.synthetic import SyntheticMarket
 from tradebot.storage.schema import ensure_schema
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 TICKS = 60_000
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tradebot.common import timescaledb
 from tradebot.common.settings import Settings, variables_read_by
 from tradebot.providers.registry import DATA_SOURCES
 from tradebot_operator.builders import Stack, build_children
@@ -310,7 +311,12 @@ def test_the_stack_owns_its_claims_unless_it_retains_them() -> None:
 def test_timescaledb_runs_the_pg18_image_with_its_volume_layout() -> None:
     sts = by_name(build_children(body(), PASSWORD))[("StatefulSet", "demo-timescaledb")]
     main = sts["spec"]["template"]["spec"]["containers"][0]
-    assert main["image"] == "timescale/timescaledb:2.29.2-pg18"
+    # The version the embedded default builds and the tests run, on the wheel's PostgreSQL major.
+    assert (
+        main["image"]
+        == f"timescale/timescaledb:{timescaledb.VERSION}-pg18"
+        == "timescale/timescaledb:2.29.2-pg18"
+    )
     # PostgreSQL 18 images: PGDATA is /var/lib/postgresql/18/docker under the VOLUME /var/lib/postgresql.
     assert {"name": "data", "mountPath": "/var/lib/postgresql"} in main["volumeMounts"]
     assert not any(e["name"] == "PGDATA" for e in main["env"])

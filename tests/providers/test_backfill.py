@@ -20,7 +20,7 @@ from .fakes.alpaca import FakeAlpaca
 from .fakes.common import RateLimit
 from .fakes.polygon import FakePolygon
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.backends]
 END = datetime(2024, 3, 1, 16, tzinfo=UTC)
 START = END - timedelta(hours=3)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -43,6 +44,12 @@ def test_reads_env_file_and_normalises_symbols(tmp_path):
         ("SYMBOL_MODE", "tiny", "SYMBOL_MODE='tiny' is invalid"),
         ("SYMBOLS", "AAPL,$$$", "SYMBOLS"),
         ("RATE_LIMIT_DELAY", "fast", "RATE_LIMIT_DELAY='fast' is invalid"),
+        (
+            "TICK_RETENTION",
+            "30m",
+            "TICK_RETENTION='30m' is invalid: must be at least 1h (or off)",
+        ),
+        ("TICK_RETENTION", "soon", "TICK_RETENTION='soon' is invalid"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, variable, value, expected):
@@ -50,6 +57,15 @@ def test_bad_value_names_the_variable(monkeypatch, variable, value, expected):
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "days"),
+    [("off", None), ("", None), ("90d", 90), ("2w", 14), ("36h", 1.5), ("P30D", 30), ("86400", 1)],
+)
+def test_tick_retention_reads_durations(value, days):
+    retention = Settings(_env_file=None, tick_retention=value).tick_retention
+    assert (None if retention is None else retention / timedelta(days=1)) == days
 
 
 def test_cross_field_rules():

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tradebot.common.timescaledb import SERVER_SETTINGS
 from tradebot_operator.builders.common import (
     Obj,
     Stack,
@@ -74,13 +75,10 @@ def timescaledb_store(stack: Stack) -> Store:
         gid=70,
         data_path="/var/lib/postgresql",
         readiness_command=("pg_isready", "-h", "127.0.0.1", "-U", DB_USER, "-d", DB_NAME),
-        # Preloaded and quiet whatever the volume's postgresql.conf says.
+        # The embedded server's settings (preloaded, quiet), whatever the volume's postgresql.conf says.
         args=(
             "postgres",
-            "-c",
-            "shared_preload_libraries=timescaledb",
-            "-c",
-            "timescaledb.telemetry_level=off",
+            *(arg for name, value in SERVER_SETTINGS.items() for arg in ("-c", f"{name}={value}")),
         ),
         env=(
             secret_env("POSTGRES_USER", secret, "POSTGRES_USER"),

@@ -31,6 +31,9 @@ class ApiHealth(BaseModel):
     database: bool
     redis: bool
     timescale: bool = Field(description="whether the TimescaleDB extension is enabled")
+    backend: str = Field(
+        description="what the database runs on: 'TimescaleDB 2.29.2 on PostgreSQL 18.6' or 'PostgreSQL 18.6'"
+    )
 
 
 class SourceStats(BaseModel):

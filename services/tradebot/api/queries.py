@@ -20,7 +20,13 @@ SELECT c.relname::text AS name
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = current_schema() AND c.relname LIKE 'price\_%' AND c.relkind IN ('r', 'p', 'v', 'm')
 """
-TIMESCALE_ENABLED = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')"
+
+# A continuous aggregate's materialisation hypertable (NULL for any other table).
+MATERIALIZATION_OF = """
+SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
+FROM timescaledb_information.continuous_aggregates
+WHERE view_schema = current_schema() AND view_name = $1
+"""
 
 
 def distinct_symbols(table: str) -> str:
@@ -53,9 +59,10 @@ ORDER BY time, id LIMIT $6
 """
 
 
-def bars(bar_table: str, one_minute: bool, timescale: bool) -> str:
-    """$1 symbol, [$2, $3) range, $4 bucket width. 1m reads the rolled-up rows as they are."""
-    if one_minute:
+def bars(bar_table: str, stored: bool, timescale: bool) -> str:
+    """$1 symbol, [$2, $3) range, $4 bucket width. A table holding bars of that width (`stored`:
+    the 1m bars, TimescaleDB's wider aggregates) is read as it is; else its bars are re-bucketed."""
+    if stored:
         return f"""
 SELECT bucket AS time, {BAR_COLUMNS} FROM {bar_table}
 WHERE symbol = $1 AND bucket >= date_bin($4::interval, $2, {BUCKET_ORIGIN}) AND bucket < $3

@@ -76,7 +76,8 @@ class HistoryStore:
         """Rows with the fields of `Bar`, oldest first."""
         if tables.bars is None:
             raise UnknownName(f"source {tables.source!r} has no bar table yet")
-        sql = queries.bars(tables.bars, interval is Interval.M1, self.catalog.timescale)
+        stored = tables.bars if interval is Interval.M1 else tables.wider_bars.get(interval.value)
+        sql = queries.bars(stored or tables.bars, stored is not None, self.catalog.timescale)
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(sql, symbol, start, end, INTERVALS[interval])
         return [dict(row) for row in rows]
@@ -109,8 +110,10 @@ class HistoryStore:
         return [Position(**row) for row in rows]
 
     async def _estimate_rows(self, conn: Connection, table: str) -> int:
-        """The planner's estimate (TimescaleDB's for hypertables); counted only if never analysed."""
+        """The planner's estimate (TimescaleDB's for hypertables, and for a continuous aggregate
+        that of its materialised rows); counted only if never analysed."""
         if self.catalog.timescale:
+            table = await conn.fetchval(queries.MATERIALIZATION_OF, table) or table
             try:
                 return int(await conn.fetchval("SELECT approximate_row_count($1::regclass)", table))
             except asyncpg.PostgresError:

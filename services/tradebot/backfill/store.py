@@ -19,7 +19,7 @@ import asyncpg
 from tradebot.common.models import PriceTick, validate_source_name
 from tradebot.common.tables import bar_table
 from tradebot.providers.history import Bar, Kind, Row
-from tradebot.storage.schema import ensure_schema, rollup_bar_table_ddl
+from tradebot.storage.schema import ensure_schema, refresh_bars, rollup_bar_table_ddl
 from tradebot.storage.writer import BatchWriter, TableSpec, insert_new
 
 CHECKPOINTS_TABLE = "backfill_checkpoints"
@@ -80,6 +80,10 @@ class HistoryStore:
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
         )
         self.ticks = BatchWriter(self.conn, schema)
+
+    async def finish(self) -> None:
+        """Bring TimescaleDB's bars up to the backfilled trades at once."""
+        await refresh_bars(self.conn, self.source)
 
     async def checkpoints(self) -> dict[tuple[str, str], datetime]:
         rows = await self.conn.fetch(

@@ -164,9 +164,11 @@ async def _run(settings: Settings, source: str, symbols, kinds, start, end, resu
                 elapsed = max(1e-6, asyncio.get_running_loop().time() - began)
                 progress.update(task, advance=covered, rows=rows_seen, rate=rows_seen / elapsed)
 
-            return await Backfill(history, store, advance).run(
+            result = await Backfill(history, store, advance).run(
                 symbols, kinds, start, end, settings.backfill_batch_size, resume=resume
             )
+        await store.finish()
+        return result
     finally:
         await history.http.aclose()
         await conn.close()

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from tradebot.backfill.store import CHECKPOINTS_TABLE, provider_bar_table
 from tradebot.cli.common import fail, out, settings_or_exit
+from tradebot.common import timescaledb
 from tradebot.common.models import validate_source_name
 from tradebot.common.symbols import normalise_symbol
 from tradebot.common.tables import TICK_TABLE_PREFIX, bar_table, tick_table
@@ -98,7 +99,7 @@ def list_sources() -> None:
 
     async def work(conn: asyncpg.Connection) -> None:
         kinds = await table_kinds(conn)
-        table = Table(title="Data sources")
+        table = Table(title="Data sources", caption=backend_caption(*await timescaledb.read_backend(conn)))
         for header in ("source", "ticks", "symbols", "first", "last", "1m bars", "provider bars"):
             table.add_column(header, justify="left" if header in ("source", "first", "last") else "right")
         for source in await known_sources(conn):
@@ -130,6 +131,13 @@ def list_sources() -> None:
     with_database(work)
 
 
+def backend_caption(extension_version: str | None, name: str) -> str:
+    """Pure: the database's backend, and how it keeps ticks and bars."""
+    if extension_version:
+        return f"{name}: ticks in compressed hypertables, bars 1m to 1d in continuous aggregates"
+    return f"{name}: ticks in plain tables, 1m bars rolled up by storage"
+
+
 def _when(moment) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "—"
 
@@ -153,6 +161,8 @@ def create(source: SourceOption) -> None:
 @app.command()
 def clean(source: SourceOption, symbol: SymbolOption = None, yes: YesOption = False) -> None:
     """Delete a source's stored ticks, bars and backfill checkpoints (optionally one symbol's)."""
+    from tradebot.storage.schema import refresh_bars
+
     name, only = checked_source(source), checked_symbol(symbol)
 
     async def work(conn: asyncpg.Connection) -> None:
@@ -176,6 +186,7 @@ def clean(source: SourceOption, symbol: SymbolOption = None, yes: YesOption = Fa
                     name,
                     *args_cp,
                 )
+        await refresh_bars(conn, name)
         out.print("Deleted " + ", ".join(f"{n:,} rows from {t}" for t, n in deleted.items()))
 
     with_database(work)
@@ -186,7 +197,7 @@ def migrate(
     source: SourceOption, target: TargetOption, symbol: SymbolOption = None, yes: YesOption = False
 ) -> None:
     """Copy ticks from one source to another (target bars follow); rows already there are kept once."""
-    from tradebot.storage.schema import ensure_schema
+    from tradebot.storage.schema import ensure_schema, refresh_bars
     from tradebot.storage.writer import tick_spec
 
     name, other, only = checked_source(source), checked_source(target, "--target"), checked_symbol(symbol)
@@ -201,12 +212,12 @@ def migrate(
         if not yes and not typer.confirm(f"Copy {what} from {name!r} to {other!r}?", default=False):
             raise fail("nothing copied", 1)
         schema = await ensure_schema(conn, (other,))
-        rows = (
-            f"(SELECT time, symbol, price, size, bid, ask, volume, id FROM {tick_table(name)}{where}) AS src"
-        )
+        columns = "time, symbol, price, size, bid, ask, volume, id, type"
+        rows = f"(SELECT {columns} FROM {tick_table(name)}{where}) AS src"
         before = await conn.fetchval(f"SELECT count(*) FROM {tick_table(other)}")
         async with conn.transaction():
             await conn.execute(tick_spec(other, schema.timescale).insert.format(stage=rows), *args)
+        await refresh_bars(conn, other)
         after = await conn.fetchval(f"SELECT count(*) FROM {tick_table(other)}")
         added = after - before
         out.print(

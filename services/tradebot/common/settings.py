@@ -8,7 +8,9 @@ half-configured.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -68,6 +70,9 @@ CONSUMERS = STRATEGY | EXECUTION | STORAGE
 EVERY_SERVICE = FEEDS | CONSUMERS | API | DASHBOARD
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400, "w": 604_800}  # TICK_RETENTION=90d
+
+
 class SettingsError(ValueError):
     """A configuration value was rejected; the message names the variable."""
 
@@ -86,6 +91,10 @@ class Settings(BaseSettings):
     )
     redis_url: Annotated[str, EVERY_SERVICE] = Field(
         "redis://localhost:6379", description="Redis connection URL"
+    )
+    tick_retention: Annotated[timedelta | None, STORAGE] = Field(
+        None,
+        description="TimescaleDB drops ticks older than this (e.g. 90d, 12h; bars stay); off keeps them all",
     )
 
     # Market data and symbols.
@@ -300,6 +309,25 @@ class Settings(BaseSettings):
         from tradebot.strategy.registry import build_strategies
 
         build_strategies(info.data.get("strategies", ()), value)
+        return value
+
+    @field_validator("tick_retention", mode="before")
+    @classmethod
+    def _parse_duration(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        text = value.strip().lower()
+        if text in ("", "off", "none", "0"):
+            return None
+        if found := re.fullmatch(r"(\d+)\s*([smhdw]?)", text):
+            return timedelta(seconds=int(found[1]) * DURATION_UNITS[found[2] or "s"])
+        return value  # ISO 8601 (P90D), as pydantic reads a timedelta
+
+    @field_validator("tick_retention")
+    @classmethod
+    def _at_least_an_hour(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(hours=1):
+            raise ValueError("must be at least 1h (or off)")
         return value
 
     @field_validator("log_level", mode="before")

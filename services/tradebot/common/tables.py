@@ -9,12 +9,16 @@ ORDERS_TABLE = "orders"
 FILLS_TABLE = "fills"
 POSITIONS_TABLE = "positions"
 TICK_TABLE_PREFIX = "price_ticks_"
-BAR_TABLE_PREFIX = "price_bars_1m_"
+# Bar widths with a table of their own: 1m always (a continuous aggregate under TimescaleDB,
+# else rolled up by storage); the wider ones only under TimescaleDB (hierarchical aggregates).
+BAR_WIDTHS = ("1m", "5m", "15m", "1h", "1d")
 
 
 def tick_table(source: str) -> str:
     return TICK_TABLE_PREFIX + validate_source_name(source)
 
 
-def bar_table(source: str) -> str:
-    return BAR_TABLE_PREFIX + validate_source_name(source)
+def bar_table(source: str, width: str = "1m") -> str:
+    if width not in BAR_WIDTHS:
+        raise ValueError(f"no bar table for width {width!r}; widths: {', '.join(BAR_WIDTHS)}")
+    return f"price_bars_{width}_{validate_source_name(source)}"

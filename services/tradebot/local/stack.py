@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from tradebot.catalog import PIPELINE, SERVICES
+from tradebot.common import timescaledb
 from tradebot.common.probes import bind_socket
 from tradebot.common.settings import Settings
 from tradebot.local.connection import CONNECTION_FILE, remove_connection_file, write_connection_file
@@ -27,7 +28,7 @@ from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis, EmbeddedSer
 from tradebot.local.guard import Guard
 from tradebot.local.supervisor import Supervisor
 from tradebot.providers.registry import DATA_SOURCES
-from tradebot.storage.schema import ensure_schema
+from tradebot.storage.schema import SchemaError, ensure_schema
 
 CONNECT_TIMEOUT = 5.0
 PORTS = {"api": ("api_port", "API_PORT"), "dashboard": ("dashboard_port", "DASHBOARD_PORT")}
@@ -144,9 +145,9 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
             env[variable] = server.start()
             embedded.append(server)
             guard.watch_server(server.pid, server.stop_signal)
-        asyncio.run(_create_schema(env["DATABASE_URL"], settings.data_source))
+        backend = asyncio.run(_create_schema(env["DATABASE_URL"], settings.data_source))
         write_connection_file(data_dir, env)
-        _announce(console, settings, services, env, bool(embedded), data_dir)
+        _announce(console, settings, services, env, backend, bool(embedded), data_dir)
         asyncio.run(_supervise(services, env, console, guard))
         return 0
     except StackProblem as error:
@@ -155,7 +156,7 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
     except EmbeddedServerError as error:
         console.print(f"[bold red]{error}[/]")
         return 1
-    except (OSError, asyncpg.PostgresError) as error:
+    except (OSError, asyncpg.PostgresError, SchemaError) as error:
         console.print(f"[bold red]Cannot prepare the database:[/] {error}")
         return 1
     finally:
@@ -166,10 +167,12 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
             guard.close()
 
 
-async def _create_schema(database_url: str, source: str) -> None:
+async def _create_schema(database_url: str, source: str) -> str:
+    """Create the tables; what the database runs on (TimescaleDB or plain PostgreSQL)."""
     conn = await asyncpg.connect(database_url)
     try:
         await ensure_schema(conn, (source,))
+        return (await timescaledb.read_backend(conn))[1]
     finally:
         await conn.close()
 
@@ -184,9 +187,15 @@ async def _supervise(services: list[str], env: dict[str, str], console: Console,
 
 
 def _announce(
-    console: Console, settings: Settings, services: list[str], env: dict, embedded: bool, data_dir: Path
+    console: Console,
+    settings: Settings,
+    services: list[str],
+    env: dict,
+    backend: str,
+    embedded: bool,
+    data_dir: Path,
 ) -> None:
-    where = f"embedded servers in {data_dir}" if embedded else "the configured servers"
+    where = f"{backend}, embedded servers in {data_dir}" if embedded else f"{backend}, the configured servers"
     lines = [
         f"[bold]Services[/]   {', '.join(services)}",
         f"[bold]Data[/]       {settings.data_source}, symbol mode {settings.symbol_mode}",

@@ -28,7 +28,7 @@ import asyncpg
 from tradebot import __version__
 from tradebot.common.tables import tick_table
 from tradebot.providers.registry import DATA_SOURCES
-from tradebot.storage.schema import ensure_schema
+from tradebot.storage.schema import ensure_schema, refresh_bars
 
 FORMAT = 1
 PREFIX = "tradebot-"
@@ -292,8 +292,9 @@ async def restore(url: str, path: Path, replace: bool = False, progress: Progres
             for table in tables:
                 await _load_table(conn, path, table, progress)
                 await _reset_sequences(conn, table)
-        if schema.timescale:
-            await _refresh_aggregates(conn)
+        if schema.timescale:  # the continuous aggregates over the restored ticks
+            for source in _sources(manifest):
+                await refresh_bars(conn, source)
     finally:
         await conn.close()
     return manifest
@@ -337,10 +338,3 @@ async def _reset_sequences(conn: asyncpg.Connection, table: TableDump) -> None:
                 f'SELECT setval($1, COALESCE((SELECT max("{column.name}") FROM {table.name}), 0) + 1, false)',
                 sequence,
             )
-
-
-async def _refresh_aggregates(conn: asyncpg.Connection) -> None:
-    """Continuous aggregates are views over the restored rows: materialise them now."""
-    views = await conn.fetch("SELECT view_name FROM timescaledb_information.continuous_aggregates")
-    for row in views:
-        await conn.execute(f"CALL refresh_continuous_aggregate('{_checked(row[0])}', NULL, NULL)")

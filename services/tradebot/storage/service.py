@@ -18,7 +18,7 @@ from tradebot.common.connections import connect_postgres_once
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced, tracing_enabled
-from tradebot.storage.schema import ensure_schema
+from tradebot.storage.schema import TickPolicy, ensure_schema
 from tradebot.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,13 @@ class StorageService:
         self.database_url = settings.database_url
         self.source = settings.data_source
         self.streams = stored_streams(settings.tick_shards)
+        self.policy = TickPolicy(retention=settings.tick_retention)
 
     async def run(self, ctx: ServiceContext) -> None:
         consumer = ctx.consumer(self.streams)
         conn = await connect_postgres_once(self.database_url, "tradebot-storage")
         try:
-            writer = BatchWriter(conn, await ensure_schema(conn, (self.source,)))
+            writer = BatchWriter(conn, await ensure_schema(conn, (self.source,), self.policy))
             await consumer.setup()
             ctx.ready = True
             log.info("storing streams", extra={"streams": self.streams})

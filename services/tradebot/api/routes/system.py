@@ -28,7 +28,10 @@ async def health(state: State) -> ApiHealth:
     with contextlib.suppress(*TRANSIENT_ERRORS):
         redis = bool(await state.redis.ping())
     status = "ok" if database and redis else "degraded"
-    return ApiHealth(status=status, database=database, redis=redis, timescale=state.catalog.timescale)
+    catalog = state.catalog
+    return ApiHealth(
+        status=status, database=database, redis=redis, timescale=catalog.timescale, backend=catalog.backend
+    )
 
 
 @router.get("/services", response_model=list[ServiceStatus], summary="Every service found by its heartbeat")
