@@ -33,7 +33,7 @@ from pydantic_core.core_schema import CoreSchema
 
 from tradebot.common import timescaledb
 from tradebot.common.models import SYMBOL_PATTERN
-from tradebot.common.settings import DEFAULT_SYMBOLS, Settings, SymbolMode
+from tradebot.common.settings import DEFAULT_SYMBOLS, Settings, SizingMode, SymbolMode
 from tradebot.providers.registry import (
     DATA_SOURCES,
     DEFAULT_SOURCE,
@@ -274,6 +274,34 @@ class Risk(SpecModel):
     )
     max_open_positions: int = like_setting("max_open_positions", "Most symbols held at once.", le=10_000)
     daily_loss_limit: float = like_setting("daily_loss_limit", "Trading stops for the day after this loss.")
+
+
+class Trading(SpecModel):
+    """How the execution service sizes entries and exits positions (pure code beside the risk limits)."""
+
+    sizing: SizingMode = like_setting(
+        "sizing", "How an entry is sized: quantity, notional, equity_pct or risk."
+    )
+    order_quantity: float = like_setting("order_quantity", "Shares per entry (sizing quantity).")
+    order_notional: float = like_setting("order_notional", "Dollars per entry (sizing notional).")
+    order_equity_pct: float = like_setting(
+        "order_equity_pct", "Percent of equity per entry (sizing equity_pct)."
+    )
+    risk_per_trade_pct: float = like_setting(
+        "risk_per_trade_pct", "Percent of equity lost if the stop is hit (sizing risk)."
+    )
+    stop_loss_pct: float = like_setting("stop_loss_pct", "Stop below the entry, percent; 0: none.")
+    stop_loss_atr: float = like_setting(
+        "stop_loss_atr", "Stop below the entry in the signal's ATRs (before stopLossPct); 0: off."
+    )
+    take_profit_pct: float = like_setting("take_profit_pct", "Take profit above the entry, percent; 0: none.")
+    trailing_stop_pct: float = like_setting(
+        "trailing_stop_pct", "Exit this percent below the high since entry; 0: none (must be 0 at Alpaca)."
+    )
+    min_signal_strength: float = like_setting("min_signal_strength", "Weaker buy signals are not traded.")
+    cooldown_seconds: float = like_setting(
+        "cooldown_seconds", "No new entry in a symbol this soon after a fill."
+    )
 
 
 class Execution(SpecModel):
@@ -556,6 +584,9 @@ class StackSpec(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     risk: Risk = Field(default_factory=Risk, description="Risk limits of the paper execution service.")
+    trading: Trading = Field(
+        default_factory=Trading, description="Sizing and exits of the execution service."
+    )
     execution: Execution = Field(default_factory=Execution, description="Where the execution service trades.")
     credentials: Credentials | None = Field(
         None, description="Where the provider credentials are: never in the spec, always in a Secret."

@@ -136,6 +136,7 @@ def test_the_configmap_is_an_environment_the_services_accept(monkeypatch: pytest
             symbolMode="custom",
             symbols=["AAPL", "BRK.B"],
             risk={"maxOrderNotional": 12500.5, "maxOpenPositions": 7},
+            trading={"sizing": "risk", "riskPerTradePct": 0.25, "trailingStopPct": 3, "cooldownSeconds": 60},
         )
     )
     env = environment(stack)
@@ -152,6 +153,11 @@ def test_the_configmap_is_an_environment_the_services_accept(monkeypatch: pytest
     assert settings.symbols == ("AAPL", "BRK.B")
     assert settings.max_order_notional == 12500.5 and settings.max_open_positions == 7
     assert settings.max_position_per_symbol == 1000  # the default, written as "1000"
+    assert (settings.sizing, settings.risk_per_trade_pct, settings.trailing_stop_pct) == ("risk", 0.25, 3)
+    assert (
+        settings.cooldown_seconds == 60
+        and settings.stop_loss_pct == Settings.model_fields["stop_loss_pct"].default
+    )
     assert (settings.data_source, settings.log_format, settings.probe_port) == ("synthetic", "json", 8080)
 
 
@@ -195,6 +201,7 @@ def checksums(**spec: Any) -> dict[str, str]:
         ({"services": {"strategy": {"replicas": 4}}}, set()),
         ({"execution": {"venue": "alpaca"}, "credentials": {"secretRef": {"name": "k"}}}, {"demo-execution"}),
         ({"strategies": [{"name": "rsi", "params": {"period": 10}}]}, {"demo-strategy"}),
+        ({"trading": {"stopLossPct": 1, "sizing": "notional"}}, {"demo-execution"}),
     ],
 )
 def test_a_spec_change_rolls_only_the_deployments_it_affects(change: dict, rolled: set[str]) -> None:

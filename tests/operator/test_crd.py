@@ -114,6 +114,9 @@ def test_schema_defaults_are_the_models(tmp_path: Any) -> None:
         ({"redis": {"storage": {"size": "-1Gi"}}}, "spec.redis.storage.size"),
         ({"images": {"tradebot": "Not An Image!"}}, "spec.images.tradebot"),
         ({"credentials": {"secretRef": {"name": "Bad_Name"}}}, "spec.credentials.secretRef.name"),
+        ({"trading": {"sizing": "everything"}}, "spec.trading.sizing"),
+        ({"trading": {"stopLossPct": 100}}, "spec.trading.stopLossPct"),
+        ({"trading": {"minSignalStrength": 1.5}}, "spec.trading.minSignalStrength"),
     ],
 )
 def test_the_model_refuses_what_the_crd_refuses(spec: dict[str, Any], says: str) -> None:

@@ -13,12 +13,15 @@ import hashlib
 import json
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tradebot.common.settings import variables_read_by
 from tradebot.providers.registry import DATA_SOURCES, EXECUTION_VENUES
 from tradebot_operator.builders.common import APP_PORTS, PROBE_PORT, Obj, Stack, metadata
+
+if TYPE_CHECKING:
+    from tradebot_operator.spec import Trading
 
 DB_USER = "tradebot"
 DB_NAME = "tradebot"
@@ -33,6 +36,14 @@ def config_name(stack: Stack) -> str:
 
 def db_secret_name(stack: Stack) -> str:
     return stack.child_name("db")
+
+
+def _trading_env(trading: Trading) -> dict[str, str]:
+    """SIZING, ORDER_QUANTITY, ..., COOLDOWN_SECONDS: each field under its setting's variable."""
+    return {
+        name.upper(): value if isinstance(value, str) else _number(value)
+        for name, value in trading.model_dump().items()
+    }
 
 
 def _number(value: float) -> str:
@@ -59,6 +70,7 @@ def environment(stack: Stack) -> dict[str, str]:
         "MAX_ORDER_NOTIONAL": _number(risk.max_order_notional),
         "MAX_OPEN_POSITIONS": str(risk.max_open_positions),
         "DAILY_LOSS_LIMIT": _number(risk.daily_loss_limit),
+        **_trading_env(spec.trading),
         "REDIS_URL": f"redis://{stack.child_name('redis')}:{REDIS_PORT}",
         "PROBE_PORT": str(PROBE_PORT),
         "LOG_FORMAT": "json",
