@@ -7,6 +7,7 @@ import gc
 import logging
 
 from tradebot.api.app import create_app
+from tradebot.api.auth import Access
 from tradebot.api.deps import ApiState
 from tradebot.api.sources import SourceCatalog
 from tradebot.api.store import HistoryStore
@@ -21,8 +22,9 @@ log = logging.getLogger(__name__)
 class ApiService:
     service_id = "api"
 
-    def __init__(self, settings: Settings, host: str = "0.0.0.0") -> None:
-        self.host = host
+    def __init__(self, settings: Settings) -> None:
+        Access.of(settings)  # no token, no API: refused at start, naming AUTH_TOKEN
+        self.host = settings.bind_host  # BIND_HOST: this machine only, unless told (containers)
         self.requested_port = settings.api_port
         self.port: int | None = None  # the bound port, known once serving (API_PORT=0 picks one)
 

@@ -177,7 +177,8 @@ class ServiceRuntime:
 
     async def run(self) -> None:
         ctx = self.ctx
-        sock = bind_socket("0.0.0.0", self.settings.probe_port) if self.settings.probe_port >= 0 else None
+        settings = self.settings
+        sock = bind_socket(settings.bind_host, settings.probe_port) if settings.probe_port >= 0 else None
         tasks = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         server = None
         if sock is not None:

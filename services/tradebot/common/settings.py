@@ -9,10 +9,18 @@ half-configured.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tradebot.providers.registry import DEFAULT_SOURCE, DataSourceName, data_source
@@ -22,6 +30,14 @@ SymbolMode = Literal["custom", "popular", "large", "mid", "small", "all"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "TSLA")
+MIN_TOKEN_LENGTH = 16
+
+
+class AuthMode(StrEnum):
+    """Who may read the API and the dashboard (changing anything always needs AUTH_TOKEN)."""
+
+    REQUIRED = "required"
+    READ_OPEN = "read-open"
 
 
 @dataclass(frozen=True)
@@ -202,6 +218,21 @@ class Settings(BaseSettings):
     api_url: Annotated[str, DASHBOARD] = Field(
         "http://localhost:8000", description="where the dashboard reaches the API"
     )
+    bind_host: Annotated[str, EVERY_SERVICE] = Field(
+        "127.0.0.1",
+        description="interface the API, dashboard and probes listen on (containers set 0.0.0.0)",
+    )
+
+    # Authentication of the API and the dashboard (tradebot.api.auth).
+    auth_token: Annotated[SecretStr | None, API | DASHBOARD] = Field(
+        None, description="bearer token of the API and the dashboard's login; `tradebot up` makes one"
+    )
+    auth: Annotated[AuthMode, API | DASHBOARD] = Field(
+        AuthMode.REQUIRED, description="required, or read-open: reads without the token"
+    )
+    session_seconds: Annotated[float, API | DASHBOARD] = Field(
+        12 * 3_600, gt=0, le=30 * 86_400, description="lifetime of a dashboard login"
+    )
 
     # Operations.
     log_level: Annotated[LogLevel, EVERY_SERVICE] = "INFO"
@@ -269,6 +300,13 @@ class Settings(BaseSettings):
         from tradebot.strategy.registry import build_strategies
 
         build_strategies(info.data.get("strategies", ()), value)
+        return value
+
+    @field_validator("auth_token")
+    @classmethod
+    def _long_enough_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)")
         return value
 
     @field_validator("log_level", mode="before")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
 import signal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -72,7 +73,7 @@ def resolve_ports(settings: Settings, services: list[str]) -> dict[str, int]:
             ports[variable] = wanted
             continue
         try:
-            with bind_socket("0.0.0.0", wanted) as probe:
+            with bind_socket(settings.bind_host, wanted) as probe:
                 ports[variable] = probe.getsockname()[1]
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
@@ -123,6 +124,12 @@ async def check_given_servers(settings: Settings) -> None:
             raise StackProblem(f"API_URL={settings.api_url!r} is not an http(s) URL with a host")
 
 
+def auth_token(settings: Settings) -> str:
+    """AUTH_TOKEN when it is set, else a new one for this run (printed in the dashboard's URL)."""
+    given = settings.auth_token
+    return given.get_secret_value() if given is not None else secrets.token_urlsafe(32)
+
+
 def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, console: Console) -> int:
     guard = None
     embedded: list[EmbeddedRedis | EmbeddedPostgres] = []
@@ -133,6 +140,7 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
         env["API_URL"] = (
             settings.api_url if explicit(settings, "api_url") else f"http://127.0.0.1:{env['API_PORT']}"
         )
+        env["AUTH_TOKEN"], env["BIND_HOST"] = auth_token(settings), settings.bind_host
         guard = Guard()  # from here on, whatever ends this process ends what it started
         for variable, server in (
             ("REDIS_URL", EmbeddedRedis(data_dir.resolve() / "redis")),
@@ -187,12 +195,15 @@ def _announce(
     console: Console, settings: Settings, services: list[str], env: dict, embedded: bool, data_dir: Path
 ) -> None:
     where = f"embedded servers in {data_dir}" if embedded else "the configured servers"
+    host = "localhost" if env["BIND_HOST"] in ("127.0.0.1", "0.0.0.0") else env["BIND_HOST"]
+    reads = " (reads open: AUTH=read-open)" if settings.auth == "read-open" else ""
     lines = [
         f"[bold]Services[/]   {', '.join(services)}",
         f"[bold]Data[/]       {settings.data_source}, symbol mode {settings.symbol_mode}",
         f"[bold]Storage[/]    {where}",
-        f"[bold]Dashboard[/]  http://localhost:{env['DASHBOARD_PORT']}",
-        f"[bold]API[/]        http://localhost:{env['API_PORT']}/docs",
+        f"[bold]Dashboard[/]  http://{host}:{env['DASHBOARD_PORT']}/?token={env['AUTH_TOKEN']}",
+        f"[bold]API[/]        http://{host}:{env['API_PORT']}/docs (Authorization: Bearer <token>){reads}",
+        f"[bold]Listening[/]  {env['BIND_HOST']} (BIND_HOST / --host)",
         f"[bold]Servers[/]    {data_dir / CONNECTION_FILE} (other tradebot commands here find them)",
         "Press Ctrl-C to stop.",
     ]
