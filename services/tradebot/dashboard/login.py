@@ -20,7 +20,7 @@ LOGIN_PAGE = (Path(__file__).parent / "static" / "login.html").read_text()
 MAX_FORM_BYTES = 4_096
 NOTES = {
     "expired": "Your session has ended: log in again.",
-    "wrong": "That is not this stack's token.",
+    "wrong": "That is not the token of this stack.",
     "out": "You are logged out.",
     "foreign": "A login from another site was refused.",
 }

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import httpx
+from fastapi import FastAPI
 
 from tradebot.api.auth import Access
 from tradebot.common.probes import EmbeddedServer, bind_socket, embedded_server
@@ -26,6 +27,7 @@ class DashboardService:
         Access.of(settings)  # no token, no dashboard: refused at start, naming AUTH_TOKEN
         self.host = settings.bind_host  # BIND_HOST: this machine only, unless told (containers)
         self.requested_port = settings.dashboard_port
+        self.app: FastAPI | None = None  # the app being served (its routes are what tests enumerate)
         self.port: int | None = None  # the bound port, known once serving (DASHBOARD_PORT=0 picks one)
         self.hub = Hub()
 
@@ -37,7 +39,7 @@ class DashboardService:
             base_url=ctx.settings.api_url, timeout=10.0, headers=api_headers(ctx.settings)
         ) as api:
             state = DashboardState(ctx.settings, ctx.redis, self.hub, api)
-            app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
+            app = self.app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
             sock = bind_socket(self.host, self.requested_port)
             self.port = sock.getsockname()[1]
             server = websocket_server(app)

@@ -196,15 +196,21 @@ def _announce(
 ) -> None:
     where = f"embedded servers in {data_dir}" if embedded else "the configured servers"
     host = "localhost" if env["BIND_HOST"] in ("127.0.0.1", "0.0.0.0") else env["BIND_HOST"]
-    reads = " (reads open: AUTH=read-open)" if settings.auth == "read-open" else ""
+    dashboard = f"http://{host}:{env['DASHBOARD_PORT']}"
+    reach = "this machine only" if env["BIND_HOST"].startswith("127.") else "other machines too"
+    reads = "; reads open (AUTH=read-open)" if settings.auth == "read-open" else ""
     lines = [
         f"[bold]Services[/]   {', '.join(services)}",
         f"[bold]Data[/]       {settings.data_source}, symbol mode {settings.symbol_mode}",
         f"[bold]Storage[/]    {where}",
-        f"[bold]Dashboard[/]  http://{host}:{env['DASHBOARD_PORT']}/?token={env['AUTH_TOKEN']}",
-        f"[bold]API[/]        http://{host}:{env['API_PORT']}/docs (Authorization: Bearer <token>){reads}",
-        f"[bold]Listening[/]  {env['BIND_HOST']} (BIND_HOST / --host)",
+        f"[bold]Dashboard[/]  {dashboard} (log in with the token below)",
+        f"[bold]API[/]        http://{host}:{env['API_PORT']}/docs (Authorization: Bearer <token>{reads})",
+        f"[bold]Listening[/]  {env['BIND_HOST']} ({reach}; BIND_HOST or --host to change)",
         f"[bold]Servers[/]    {data_dir / CONNECTION_FILE} (other tradebot commands here find them)",
         "Press Ctrl-C to stop.",
     ]
     console.print(Panel("\n".join(lines), title="TradeBot is starting", expand=False))
+    # Unwrapped, to be copied whole (as Jupyter prints its URL): opening it logs in.
+    token = env["AUTH_TOKEN"]
+    console.print(f"Open the dashboard: {dashboard}/?token={token}", soft_wrap=True, highlight=False)
+    console.print(f"API token (AUTH_TOKEN): {token}", soft_wrap=True, highlight=False)
