@@ -63,7 +63,7 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
         }
 
     @app.websocket("/ws")
-    async def live(websocket: WebSocket) -> None:
+    async def live_feed(websocket: WebSocket) -> None:
         if (refusal := websocket_refusal(websocket)) is not None:
             await websocket.close(code=1008, reason=refusal)  # before accepting: an HTTP 403
             return
