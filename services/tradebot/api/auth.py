@@ -72,15 +72,26 @@ class Access:
         payload = f"{expires}.{secrets.token_urlsafe(12)}"
         return f"{payload}.{self._signature(payload)}"
 
-    def session_state(self, value: str, now: float | None = None) -> Credential:
-        """Pure: whether a cookie value is a live session of this token, an ended one, or neither."""
+    def _expiry(self, value: str) -> int | None:
+        """Pure: when a cookie value signed with this token ends; None if it is not one."""
         payload, _, signature = value.rpartition(".")
         expires = payload.partition(".")[0]
         if not (signature and expires.isdigit()):
+            return None
+        return int(expires) if hmac.compare_digest(signature, self._signature(payload)) else None
+
+    def session_state(self, value: str, now: float | None = None) -> Credential:
+        """Pure: whether a cookie value is a live session of this token, an ended one, or neither."""
+        expires = self._expiry(value)
+        if expires is None:
             return Credential.NONE
-        if not hmac.compare_digest(signature, self._signature(payload)):
-            return Credential.NONE
-        return Credential.SESSION if int(expires) > (now or time.time()) else Credential.EXPIRED
+        return Credential.SESSION if expires > (now or time.time()) else Credential.EXPIRED
+
+    def session_ends(self, connection: HTTPConnection) -> float | None:
+        """When a connection loses its right to read: its session's end, or None (token, read-open)."""
+        if self.mode is AuthMode.READ_OPEN or self.credential(connection) is not Credential.SESSION:
+            return None
+        return self._expiry(connection.cookies[SESSION_COOKIE])
 
     def credential(self, connection: HTTPConnection) -> Credential:
         """What a request or WebSocket carries: the bearer token first, then the session cookie."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +68,19 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
         if (refusal := websocket_refusal(websocket)) is not None:
             await websocket.close(code=1008, reason=refusal)  # before accepting: an HTTP 403
             return
+        ends = app.state.access.session_ends(websocket)
         await websocket.accept()
         sending = asyncio.create_task(serve_client(state.hub, state.hub.snapshot(), websocket.send_text))
-        with contextlib.suppress(WebSocketDisconnect):
-            while not sending.done():
-                await websocket.receive_text()  # nothing is expected; this notices the browser leaving
+        try:
+            # A session's feed ends with the session: the page then finds out and logs in again.
+            async with asyncio.timeout_at(None if ends is None else _loop_time_of(ends)):
+                with contextlib.suppress(WebSocketDisconnect):
+                    while not sending.done():
+                        await websocket.receive_text()  # nothing is expected; notices the browser leaving
+        except TimeoutError:
+            sending.cancel()
+            with contextlib.suppress(Exception):
+                await websocket.close(code=1008, reason="the session has ended")
         sending.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await sending
@@ -96,3 +105,8 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
     app.router.routes.extend(probe_routes(live, ready))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _loop_time_of(moment: float) -> float:
+    """A wall-clock time (time.time()) as the event loop's clock, for asyncio.timeout_at."""
+    return asyncio.get_running_loop().time() + (moment - time.time())

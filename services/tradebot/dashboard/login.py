@@ -34,8 +34,8 @@ def login_page(note: str | None, status_code: int = 200) -> HTMLResponse:
     return HTMLResponse(page, status_code, headers={"Cache-Control": "no-store"})
 
 
-def to_login(note: str) -> RedirectResponse:
-    return RedirectResponse(f"/login?note={note}", status_code=303)
+def to_login(note: str | None = None) -> RedirectResponse:
+    return RedirectResponse(f"/login?note={note}" if note else "/login", status_code=303)
 
 
 def logged_in(request: Request, access: Access) -> RedirectResponse:
@@ -56,7 +56,7 @@ def entry(request: Request) -> Response | None:
         return logged_in(request, access) if access.token_matches(token) else to_login("wrong")
     if access.may_read(request):
         return None
-    return to_login("expired" if access.credential(request) is Credential.EXPIRED else "")
+    return to_login("expired" if access.credential(request) is Credential.EXPIRED else None)
 
 
 @router.get("/login", response_class=HTMLResponse)
