@@ -34,6 +34,7 @@ from tradebot.common.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
 from tradebot.common.logs import configure_logging
 from tradebot.common.metrics import register_service_metrics
 from tradebot.common.probes import bind_socket, embedded_server, probe_app
+from tradebot.common.redaction import Redactor
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import setup_telemetry
 
@@ -157,7 +158,7 @@ class ServiceRuntime:
             service_id=service.service_id,
             settings=settings,
             redis=redis,
-            heartbeat=Heartbeat(redis, service.service_id),
+            heartbeat=Heartbeat(redis, service.service_id, redact=Redactor(settings.secret_values()).redact),
         )
         self.probe_port: int | None = None
         self._closing = asyncio.Event()
@@ -286,7 +287,7 @@ class ServiceRuntime:
 def run_service(make_service: Callable[[Settings], Service], settings: Settings) -> None:
     """Entry point of `tradebot service NAME`: run until SIGTERM or Ctrl-C."""
     service = make_service(settings)
-    configure_logging(service.service_id, settings.log_level, settings.log_format)
+    configure_logging(service.service_id, settings.log_level, settings.log_format, settings.secret_values())
     setup_telemetry(service.service_id)
 
     async def main() -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
 
 import orjson
 from pydantic import (
@@ -88,9 +89,10 @@ class Settings(BaseSettings):
     database_url: Annotated[str, STORAGE | API] = Field(
         "postgresql://postgres:password@localhost:5432/tradebot",
         description="PostgreSQL/TimescaleDB connection URL",
+        repr=False,  # it may hold a password
     )
     redis_url: Annotated[str, EVERY_SERVICE] = Field(
-        "redis://localhost:6379", description="Redis connection URL"
+        "redis://localhost:6379", description="Redis connection URL", repr=False
     )
 
     # Market data and symbols.
@@ -107,9 +109,9 @@ class Settings(BaseSettings):
     )
 
     # Provider credentials (only the chosen data source needs its own).
-    alpaca_key: Annotated[str | None, ALPACA_FEED] = None
-    alpaca_secret: Annotated[str | None, ALPACA_FEED] = None
-    polygon_api_key: Annotated[str | None, POLYGON_FEED] = None
+    alpaca_key: Annotated[SecretStr | None, ALPACA_FEED] = None
+    alpaca_secret: Annotated[SecretStr | None, ALPACA_FEED] = None
+    polygon_api_key: Annotated[SecretStr | None, POLYGON_FEED] = None
     # Provider endpoints; overridden to point at a proxy or at the test suite's local servers.
     alpaca_stream_url: Annotated[str, ALPACA_FEED] = Field(
         "wss://stream.data.alpaca.markets/v2/iex", description="Alpaca market-data WebSocket"
@@ -327,12 +329,30 @@ class Settings(BaseSettings):
             )
         return self
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret: the SecretStr settings and the passwords in connection URLs."""
+        found = [getattr(self, name) for name in type(self).model_fields]
+        values = [value.get_secret_value() for value in found if isinstance(value, SecretStr)]
+        values += [urlsplit(url).password or "" for url in (self.database_url, self.redis_url)]
+        return tuple(value for value in values if value)
+
     def credentials_problem(self) -> str | None:
         """Why the chosen data source cannot start, or None when its keys are present."""
         needed = data_source(self.data_source).credentials
         if all(getattr(self, name.lower()) for name in needed):
             return None
         return f"DATA_SOURCE={self.data_source} needs {' and '.join(needed)}"
+
+
+SECRET_SETTINGS = frozenset(
+    name for name, info in Settings.model_fields.items() if SecretStr in get_args(info.annotation)
+)
+"""The settings holding secrets (SecretStr): never printed, redacted from logs and heartbeats."""
+
+
+def reveal(secret: SecretStr | None) -> str:
+    """A secret setting's value where it is used (a provider's SDK, a header); "" when unset."""
+    return secret.get_secret_value() if secret is not None else ""
 
 
 def readers(name: str) -> frozenset[str]:
@@ -355,7 +375,9 @@ def describe_validation_error(error: ValidationError) -> str:
         variable = "_".join(str(part) for part in problem["loc"] if isinstance(part, str)).upper()
         message = problem["msg"].removeprefix("Value error, ")
         received = problem.get("input")
-        if variable and not isinstance(received, dict):
+        if variable.lower() in SECRET_SETTINGS:  # never echo a secret, even a rejected one
+            lines.append(f"{variable} is invalid: {message}")
+        elif variable and not isinstance(received, dict):
             lines.append(f"{variable}={received!r} is invalid: {message}")
         else:
             lines.append(message)
