@@ -59,3 +59,10 @@ def test_only_secrets_are_redacted():
     redactor = Redactor([SECRET, "", None, "pw"])  # empty, unset and too short: nothing to hide
     assert redactor.redact("password pw anary-Z") == "password pw anary-Z"  # a run of 7
     assert not Redactor([None, ""])
+
+
+def test_a_binary_frame_shows_no_part_of_a_secret_in_hex():
+    tail = " ".join(f"{byte:02x}" for byte in SECRET[-8:].encode())
+    assert Redactor([SECRET]).redact(f"> BINARY 81 a6 61 63 ... {tail} [90 bytes]") == (
+        "> BINARY 81 a6 61 63 ... *** [90 bytes]"
+    )

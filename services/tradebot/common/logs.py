@@ -51,7 +51,7 @@ def configure_logging(
     """Every record (the libraries' too) through one handler, with `secrets` redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service_id) if fmt == "json" else ConsoleFormatter(service_id))
-    handler.addFilter(SecretFilter(Redactor(secrets)))
+    SecretFilter(Redactor(secrets)).install(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

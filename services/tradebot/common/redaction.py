@@ -2,7 +2,8 @@
 
 A log line may hold a secret whole (a URL with `apiKey=`), or only a part of it: the
 websockets library shortens a long frame to its start and end at DEBUG, which cut
-ALPACA_SECRET in two. So any run of RUN or more characters of a secret is replaced too.
+ALPACA_SECRET in two. So any run of RUN or more characters of a secret is replaced too, and
+the same run as websockets prints a binary frame (bytes in hex: Alpaca speaks msgpack).
 Values shorter than SHORTEST are not secrets worth the name and are left alone (they would
 blank common words).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 RUN = 8
@@ -25,10 +27,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | None]) -> None:
         pieces: set[str] = set()
         for secret in {s for s in secrets if s and len(s) >= SHORTEST}:
-            if len(secret) <= RUN:
-                pieces.add(secret)
-            else:
-                pieces.update(secret[i : i + RUN] for i in range(len(secret) - RUN + 1))
+            runs = [secret[i : i + RUN] for i in range(max(1, len(secret) - RUN + 1))]
+            pieces.update(runs)
+            pieces.update(" ".join(f"{byte:02x}" for byte in run.encode()) for run in runs)
         alternatives = "|".join(re.escape(p) for p in sorted(pieces, key=len, reverse=True))
         # A lookahead finds every occurrence, overlapping ones too; their union is what goes.
         self._pattern = re.compile(f"(?=({alternatives}))") if pieces else None
@@ -57,8 +58,10 @@ class Redactor:
 
 
 class SecretFilter(logging.Filter):
-    """The one log filter: on the handler every record reaches (third-party loggers' too), it
-    rewrites the message, the extras and the traceback with the secrets redacted."""
+    """The one log filter: it rewrites a record's message, extras and traceback with the
+    secrets redacted. `install` runs it on every record as it is made, whichever handler
+    takes it then (some libraries bring their own, polygon-api-client's prints to stdout),
+    and on the service's handler, for the extras a logger adds after making the record."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
@@ -80,3 +83,17 @@ class SecretFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+    def install(self, handler: logging.Handler) -> None:
+        handler.addFilter(self)
+        make = _MAKE_RECORD
+
+        def made(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = make(*args, **kwargs)
+            self.filter(record)
+            return record
+
+        logging.setLogRecordFactory(made)
+
+
+_MAKE_RECORD = logging.getLogRecordFactory()  # the standard one, wrapped once however often installed

@@ -330,10 +330,13 @@ class Settings(BaseSettings):
         return self
 
     def secret_values(self) -> tuple[str, ...]:
-        """Every configured secret: the SecretStr settings and the passwords in connection URLs."""
-        found = [getattr(self, name) for name in type(self).model_fields]
-        values = [value.get_secret_value() for value in found if isinstance(value, SecretStr)]
-        values += [urlsplit(url).password or "" for url in (self.database_url, self.redis_url)]
+        """Every configured secret, read by this service or not: the SecretStr settings and the
+        passwords in connection URLs that were set (a default's "password" is no secret)."""
+        given = {name: self.__dict__[name] for name in self.model_fields_set}  # no ReadBy: not a read
+        values = [v.get_secret_value() for v in given.values() if isinstance(v, SecretStr)]
+        values += [
+            urlsplit(given[url]).password or "" for url in ("database_url", "redis_url") if url in given
+        ]
         return tuple(value for value in values if value)
 
     def credentials_problem(self) -> str | None:
