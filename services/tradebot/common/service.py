@@ -39,6 +39,8 @@ from tradebot.common.settings import Settings
 from tradebot.common.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
+REDIS_MEMORY = "redis_memory"  # the alarm's key
+REDIS_MEMORY_ALARM = 0.8  # share of Redis's maxmemory from which every service alarms
 LIVENESS_STALL_SECONDS = 120.0
 RECOVERED_AFTER_SECONDS = 1.0  # ready this long before a failure: the next outage backs off afresh
 GC_THRESHOLDS = (50_000, 20, 100)  # see settle_heap
@@ -131,6 +133,24 @@ class ServiceContext:
                 f" {group!r} has not acknowledged them, so nothing is trimmed until it does"
             )
             await self.count_error(self.alarms[stream])
+
+    async def redis_memory(self, used: int, limit: int) -> None:
+        """Redis's memory against its maxmemory (0: none): an alarm, and an error once, from
+        REDIS_MEMORY_ALARM of it on. With noeviction (as on Kubernetes) Redis refuses every
+        write at the limit: this says so while there is still time to act."""
+        share = used / limit if limit else 0.0
+        if share < REDIS_MEMORY_ALARM:
+            self.alarms.pop(REDIS_MEMORY, None)
+            self.counters.pop("redis_memory_pct", None)
+            return
+        self.counters["redis_memory_pct"] = round(100 * share, 1)
+        if REDIS_MEMORY not in self.alarms:
+            self.alarms[REDIS_MEMORY] = (
+                f"Redis uses {share:.0%} of its maxmemory ({limit / 2**20:,.0f} MiB): at 100% it refuses"
+                " writes; give it more memory (spec.redis.resources.limits.memory) or let consumers catch up"
+            )
+            log.warning("Redis memory is running out", extra={"used": used, "maxmemory": limit})
+            await self.count_error(self.alarms[REDIS_MEMORY])
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""
@@ -271,6 +291,9 @@ class ServiceRuntime:
 
     async def _beat(self) -> None:
         await self._measure_backlog()
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            memory = await self.ctx.redis.info("memory")
+            await self.ctx.redis_memory(int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0)))
         counters: dict[str, float] = dict(self.ctx.counters)
         if self.probe_port:
             counters["probe_port"] = self.probe_port
