@@ -30,8 +30,7 @@ from rich.text import Text
 from tradebot.common.heartbeat import ServiceHealth, read_health
 from tradebot_operator import GROUP, PLURAL, VERSION
 from tradebot_operator.builders.backup import COMPONENT as BACKUP
-from tradebot_operator.builders.common import APP_PORTS, child_name
-from tradebot_operator.builders.config import REDIS_PORT
+from tradebot_operator.builders.common import APP_PORTS, REDIS_PORT, child_name
 from tradebot_operator.kube import Kube, KubeError, load_configuration
 
 out = Console()
