@@ -38,6 +38,7 @@ from tradebot_operator.kube import Kube, KubeError, load_configuration
 pytestmark = pytest.mark.k8s
 
 CORE = ("strategy", "execution", "storage", "api", "dashboard")
+CHILDREN = 19  # of a synthetic stack: 2 Secrets, a ConfigMap, 4 Services, 4 NetworkPolicies, 2+6 workloads
 SYMBOLS = ["AAPL", "MSFT"]
 
 
@@ -168,8 +169,9 @@ def test_example_stack_becomes_ready_with_every_child(
     control_plane.create_volumes(2, size="10Gi")
     kubectl(control_plane, "apply", "-n", namespace, "-f", str(STACK_FILE))
     expected = sorted(
-        [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
+        [("Secret", "demo-db"), ("Secret", "demo-auth"), ("ConfigMap", "demo-config")]
         + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
+        + [("NetworkPolicy", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
         + [("StatefulSet", "demo-redis"), ("StatefulSet", "demo-timescaledb")]
         + [("Deployment", f"demo-{c}") for c in ("market-data", *CORE)]
     )
@@ -187,7 +189,7 @@ def test_example_stack_becomes_ready_with_every_child(
 
     env = get(admin, "ConfigMap", namespace, "demo-config")["data"]
     assert env["DATA_SOURCE"] == "synthetic" and env["SYMBOLS"] == "AAPL,MSFT,AMZN,GOOG,TSLA"
-    assert env["REDIS_URL"] == "redis://demo-redis:6379" and env["LOG_FORMAT"] == "json"
+    assert "REDIS_URL" not in env and env["LOG_FORMAT"] == "json"  # REDIS_URL: in demo-auth
     secret = get(admin, "Secret", namespace, "demo-db")
     password = password_from_secret(secret)
     assert password and password not in json.dumps(stack)
@@ -398,7 +400,7 @@ def test_deleting_a_stack_collects_everything(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks
 ) -> None:
     new_stack(control_plane, stacks, "gone")
-    wait_for("children", lambda: len(children(admin, namespace, "gone")) == 14)
+    wait_for("children", lambda: len(children(admin, namespace, "gone")) == CHILDREN)
     wait_for(
         "claims bound",
         lambda: len(admin.request("GET", f"/api/v1/namespaces/{namespace}/persistentvolumeclaims",
@@ -421,7 +423,7 @@ def test_operator_restart_resumes_without_duplicates(
     control_plane: ControlPlane, admin: Kube, namespace: str, stacks: Stacks, operator: RunningOperator
 ) -> None:
     new_stack(control_plane, stacks, "resume")
-    wait_for("children", lambda: len(children(admin, namespace, "resume")) == 14)
+    wait_for("children", lambda: len(children(admin, namespace, "resume")) == CHILDREN)
     uids = {
         d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
     }
@@ -434,7 +436,7 @@ def test_operator_restart_resumes_without_duplicates(
     operator.stop()  # wherever its reconcile was: applied objects are re-applied, never duplicated
     stacks.patch_spec("resume", {"services": {"api": {"replicas": 2}}})  # changed while nobody watches
     operator.start()
-    wait_for("midway complete", lambda: len(children(admin, namespace, "midway")) == 14)
+    wait_for("midway complete", lambda: len(children(admin, namespace, "midway")) == CHILDREN)
     wait_for("midway reconciled", lambda: stacks.status("midway").get("observedGeneration") == 1)
 
     wait_for(
@@ -442,12 +444,12 @@ def test_operator_restart_resumes_without_duplicates(
         lambda: deployments(admin, namespace, "resume")["resume-api"]["spec"]["replicas"] == 2,
     )
     wait_for("observedGeneration 2", lambda: stacks.status("resume").get("observedGeneration") == 2)
-    assert len(children(admin, namespace, "resume")) == 14
+    assert len(children(admin, namespace, "resume")) == CHILDREN
     assert {
         d["metadata"]["name"]: d["metadata"]["uid"] for d in deployments(admin, namespace, "resume").values()
     } == uids
     assert password_from_secret(get(admin, "Secret", namespace, "resume-db")) == password
-    assert len(children(admin, namespace, "midway")) == 14
+    assert len(children(admin, namespace, "midway")) == CHILDREN
     stacks.delete("resume")
     stacks.delete("midway")
 

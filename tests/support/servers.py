@@ -44,7 +44,7 @@ def redis_with_args(data_dir: Path, args: Sequence[str]) -> Iterator[int]:
                 break  # it answers, and wants a password
             except redis.ConnectionError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"redis-server {' '.join(args)} did not start") from None
+                    raise AssertionError(f"redis-server did not start (exit {server.poll()})") from None
                 time.sleep(0.05)
         yield port
     finally:
