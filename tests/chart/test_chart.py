@@ -301,11 +301,12 @@ def test_helm_test_hook_asks_the_stack(render: Render) -> None:
     assert "hook-succeeded" in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     c = pod["spec"]["containers"][0]
     assert c["image"] == "ghcr.io/tradebot/tradebot:0.1.0"
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert env["CHECK_URLS"].split() == [
         "http://live-api.prod.svc:8000/health",
         "http://live-dashboard.prod.svc:8001/",
     ]
+    assert env["AUTH_TOKEN"] == {"name": "live-auth", "key": "AUTH_TOKEN"}  # the operator's Secret
     compile(c["args"][0], "helm-test", "exec")  # the check script is valid Python
 
 
