@@ -143,7 +143,7 @@ class ServiceContext:
             self.alarms.pop(REDIS_MEMORY, None)
             self.counters.pop("redis_memory_pct", None)
             return
-        self.counters["redis_memory_pct"] = round(100 * share, 1)
+        self.counters["redis_memory_pct"] = round(100 * share)
         if REDIS_MEMORY not in self.alarms:
             self.alarms[REDIS_MEMORY] = (
                 f"Redis uses {share:.0%} of its maxmemory ({limit / 2**20:,.0f} MiB): at 100% it refuses"
