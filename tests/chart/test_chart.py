@@ -17,7 +17,7 @@ from chart.conftest import Render
 from chart.support import CHART, CRD_FILE, KUBERNETES_VERSION, RBAC_FILE, Helm, HelmError
 from chart.workloads import pod_spec, problems, workloads
 from tradebot.providers.registry import DATA_SOURCES
-from tradebot_operator.builders import build_children
+from tradebot_operator.builders import StackAccess, build_children
 
 Obj = dict[str, Any]
 LEADER_RBAC_FILE = CHART / "files" / "operator-leader-rules.yaml"
@@ -150,7 +150,7 @@ def test_every_operator_workload_is_hardened_and_valid(source: str) -> None:
     if source != "synthetic":
         spec["credentials"] = {"secretRef": {"name": f"{source}-credentials"}}
     body = {"metadata": {"name": "demo", "namespace": "t", "uid": "u-1"}, "spec": spec}
-    children = build_children(body, db_password="pw")
+    children = build_children(body, StackAccess.generate())
     kinds = {c["kind"] for c in children}
     assert {"Deployment", "StatefulSet"} <= kinds
     found = [p for w in workloads(children) for p in problems(w)]
@@ -481,7 +481,7 @@ def test_monitors_scrape_the_operator_and_every_stacks_pods(render: Render) -> N
     assert pods["namespaceSelector"] == {"matchNames": ["team-a", "team-b", "tradebot"]}
     # The operator's pods name the port the PodMonitor scrapes.
     body = {"metadata": {"name": "d", "namespace": "t", "uid": "u"}, "spec": {}}
-    deployments = [o for o in build_children(body, "pw") if o["kind"] == "Deployment"]
+    deployments = [o for o in build_children(body, StackAccess.generate()) if o["kind"] == "Deployment"]
     for d in deployments:
         ports = pod_spec(d)["containers"][0]["ports"]
         assert "metrics" in [p["name"] for p in ports]
