@@ -214,7 +214,8 @@ async def test_up_outlives_a_closed_pipe_and_takes_everything_with_it_when_kille
         assert len(up.lines) == 3
         processes = everything_started(up, urls)
         ports = [int(urls["API_URL"].rsplit(":", 1)[1])]
-        await eventually(lambda: answers(f"{urls['API_URL']}/health"), what="the API")
+        # Its token went out in the lines nobody read: a refusal is the API answering.
+        await eventually(lambda: answers(f"{urls['API_URL']}/health", status=401), what="the API")
         up.process.kill()  # SIGKILL: no handler, no finally, no atexit
         up.process.wait(10)
 
