@@ -15,6 +15,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -62,9 +63,13 @@ class Access:
     def token_matches(self, given: str) -> bool:
         return hmac.compare_digest(given.encode(), self.token.get_secret_value().encode())
 
+    @cached_property
+    def _session_key(self) -> bytes:
+        """The key sessions are signed with, derived from the token (never the token itself)."""
+        return hmac.new(self.token.get_secret_value().encode(), b"tradebot-session", hashlib.sha256).digest()
+
     def _signature(self, payload: str) -> str:
-        key = hmac.new(self.token.get_secret_value().encode(), b"tradebot-session", hashlib.sha256)
-        return hmac.new(key.digest(), payload.encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self._session_key, payload.encode(), hashlib.sha256).hexdigest()
 
     def new_session(self, now: float | None = None) -> str:
         """A cookie value: its expiry, a nonce, and their signature."""
