@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import random
+import secrets
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -178,7 +179,8 @@ async def measure(database_url: str, redis_url: str, ticks: int, runs: int) -> N
         await conn.close()
 
     redis = connect_redis(redis_url)
-    settings = Settings(_env_file=None, database_url=database_url, redis_url=redis_url)
+    token = secrets.token_urlsafe(32)
+    settings = Settings(_env_file=None, database_url=database_url, redis_url=redis_url, auth_token=token)
     catalog = SourceCatalog(pool)
     store = HistoryStore(pool, catalog)
     app = create_app(ApiState(settings, catalog, store, redis), lambda: (True, {}), lambda: (True, {}))
@@ -202,7 +204,8 @@ async def measure(database_url: str, redis_url: str, ticks: int, runs: int) -> N
         queries.latest_prices_by_distinct_on(tick_table(SOURCE)),
     )
 
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+    transport, headers = httpx.ASGITransport(app=app), {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as http:
 
         async def api_bars(i: int, interval: str = "1m") -> None:
             start, end = (day_starts[i], day_starts[i] + day) if interval == "1m" else (START, span_end)

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import secrets
 import signal
 import socket
 import statistics
@@ -40,6 +41,8 @@ from tradebot.common import keys, wire
 from tradebot.common.connections import connect_redis
 from tradebot.dashboard.fanout import FRAME_INTERVAL
 from tradebot.local.embedded import EmbeddedRedis
+
+TOKEN = secrets.token_urlsafe(32)  # the dashboard's AUTH_TOKEN for this run
 
 
 def free_port() -> int:
@@ -73,7 +76,7 @@ class ClientStats:
 
 async def client(url: str, stats: ClientStats, stop_at: float, ready: asyncio.Event) -> None:
     """One browser: counts frames and price updates, and how old each price is on arrival."""
-    async with connect(url, max_size=None) as ws:
+    async with connect(url, max_size=None, additional_headers={"Authorization": f"Bearer {TOKEN}"}) as ws:
         ready.set()
         while (left := stop_at - time.monotonic()) > 0:
             try:
@@ -194,7 +197,7 @@ def main() -> None:
         env = {
             "REDIS_URL": redis.start(), "SYMBOLS": symbols, "MAX_SYMBOLS": str(args.symbols),
             "TICKS_PER_SECOND": str(args.rate), "DASHBOARD_PORT": str(free_port()), "LOG_LEVEL": "WARNING",
-            "API_URL": "http://127.0.0.1:9",
+            "API_URL": "http://127.0.0.1:9", "AUTH_TOKEN": TOKEN,
         }  # fmt: skip
         processes = [start_service("market_data", env), start_service("dashboard", env)]
         naive_port = free_port()

@@ -41,7 +41,8 @@ ENV PATH=/opt/tradebot/bin:${PATH} \
     HOME=/tmp \
     TMPDIR=/tmp \
     LOG_FORMAT=json \
-    PROBE_PORT=8080
+    PROBE_PORT=8080 \
+    BIND_HOST=0.0.0.0
 RUN groupadd --system --gid 10001 tradebot \
     && useradd --system --uid 10001 --gid 10001 --home-dir /tmp --no-create-home \
        --shell /usr/sbin/nologin tradebot

@@ -86,13 +86,17 @@ kubectl port-forward -n "$NAMESPACE" "svc/$STACK-api" "$API_PORT:8000" >/dev/nul
 PF_PID=$!
 kubectl port-forward -n "$NAMESPACE" "svc/$STACK-dashboard" "$DASHBOARD_PORT:8001" >/dev/null 2>&1 &
 PF_PID="$PF_PID $!"
+# The stack's token, from the Secret the operator generated (the API refuses requests without it).
+TOKEN="$(kubectl get secret -n "$NAMESPACE" "$STACK-auth" -o jsonpath='{.data.AUTH_TOKEN}' | base64 -d)"
+AUTH="Authorization: Bearer $TOKEN"
 for _ in $(seq 60); do
-  curl -fsS "http://127.0.0.1:$API_PORT/health" >/dev/null 2>&1 && break
+  curl -fsS -H "$AUTH" "http://127.0.0.1:$API_PORT/health" >/dev/null 2>&1 && break
   sleep 2
 done
-curl -fsS "http://127.0.0.1:$API_PORT/health"; echo
-curl -fsS "http://127.0.0.1:$API_PORT/services" | head -c 2000; echo
-curl -fsS -o /dev/null -w 'dashboard: HTTP %{http_code}\n' "http://127.0.0.1:$DASHBOARD_PORT/"
+curl -fsS -H "$AUTH" "http://127.0.0.1:$API_PORT/health"; echo
+curl -fsS -H "$AUTH" "http://127.0.0.1:$API_PORT/services" | head -c 2000; echo
+curl -fsS -o /dev/null -w 'dashboard: HTTP %{http_code}\n' -H "$AUTH" "http://127.0.0.1:$DASHBOARD_PORT/"
+curl -sS -o /dev/null -w 'without the token: HTTP %{http_code}\n' "http://127.0.0.1:$API_PORT/services"
 helm test "$RELEASE" -n "$NAMESPACE" --logs --timeout 3m
 # shellcheck disable=SC2086  # two pids
 kill $PF_PID 2>/dev/null || true

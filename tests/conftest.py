@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from support.auth import AUTH_TOKEN
 from support.servers import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -112,7 +113,10 @@ def make_settings(redis_url: str, database_url: str) -> Callable[..., Settings]:
     """Settings pointing at this test's servers, with overrides, ignoring any .env file."""
 
     def make(**overrides) -> Settings:
-        values = {"redis_url": redis_url, "database_url": database_url, "probe_port": 0, **overrides}
+        values = {
+            "redis_url": redis_url, "database_url": database_url, "probe_port": 0,
+            "auth_token": AUTH_TOKEN, **overrides,
+        }  # fmt: skip
         return Settings(_env_file=None, **values)
 
     return make

@@ -22,6 +22,7 @@ CHILD_KINDS: dict[str, tuple[str, str]] = {
     "StatefulSet": ("apps/v1", "statefulsets"),
     "Deployment": ("apps/v1", "deployments"),
     "CronJob": ("batch/v1", "cronjobs"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
 }
 # Watched but never applied: the Jobs a backup CronJob starts (their outcome is the backup's status).
 WATCHED_KINDS: dict[str, tuple[str, str]] = {**CHILD_KINDS, "Job": ("batch/v1", "jobs")}

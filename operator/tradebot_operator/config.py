@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote
 
-# Each stack's Redis through its own Service; tests point every stack at one local Redis.
-DEFAULT_REDIS_URL = "redis://{name}-redis.{namespace}.svc:6379"
+# Each stack's Redis through its own Service, with the stack's generated password; tests point
+# every stack at one local Redis (a template without {password} does not authenticate).
+DEFAULT_REDIS_URL = "redis://:{password}@{name}-redis.{namespace}.svc:6379"
 # Each stack's TimescaleDB (the Backtests' results), with the password of its generated Secret.
 DEFAULT_DATABASE_URL = "postgresql://tradebot:{password}@{name}-timescaledb.{namespace}.svc:5432/tradebot"
 ENV_PREFIX = "TRADEBOT_OPERATOR_"
@@ -22,7 +23,7 @@ ENV_PREFIX = "TRADEBOT_OPERATOR_"
 class OperatorConfig:
     namespaces: tuple[str, ...] = ()  # empty: cluster-wide
     kubeconfig: str | None = None  # None: in-cluster ServiceAccount, else the default kubeconfig
-    redis_url: str = DEFAULT_REDIS_URL  # a template with {name} and {namespace}
+    redis_url: str = DEFAULT_REDIS_URL  # a template with {name}, {namespace} and {password}
     database_url: str = DEFAULT_DATABASE_URL  # a template with {name}, {namespace} and {password}
     health_interval: float = 10.0  # seconds between heartbeat reads of a stack
     redis_timeout: float = 2.0
@@ -44,8 +45,10 @@ class OperatorConfig:
     def clusterwide(self) -> bool:
         return not self.namespaces
 
-    def stack_redis_url(self, name: str, namespace: str) -> str:
-        return self.redis_url.format(name=name, namespace=namespace)
+    def stack_redis_url(self, name: str, namespace: str, password: str = "") -> str:
+        """The stack's Redis; without a password (not reconciled yet) no empty one is sent."""
+        url = self.redis_url.format(name=name, namespace=namespace, password=quote(password, safe=""))
+        return url.replace("://:@", "://", 1)
 
     def stack_database_url(self, name: str, namespace: str, password: str) -> str:
         return self.database_url.format(name=name, namespace=namespace, password=quote(password, safe=""))

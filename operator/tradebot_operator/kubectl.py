@@ -29,9 +29,9 @@ from rich.text import Text
 
 from tradebot.common.heartbeat import ServiceHealth, read_health
 from tradebot_operator import GROUP, PLURAL, VERSION
+from tradebot_operator.builders.access import AUTH_TOKEN, REDIS_PASSWORD, secret_value
 from tradebot_operator.builders.backup import COMPONENT as BACKUP
-from tradebot_operator.builders.common import APP_PORTS, child_name
-from tradebot_operator.builders.config import REDIS_PORT
+from tradebot_operator.builders.common import APP_PORTS, REDIS_PORT, child_name
 from tradebot_operator.kube import Kube, KubeError, load_configuration
 
 out = Console()
@@ -76,6 +76,15 @@ class Cluster:
                     f"no TradingStack {name} in namespace {self.namespace} (kubectl get tstack -A)"
                 ) from None
             raise fail(f"cannot read TradingStack {name}: {error.message}") from None
+
+    def credentials(self, stack: str) -> dict[str, str]:
+        """The stack's generated AUTH_TOKEN and Redis password (its `<stack>-auth` Secret)."""
+        name = child_name(stack, "auth")
+        try:
+            secret = self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}/secrets/{name}")
+        except KubeError as error:
+            raise fail(f"cannot read the Secret {self.namespace}/{name}: {error.message}") from None
+        return {key: secret_value(secret, key) or "" for key in (AUTH_TOKEN, REDIS_PASSWORD)}
 
     def pods(self, stack: str, component: str | None = None) -> list[Any]:
         selector = f"{INSTANCE}={stack}" + (f",{COMPONENT}={component}" if component else "")
@@ -163,10 +172,12 @@ def live_details(
 
     from redis.asyncio import Redis
 
+    credentials = cluster.credentials(name)
     with cluster.forward(cluster.running_pod(name, "redis"), REDIS_PORT) as redis_port:
 
         async def heartbeats() -> list[ServiceHealth]:
-            redis = Redis(host="127.0.0.1", port=redis_port, socket_timeout=10)
+            password = credentials[REDIS_PASSWORD] or None
+            redis = Redis(host="127.0.0.1", port=redis_port, password=password, socket_timeout=10)
             try:
                 return await read_health(redis, services)
             finally:
@@ -174,7 +185,9 @@ def live_details(
 
         health = {h.service: h for h in asyncio.run(heartbeats())}
     with cluster.forward(cluster.running_pod(name, "api"), APP_PORTS["api"]) as api_port:
-        account = httpx.get(f"http://127.0.0.1:{api_port}/account", timeout=10).raise_for_status().json()
+        token = {"Authorization": f"Bearer {credentials[AUTH_TOKEN]}"}
+        answer = httpx.get(f"http://127.0.0.1:{api_port}/account", headers=token, timeout=10)
+        account = answer.raise_for_status().json()
     return health, account
 
 

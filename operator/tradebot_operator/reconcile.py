@@ -22,14 +22,16 @@ from tradebot_operator.apply import (
     patch,
     prune,
 )
-from tradebot_operator.builders import Stack, build_children
-from tradebot_operator.builders.common import Obj
-from tradebot_operator.builders.config import (
-    config_name,
-    db_secret_name,
-    generate_password,
-    password_from_secret,
+from tradebot_operator.builders import Stack, StackAccess, build_children
+from tradebot_operator.builders.access import (
+    AUTH_TOKEN,
+    REDIS_PASSWORD,
+    auth_secret_name,
+    generate_secret,
+    secret_value,
 )
+from tradebot_operator.builders.common import Obj
+from tradebot_operator.builders.config import config_name, db_secret_name, password_from_secret
 from tradebot_operator.builders.storage import claim_owner_patch, template_size
 from tradebot_operator.builders.strategy import reshard_refusal, running_tick_shards
 from tradebot_operator.drift import foreign_drift, matches
@@ -59,13 +61,32 @@ class Outcome:
         return "; ".join(parts)
 
 
+def _secret(runtime: Runtime, stack: Stack, name: str) -> dict[str, Any] | None:
+    key = ("Secret", stack.namespace, name)
+    return runtime.children.get(key) or get(runtime.kube, *key)
+
+
 def password(runtime: Runtime, stack: Stack) -> str:
     """The stack's database password: remembered, else read from its Secret, else new."""
     if stack.uid not in runtime.passwords:
-        key = ("Secret", stack.namespace, db_secret_name(stack))
-        existing = runtime.children.get(key) or get(runtime.kube, *key)
-        runtime.passwords[stack.uid] = password_from_secret(existing) or generate_password()
+        existing = _secret(runtime, stack, db_secret_name(stack))
+        runtime.passwords[stack.uid] = password_from_secret(existing) or generate_secret()
     return runtime.passwords[stack.uid]
+
+
+def stack_access(runtime: Runtime, stack: Stack) -> StackAccess:
+    """The stack's credentials: the database password (it is baked into the data, so remembered),
+    and AUTH_TOKEN and the Redis password as `<stack>-auth` holds them now (set them there to
+    bring your own, delete the Secret to rotate both), else new."""
+    auth = _secret(runtime, stack, auth_secret_name(stack))
+    access = StackAccess(
+        password(runtime, stack),
+        secret_value(auth, REDIS_PASSWORD) or generate_secret(),
+        secret_value(auth, AUTH_TOKEN) or generate_secret(),
+        runtime.config.lease_namespace,
+    )
+    runtime.redis_passwords[(stack.namespace, stack.name)] = access.redis_password
+    return access
 
 
 def _apply(runtime: Runtime, obj: Obj) -> None:
@@ -154,7 +175,7 @@ def reconcile(runtime: Runtime, key: StackKey) -> Outcome:
         outcome.problems["spec"] = Problem("TickShardsChanged", refusal)
         runtime.metrics.reconciles.add(1, {"result": "invalid"})
         return outcome
-    children = build_children(stack, password(runtime, stack))
+    children = build_children(stack, stack_access(runtime, stack))
     for wanted in children:
         try:
             _converge(runtime, stack, wanted, outcome)

@@ -51,6 +51,8 @@ class Runtime:
     apply_errors: dict[StackKey, dict[str, Problem]] = field(default_factory=dict)
     # Generated database passwords by stack uid, so a Secret deleted by hand comes back the same.
     passwords: dict[str, str] = field(default_factory=dict)
+    # Each stack's Redis password as last reconciled, for reading its heartbeats.
+    redis_passwords: dict[StackKey, str] = field(default_factory=dict)
     # metadata.generation of each Deployment/StatefulSet as we last applied it.
     applied_generation: dict[ChildKey, int] = field(default_factory=dict)
     # The status last written per stack, to write only changes and post events on phase changes.
@@ -110,7 +112,7 @@ class Runtime:
 
     def redis_for(self, key: StackKey) -> Redis:
         namespace, name = key
-        url = self.config.stack_redis_url(name, namespace)
+        url = self.config.stack_redis_url(name, namespace, self.redis_passwords.get(key, ""))
         if url not in self.redis:
             timeout = self.config.redis_timeout
             self.redis[url] = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
@@ -130,9 +132,12 @@ class Runtime:
             table.pop(key, None)
         if body is not None:
             self.passwords.pop(body["metadata"].get("uid", ""), None)
-        url = self.config.stack_redis_url(key[1], key[0])
+        url = self.config.stack_redis_url(key[1], key[0], self.redis_passwords.pop(key, ""))
         client = self.redis.pop(url, None)
-        if client is not None and url not in (self.config.stack_redis_url(n, ns) for ns, n in self.stacks):
+        still_used = (
+            self.config.stack_redis_url(n, ns, self.redis_passwords.get((ns, n), "")) for ns, n in self.stacks
+        )
+        if client is not None and url not in still_used:
             await client.aclose()
         elif client is not None:
             self.redis[url] = client

@@ -395,6 +395,23 @@ class TimescaleStore(SpecModel):
     resources: Resources = sized("100m", "256Mi", "1Gi")
 
 
+class Network(SpecModel):
+    """Who may reach the stack's api and dashboard (Redis and TimescaleDB: only its own pods)."""
+
+    app_namespaces: list[Annotated[DnsName, Field(description="A namespace's name.")]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Namespaces besides the stack's whose pods may reach the api and dashboard, e.g. an "
+        "ingress controller's.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    open_apps: bool = Field(
+        False,
+        description="Let anything reach the api and dashboard (a LoadBalancer or NodePort in front); "
+        "their token still guards them.",
+    )
+
+
 class StoragePolicy(SpecModel):
     """What happens to the data volumes."""
 
@@ -602,6 +619,9 @@ class StackSpec(SpecModel):
     )
     backup: Backup | None = Field(
         None, description="Scheduled backups of TimescaleDB; absent: none (`backup: {}` takes the defaults)."
+    )
+    network: Network = Field(
+        default_factory=Network, description="Who may reach the api and dashboard (NetworkPolicies)."
     )
 
     rules = (

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from api.known_history import write_known_history
+from support.auth import AUTH_HEADERS
 from tradebot.api.app import create_app
 from tradebot.api.deps import ApiState
 from tradebot.api.sources import SourceCatalog
@@ -29,6 +30,6 @@ async def client(make_settings, redis, history) -> AsyncIterator[httpx.AsyncClie
     state = ApiState(settings, catalog, HistoryStore(pool, catalog), redis)
     app = create_app(state, live=lambda: (True, {}), ready=lambda: (True, {}))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=AUTH_HEADERS) as http:
         yield http
     await pool.close()

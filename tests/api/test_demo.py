@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 
+from support.auth import AUTH_HEADERS
 from tradebot.api.account import read_account
 from tradebot.api.app import create_app
 from tradebot.api.deps import ApiState
@@ -56,7 +57,9 @@ async def test_the_demo_fills_the_database_and_redis(make_settings, redis):
         lambda: (True, {}),
     )
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api", headers=AUTH_HEADERS
+        ) as http:
             [stats] = (await http.get("/sources")).json()
             assert stats["symbols"] == 3 and stats["approximate_ticks"] == history.ticks
             bars = (await http.get("/sources/synthetic/symbols/AAPL/bars", params={"interval": "5m"})).json()

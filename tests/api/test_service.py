@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from api.known_history import write_known_history
+from support.auth import AUTH_HEADERS
 from support.services import eventually, running
 from tradebot.api.service import ApiService
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 async def api_url(make_settings, database_url):
     await write_known_history(database_url)
     settings = make_settings(api_port=0)
-    api = ApiService(settings, host="127.0.0.1")
+    api = ApiService(settings)
     async with running(api, settings=settings) as [runtime]:
 
         async def ready() -> bool:
@@ -31,7 +32,7 @@ async def api_url(make_settings, database_url):
 
 @pytest.mark.backends  # the fuzzing below runs on the default backend only: it takes a minute and a half
 async def test_the_service_serves_the_api_and_its_probes(api_url):
-    async with httpx.AsyncClient(base_url=api_url) as http:
+    async with httpx.AsyncClient(base_url=api_url, headers=AUTH_HEADERS) as http:
         assert (await http.get("/readyz")).json()["ok"] is True
         assert (await http.get("/sources/synthetic/symbols")).json()["symbols"] == ["AAPL", "MSFT"]
         assert (await http.get("/docs")).status_code == 200
@@ -46,6 +47,7 @@ async def test_schemathesis_finds_nothing_with_every_check(api_url, tmp_path):
         "--checks", "all",
         "--max-examples", "40", "--seed", "1", "--generation-deterministic", "--no-color",
         "--request-timeout", "10", "--report-dir", str(tmp_path),
+        "--header", f"Authorization: {AUTH_HEADERS['Authorization']}",
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path

@@ -35,7 +35,7 @@ async def stack(make_settings, redis) -> AsyncIterator[Stack]:
                          "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
     await seed_demo(settings, hours=3, step_seconds=15, redis=redis)
-    api = ApiService(settings, host="127.0.0.1")
+    api = ApiService(settings)
     pipeline = (
         SyntheticMarketDataService(settings, seed=3), StrategyService(settings), ExecutionService(settings),
         StorageService(settings), api,

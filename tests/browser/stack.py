@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from support.auth import AUTH_TOKEN
 from support.services import eventually, running
 from tradebot.common.settings import Settings
 from tradebot.dashboard.service import DashboardService
@@ -19,6 +20,11 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", "test-artifacts"))
 
 
+def logged_in(url: str) -> str:
+    """The dashboard's URL with the token, as `tradebot up` prints it: opening it logs in."""
+    return f"{url}/?token={AUTH_TOKEN}"
+
+
 async def until_ready(service_runtime) -> None:
     async def ready() -> bool:
         return service_runtime.ctx.ready
@@ -29,7 +35,7 @@ async def until_ready(service_runtime) -> None:
 @asynccontextmanager
 async def dashboard_running(settings: Settings, port: int = 0) -> AsyncIterator[str]:
     """The dashboard service on `port` (0: any); yields its URL."""
-    dashboard = DashboardService(settings.model_copy(update={"dashboard_port": port}), host="127.0.0.1")
+    dashboard = DashboardService(settings.model_copy(update={"dashboard_port": port}))
     async with running(dashboard, settings=settings) as [runtime]:
         await until_ready(runtime)
         yield f"http://127.0.0.1:{dashboard.port}"

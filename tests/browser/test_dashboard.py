@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Page, expect
 
 from browser.conftest import PHONE
-from browser.stack import ARTIFACTS, dashboard_running
+from browser.stack import ARTIFACTS, dashboard_running, logged_in
 from tradebot.common import bus, keys
 from tradebot.common.keys import errors_key, heartbeat_key
 from tradebot.common.models import PriceTick
@@ -30,7 +30,7 @@ COLOURS = {
 
 async def open_dashboard(browser, url: str) -> Page:
     page = await browser.new_page()
-    await page.goto(url)
+    await page.goto(logged_in(url))
     await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
     return page
 
@@ -170,7 +170,7 @@ async def assert_fits_the_screen(page: Page) -> None:
 async def test_on_a_phone_the_page_fits_and_movers_keep_their_numbers(stack, phone, redis):
     async with dashboard_running(stack.settings) as url:
         page = await phone.new_page()
-        await page.goto(url)
+        await page.goto(logged_in(url))
         await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
         await expect(page.locator("#positions tbody tr").first).to_be_visible(timeout=WAIT_MS)
         # A wide mover: a long ticker at a high price, up by more than ten percent.

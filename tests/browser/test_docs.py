@@ -21,7 +21,7 @@ WAIT_MS = 30_000
 async def api_url(make_settings, database_url):
     await write_known_history(database_url)
     settings = make_settings(api_port=0)
-    api = ApiService(settings, host="127.0.0.1")
+    api = ApiService(settings)
     async with running(api, settings=settings) as [runtime]:
         await until_ready(runtime)
         yield f"http://127.0.0.1:{api.port}"

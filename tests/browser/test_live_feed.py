@@ -11,7 +11,8 @@ import pytest
 import websockets
 from playwright.async_api import expect
 
-from browser.stack import ARTIFACTS, dashboard_running, until_ready
+from browser.stack import ARTIFACTS, dashboard_running, logged_in, until_ready
+from support.auth import AUTH_HEADERS
 from support.services import eventually, running
 from tradebot.api.service import ApiService
 from tradebot.common import bus, keys
@@ -43,7 +44,7 @@ async def test_a_live_run_shows_every_fill_and_position(make_settings, redis, br
         strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"},
                          "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
-    api = ApiService(settings, host="127.0.0.1")
+    api = ApiService(settings)
     pipeline = (
         SyntheticMarketDataService(settings, seed=5), StrategyService(settings), ExecutionService(settings),
         StorageService(settings), api,
@@ -53,10 +54,11 @@ async def test_a_live_run_shows_every_fill_and_position(make_settings, redis, br
         with_api = settings.model_copy(update={"api_url": f"http://127.0.0.1:{api.port}"})
         async with dashboard_running(with_api) as url:
             page = await browser.new_page()
-            await page.goto(url)
+            await page.goto(logged_in(url))
             await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
             frames: list[dict] = []
-            async with websockets.connect(url.replace("http", "ws", 1) + "/ws") as socket:
+            live = url.replace("http", "ws", 1) + "/ws"
+            async with websockets.connect(live, additional_headers=AUTH_HEADERS) as socket:
                 frames.append(orjson.loads(await socket.recv()))  # the snapshot: from here on, live
                 since = {s: await newest_id(redis, s) for s in (keys.FILLS, keys.POSITIONS)}
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from playwright.async_api import expect
 
-from browser.stack import until_ready
+from browser.stack import logged_in, until_ready
+from support.auth import AUTH_TOKEN
 from support.services import eventually
 from tradebot.common import bus, keys
 from tradebot.common.models import Order, OrderStatus, PriceTick, Side
@@ -34,7 +35,8 @@ def stalled_websocket(port: int) -> socket.socket:
     sock.sendall(
         (
             f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {AUTH_TOKEN}\r\n\r\n"
         ).encode()
     )
     answer = b""
@@ -63,7 +65,7 @@ async def publish_price(publisher: bus.Publisher, price: float) -> None:
 
 async def test_the_dashboard_stops_promptly_with_browsers_connected(make_settings, redis, browser):
     settings = make_settings(dashboard_port=0, api_url="http://127.0.0.1:9")
-    dashboard = DashboardService(settings, host="127.0.0.1")
+    dashboard = DashboardService(settings)
     runtime = ServiceRuntime(dashboard, settings)
     serving = asyncio.create_task(runtime.run())
     publisher = bus.Publisher(redis, settings.stream_maxlen)
@@ -71,7 +73,7 @@ async def test_the_dashboard_stops_promptly_with_browsers_connected(make_setting
     try:
         await until_ready(runtime)
         page = await browser.new_page()
-        await page.goto(f"http://127.0.0.1:{dashboard.port}")
+        await page.goto(logged_in(f"http://127.0.0.1:{dashboard.port}"))
         state = page.locator("#ws-state")
         await expect(state).to_have_attribute("data-state", "open", timeout=30_000)
         stalled = await asyncio.to_thread(stalled_websocket, dashboard.port)

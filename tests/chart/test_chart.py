@@ -18,7 +18,7 @@ from chart.support import CHART, CRD_FILE, KUBERNETES_VERSION, RBAC_FILE, Helm, 
 from chart.workloads import pod_spec, problems, workloads
 from tradebot.common import timescaledb
 from tradebot.providers.registry import DATA_SOURCES
-from tradebot_operator.builders import build_children
+from tradebot_operator.builders import StackAccess, build_children
 
 Obj = dict[str, Any]
 LEADER_RBAC_FILE = CHART / "files" / "operator-leader-rules.yaml"
@@ -151,7 +151,7 @@ def test_every_operator_workload_is_hardened_and_valid(source: str) -> None:
     if source != "synthetic":
         spec["credentials"] = {"secretRef": {"name": f"{source}-credentials"}}
     body = {"metadata": {"name": "demo", "namespace": "t", "uid": "u-1"}, "spec": spec}
-    children = build_children(body, db_password="pw")
+    children = build_children(body, StackAccess.generate())
     kinds = {c["kind"] for c in children}
     assert {"Deployment", "StatefulSet"} <= kinds
     found = [p for w in workloads(children) for p in problems(w)]
@@ -305,11 +305,12 @@ def test_helm_test_hook_asks_the_stack(render: Render) -> None:
     assert "hook-succeeded" in pod["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     c = pod["spec"]["containers"][0]
     assert c["image"] == "ghcr.io/tradebot/tradebot:0.1.0"
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = {e["name"]: e.get("value") or e["valueFrom"]["secretKeyRef"] for e in c["env"]}
     assert env["CHECK_URLS"].split() == [
         "http://live-api.prod.svc:8000/health",
         "http://live-dashboard.prod.svc:8001/",
     ]
+    assert env["AUTH_TOKEN"] == {"name": "live-auth", "key": "AUTH_TOKEN"}  # the operator's Secret
     compile(c["args"][0], "helm-test", "exec")  # the check script is valid Python
 
 
@@ -486,7 +487,7 @@ def test_monitors_scrape_the_operator_and_every_stacks_pods(render: Render) -> N
     assert pods["namespaceSelector"] == {"matchNames": ["team-a", "team-b", "tradebot"]}
     # The operator's pods name the port the PodMonitor scrapes.
     body = {"metadata": {"name": "d", "namespace": "t", "uid": "u"}, "spec": {}}
-    deployments = [o for o in build_children(body, "pw") if o["kind"] == "Deployment"]
+    deployments = [o for o in build_children(body, StackAccess.generate()) if o["kind"] == "Deployment"]
     for d in deployments:
         ports = pod_spec(d)["containers"][0]["ports"]
         assert "metrics" in [p["name"] for p in ports]

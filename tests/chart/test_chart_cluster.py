@@ -25,7 +25,7 @@ from chart.support import CHART, Helm
 from chart.test_chart import SCENARIOS
 from k8s.controlplane import REPO_ROOT, ControlPlane
 from k8s.operator_support import OperatorThread, Stacks, wait_for, write_heartbeat
-from tradebot_operator.builders import Stack, build_children
+from tradebot_operator.builders import Stack, StackAccess, build_children
 from tradebot_operator.builders.strategy import STRATEGY, replica_shards
 from tradebot_operator.config import OperatorConfig
 
@@ -149,7 +149,7 @@ def test_example_stacks_and_the_operators_children_pass_the_api_servers_validati
         dry_run(control_plane, docs)
         stack = next(d for d in docs if d["kind"] == "TradingStack")
         body = {**stack, "metadata": {**stack["metadata"], "namespace": namespace, "uid": str(uuid.uuid4())}}
-        children = build_children(body, db_password="pw")
+        children = build_children(body, StackAccess.generate())
         dry_run(control_plane, children)
     # The check is not vacuous: a misspelt field or a broken CEL rule is refused.
     deployment = next(c for c in children if c["kind"] == "Deployment")

@@ -22,7 +22,7 @@ import yaml
 from chart.support import CHART, CRD_FILE, KUBERNETES_VERSION, Helm, load_objects
 from k8s.controlplane import REPO_ROOT
 from tradebot.providers.registry import DATA_SOURCES
-from tradebot_operator.builders import build_children
+from tradebot_operator.builders import StackAccess, build_children
 from tradebot_operator.builders.common import APP_PORTS
 
 Obj = dict[str, Any]
@@ -269,7 +269,7 @@ def test_example_stacks_match_the_crd_and_their_secret_shape(source: str) -> Non
     assert tuple(secret["stringData"]) == DATA_SOURCES[source].credentials
     # What the operator makes of it: the market-data Deployment reads exactly those keys.
     body = {**stack, "metadata": {**stack["metadata"], "namespace": "t", "uid": "u"}}
-    children = build_children(body, db_password="pw")
+    children = build_children(body, StackAccess.generate())
     feed = next(
         c for c in children if c["metadata"]["name"] == f"{stack['metadata']['name']}-{source}-market-data"
     )

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from support.auth import AUTH_TOKEN
 from support.services import service_process
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,12 @@ def test_a_port_in_use_stops_the_api_naming_the_port(redis_url, database_url):
         holder.bind(("0.0.0.0", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url, "API_PORT": str(port)}
+        env = {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "API_PORT": str(port),
+            "AUTH_TOKEN": AUTH_TOKEN,
+        }
         process = service_process("api", env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         output = stopped_output(process)
     assert str(port) in output and "in use" in output, output

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from support.services import eventually, running
-from tradebot.common import keys
+from tradebot.common import bus, keys
 from tradebot.common.keys import errors_key
 from tradebot.common.models import PriceTick
 from tradebot.market_data.publishing import TickPublisher
@@ -74,3 +74,20 @@ async def test_wrong_kind_on_a_stream_is_dead_lettered(make_settings, redis):
         [(_, fields)] = await redis.xrange(keys.dead_letter_stream(keys.TICKS))
         assert fields[b"dead:reason"] == b"a position does not belong on stream 'ticks'"
         assert int(await redis.get(errors_key("strategy"))) == 1
+
+
+async def test_a_huge_bad_entry_is_dead_lettered_as_its_size_and_a_prefix(make_settings, redis):
+    settings = make_settings()
+    huge = b"{not json" + b"x" * 5_000_000
+    async with running(StrategyService(settings), settings=settings):
+        await redis.xadd(keys.TICKS, {b"v": b"1", b"k": b"tick", b"d": huge})
+
+        async def dead_lettered() -> bool:
+            return await redis.xlen(keys.dead_letter_stream(keys.TICKS)) == 1
+
+        await eventually(dead_lettered, what="the huge entry to be dead-lettered")
+    [(_, fields)] = await redis.xrange(keys.dead_letter_stream(keys.TICKS))
+    assert fields[b"d"] == huge[: bus.DEAD_LETTER_FIELD_BYTES]
+    assert fields[b"dead:size:d"] == str(len(huge)).encode()
+    assert fields[b"k"] == b"tick" and b"dead:size:k" not in fields  # small fields stay whole
+    assert await redis.memory_usage(keys.dead_letter_stream(keys.TICKS)) < 100_000

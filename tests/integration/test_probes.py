@@ -32,7 +32,7 @@ async def test_probes_report_liveness_and_readiness(make_settings):
 async def test_the_dashboard_answers_its_probes_on_its_own_port(make_settings):
     """Its probes share the page's port (a name clash once handed the WebSocket to /livez)."""
     settings = make_settings(dashboard_port=0)
-    dashboard = DashboardService(settings, host="127.0.0.1")
+    dashboard = DashboardService(settings)
     async with running(dashboard, settings=settings) as [runtime]:
         await eventually(lambda: _ready(runtime), what="dashboard ready")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{dashboard.port}") as client:

@@ -28,7 +28,10 @@ from tradebot.common.keys import heartbeat_key
 
 pytestmark = pytest.mark.integration
 SERVICES = ("market_data", "strategy", "execution", "storage", "api", "dashboard")
-CLEAN_ENV = ("REDIS_URL", "DATABASE_URL", "API_URL", "API_PORT", "DASHBOARD_PORT", "TRADEBOT_DATA_DIR")
+CLEAN_ENV = (
+    "REDIS_URL", "DATABASE_URL", "API_URL", "API_PORT", "DASHBOARD_PORT", "TRADEBOT_DATA_DIR",
+    "AUTH_TOKEN", "AUTH", "BIND_HOST",
+)  # fmt: skip
 
 
 def up_env(**values: str) -> dict[str, str]:
@@ -76,6 +79,11 @@ class Up:
             f"the banner's {name}", lambda: re.search(rf"{name}\s+http://localhost:(\d+)", self.output)
         )
         return int(found.group(1))
+
+    def token(self) -> str:
+        """The token `up` made for this run, from the dashboard's URL in its banner (as Jupyter's)."""
+        found = wait_for("the banner's token", lambda: re.search(r"/\?token=([\w-]+)", self.output))
+        return found.group(1)
 
     def stack_file(self) -> dict[str, str]:
         path = self.data_dir / "stack.env"
@@ -140,12 +148,22 @@ async def stack_trading(database_url: str) -> None:
         await conn.close()
 
 
-async def answers(url: str) -> bool:
-    async with httpx.AsyncClient() as http:
+async def answers(url: str, token: str | None = None, status: int = 200) -> bool:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(headers=headers) as http:
         try:
-            return (await http.get(url)).status_code == 200
+            return (await http.get(url)).status_code == status
         except httpx.TransportError:
             return False
+
+
+def other_address() -> str:
+    """An address of this machine that is not loopback (what another machine would connect to)."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    raise AssertionError("this machine has no IPv4 address besides loopback")
 
 
 async def test_up_runs_the_pipeline_shows_its_ports_and_stops_cleanly(tmp_path):
@@ -157,8 +175,16 @@ async def test_up_runs_the_pipeline_shows_its_ports_and_stops_cleanly(tmp_path):
         print(f"ticks, signals and fills stored {time.monotonic() - started:.1f}s after the servers")
         api, dashboard = up.banner_port("API"), up.banner_port("Dashboard")
         assert 0 not in (api, dashboard) and urls["API_URL"] == f"http://127.0.0.1:{api}"
-        # The dashboard passes history on to the API at API_URL, which follows the port up picked.
-        await eventually(lambda: answers(f"http://127.0.0.1:{dashboard}/api/health"), what="dashboard -> API")
+        # The dashboard passes history on to the API at API_URL, which follows the port up picked,
+        # for a holder of the token up made and printed, and for nobody else.
+        token = up.token()
+        health = f"http://127.0.0.1:{dashboard}/api/health"
+        await eventually(lambda: answers(health, token), what="dashboard -> API")
+        assert await answers(health, status=401) and await answers(health, "not-the-token", 401)
+        assert await answers(f"http://127.0.0.1:{api}/account", token)
+        # Listening on this machine only (BIND_HOST): another machine's connection is refused.
+        assert not await answers(f"http://{other_address()}:{api}/account", token)
+        assert not await answers(f"http://{other_address()}:{dashboard}/", token)
         # Another command in the same directory finds the running stack without being told.
         env = {k: v for k, v in up_env().items() if k not in ("API_PORT", "DASHBOARD_PORT")}
         demo = subprocess.run(
@@ -188,7 +214,8 @@ async def test_up_outlives_a_closed_pipe_and_takes_everything_with_it_when_kille
         assert len(up.lines) == 3
         processes = everything_started(up, urls)
         ports = [int(urls["API_URL"].rsplit(":", 1)[1])]
-        await eventually(lambda: answers(f"{urls['API_URL']}/health"), what="the API")
+        # Its token went out in the lines nobody read: a refusal is the API answering.
+        await eventually(lambda: answers(f"{urls['API_URL']}/health", status=401), what="the API")
         up.process.kill()  # SIGKILL: no handler, no finally, no atexit
         up.process.wait(10)
 
@@ -257,7 +284,7 @@ async def test_up_uses_the_given_servers_and_api_url(tmp_path, redis_url, databa
         client.close()
         dashboard = up.banner_port("Dashboard")
         assert "configured servers" in up.output
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {up.token()}"}) as http:
 
             async def through_the_dashboard() -> bool:
                 try:

@@ -7,6 +7,7 @@ kubectl's own port-forward path (API server -> kwok -> here). Logs come from kwo
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -32,6 +33,8 @@ from k8s.operator_support import (
     operator_config,
     wait_for,
 )
+from support.auth import AUTH_HEADERS, AUTH_TOKEN
+from support.servers import redis_with_args
 from tradebot.common.keys import heartbeat_key
 
 pytestmark = pytest.mark.k8s
@@ -69,7 +72,8 @@ def api_server(
     workdir = tmp_path_factory.mktemp("api")
     port = free_port()
     env = {**os.environ, "DATABASE_URL": postgres_server_url, "REDIS_URL": redis_server_url,
-           "API_PORT": str(port), "PROBE_PORT": "0", "LOG_FORMAT": "json"}  # fmt: skip
+           "API_PORT": str(port), "PROBE_PORT": "0", "LOG_FORMAT": "json",
+           "AUTH_TOKEN": AUTH_TOKEN}  # fmt: skip
     demo = subprocess.run(
         [sys.executable, "-m", "tradebot", "demo", "--hours", "0.3", "--step", "30"],
         env=env, cwd=workdir, capture_output=True, text=True, timeout=300,
@@ -89,7 +93,9 @@ def api_server(
 
 def _answers(port: int) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200
+        return (
+            httpx.get(f"http://127.0.0.1:{port}/health", headers=AUTH_HEADERS, timeout=2).status_code == 200
+        )
     except httpx.HTTPError:
         return False
 
@@ -105,20 +111,44 @@ def kubectl_tradebot(cp: ControlPlane, *args: str) -> subprocess.CompletedProces
 
 
 def test_status_shows_health_heartbeats_lag_positions_and_pnl(
-    control_plane: ControlPlane, setup: tuple[str, Stacks], api_server: int, redis_server_url: str
+    control_plane: ControlPlane, setup: tuple[str, Stacks], api_server: int, redis_server_url: str, tmp_path
 ) -> None:
     namespace, stacks = setup
     control_plane.create_volumes(2, size="10Gi")
+    # The stack's credentials, brought beforehand: the API above runs with this token, and the
+    # stack's Redis (forwarded below) wants this password, as the operator renders it.
+    password = "redis-password-of-look"
+    values = {"AUTH_TOKEN": AUTH_TOKEN, "REDIS_PASSWORD": password}
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    with config.new_client_from_config(config_file=str(control_plane.admin_kubeconfig)) as admin:
+        secret = {"metadata": {"name": "look-auth"}, "data": data}
+        client.CoreV1Api(admin).create_namespaced_secret(namespace, secret)
     stacks.create("look", {})
-    r = redis_lib.Redis.from_url(redis_server_url)
     counters = {"ticks_lag_ms": 42, "ticks_pending": 3}
-    for sid in SERVICES:
-        beat = {"service": sid, "status": "running", "timestamp": time.time(), "pid": 1, "counters": counters}
-        r.set(heartbeat_key(sid), json.dumps(beat), ex=900)
-    wait_for("look Ready", lambda: stacks.phase("look") == "Ready", timeout=90)
-    control_plane.forward(8000, f"127.0.0.1:{api_server}")
-    control_plane.forward(6379, redis_server_url)
+    with redis_with_args(tmp_path / "redis", ["--requirepass", password]) as stack_redis_port:
+        # Heartbeats where the operator reads them (the test's Redis) and in the stack's own Redis.
+        readers = [
+            redis_lib.Redis.from_url(redis_server_url),
+            redis_lib.Redis(port=stack_redis_port, password=password),
+        ]
+        for r in readers:
+            for sid in SERVICES:
+                beat = {
+                    "service": sid,
+                    "status": "running",
+                    "timestamp": time.time(),
+                    "pid": 1,
+                    "counters": counters,
+                }
+                r.set(heartbeat_key(sid), json.dumps(beat), ex=900)
+            r.close()
+        wait_for("look Ready", lambda: stacks.phase("look") == "Ready", timeout=90)
+        control_plane.forward(8000, f"127.0.0.1:{api_server}")
+        control_plane.forward(6379, f"127.0.0.1:{stack_redis_port}")
+        _check_status(control_plane, namespace, api_server)
 
+
+def _check_status(control_plane: ControlPlane, namespace: str, api_server: int) -> None:
     res = kubectl_tradebot(control_plane, "status", "look", "-n", namespace)
     assert res.returncode == 0, res.stderr
     text = res.stdout
@@ -126,7 +156,7 @@ def test_status_shows_health_heartbeats_lag_positions_and_pnl(
     assert "AllServicesHealthy" in text
     assert "ticks 42 ms/3 pending" in text  # consumer lag from the heartbeats in the stack's Redis
     assert "strategy-0" in text and "shards 0,1,2,3,4,5,6,7" in text  # each strategy replica's own row
-    account = httpx.get(f"http://127.0.0.1:{api_server}/account", timeout=5).json()
+    account = httpx.get(f"http://127.0.0.1:{api_server}/account", headers=AUTH_HEADERS, timeout=5).json()
     assert f"equity {account['equity']:,.2f}" in text  # P&L from the stack's API
     for position in account["positions"]:
         assert position["symbol"] in text
@@ -135,7 +165,6 @@ def test_status_shows_health_heartbeats_lag_positions_and_pnl(
         kubectl_tradebot(control_plane, "status", "look", "-n", namespace, "-o", "json").stdout
     )
     assert as_json["status"]["phase"] == "Ready" and as_json["account"]["equity"] == account["equity"]
-    r.close()
 
 
 def test_status_of_a_missing_stack_says_so(control_plane: ControlPlane, setup: tuple[str, Stacks]) -> None:

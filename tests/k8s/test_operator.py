@@ -40,7 +40,8 @@ pytestmark = pytest.mark.k8s
 # The heartbeats of a default stack: the strategy StatefulSet's one replica beats as strategy-0.
 BEATS = ("market_data", "strategy-0", "execution", "storage", "api", "dashboard")
 DEPLOYED = ("market-data", "execution", "storage", "api", "dashboard")  # strategy is a StatefulSet
-CHILDREN = 15
+# Of a synthetic stack: 2 Secrets, a ConfigMap, 5 Services, 4 NetworkPolicies, 3 StatefulSets, 5 Deployments.
+CHILDREN = 20
 SYMBOLS = ["AAPL", "MSFT"]
 
 
@@ -171,8 +172,9 @@ def test_example_stack_becomes_ready_with_every_child(
     control_plane.create_volumes(2, size="10Gi")
     kubectl(control_plane, "apply", "-n", namespace, "-f", str(STACK_FILE))
     expected = sorted(
-        [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
+        [("Secret", "demo-db"), ("Secret", "demo-auth"), ("ConfigMap", "demo-config")]
         + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard", "strategy")]
+        + [("NetworkPolicy", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
         + [("StatefulSet", f"demo-{c}") for c in ("redis", "timescaledb", "strategy")]
         + [("Deployment", f"demo-{c}") for c in DEPLOYED]
     )
@@ -190,7 +192,7 @@ def test_example_stack_becomes_ready_with_every_child(
 
     env = get(admin, "ConfigMap", namespace, "demo-config")["data"]
     assert env["DATA_SOURCE"] == "synthetic" and env["SYMBOLS"] == "AAPL,MSFT,AMZN,GOOG,TSLA"
-    assert env["REDIS_URL"] == "redis://demo-redis:6379" and env["LOG_FORMAT"] == "json"
+    assert "REDIS_URL" not in env and env["LOG_FORMAT"] == "json"  # REDIS_URL: in demo-auth
     secret = get(admin, "Secret", namespace, "demo-db")
     password = password_from_secret(secret)
     assert password and password not in json.dumps(stack)

@@ -10,12 +10,13 @@ import pytest
 from tradebot.common import timescaledb
 from tradebot.common.settings import Settings, variables_read_by
 from tradebot.providers.registry import DATA_SOURCES
-from tradebot_operator.builders import Stack, build_children
+from tradebot_operator.builders import Stack, StackAccess, build_children
 from tradebot_operator.builders.config import config_checksum, environment, password_from_secret
 from tradebot_operator.builders.storage import claim_owner_patch
 from tradebot_operator.spec import InvalidSpec, parse_spec
 
 PASSWORD = "s3cret-Pass_word"
+ACCESS = StackAccess(PASSWORD, "redis-Pass_word", "auth-token-of-the-demo-stack", "tradebot")
 
 
 def body(name: str = "demo", **spec: Any) -> dict[str, Any]:
@@ -38,10 +39,11 @@ def container(objs: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def test_a_synthetic_stack_has_every_child_named_as_the_architecture_says() -> None:
-    objs = build_children(body(), PASSWORD)
+    objs = build_children(body(), ACCESS)
     assert sorted(by_name(objs)) == sorted(
-        [("Secret", "demo-db"), ("ConfigMap", "demo-config")]
+        [("Secret", "demo-db"), ("Secret", "demo-auth"), ("ConfigMap", "demo-config")]
         + [("Service", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard", "strategy")]
+        + [("NetworkPolicy", f"demo-{c}") for c in ("redis", "timescaledb", "api", "dashboard")]
         + [("StatefulSet", f"demo-{c}") for c in ("redis", "timescaledb", "strategy")]
         + [("Deployment", f"demo-{c}") for c in ("market-data", "execution", "storage", "api", "dashboard")]
     )
@@ -76,7 +78,7 @@ def test_a_synthetic_stack_has_every_child_named_as_the_architecture_says() -> N
     ],
 )
 def test_only_the_market_data_service_of_the_source_runs(source: str, deployment: str) -> None:
-    objs = build_children(body(dataSource=source, credentials={"secretRef": {"name": "keys"}}), PASSWORD)
+    objs = build_children(body(dataSource=source, credentials={"secretRef": {"name": "keys"}}), ACCESS)
     feeds = [n for n in deployment_names(objs) if n.endswith("market-data")]
     assert feeds == [deployment]
     env = container(objs, deployment)["env"]
@@ -121,10 +123,10 @@ def test_an_alpaca_venue_gets_the_alpaca_keys_in_execution_only(source: str, key
         "execution": {"venue": "alpaca"},
         "credentials": {"secretRef": {"name": "keys"}},
     }
-    objs = build_children(body(**spec), PASSWORD)
+    objs = build_children(body(**spec), ACCESS)
     assert provider_keys(objs) == keys
     assert by_name(objs)[("ConfigMap", "demo-config")]["data"]["EXECUTION_VENUE"] == "alpaca"
-    simulated = build_children(body(**{**spec, "execution": {}}), PASSWORD)
+    simulated = build_children(body(**{**spec, "execution": {}}), ACCESS)
     assert "demo-execution" not in provider_keys(simulated)  # the simulator has no use for them
     with pytest.raises(InvalidSpec, match=r"execution\.venue alpaca needs credentials\.secretRef"):
         parse_spec({"execution": {"venue": "alpaca"}})
@@ -142,11 +144,12 @@ def test_the_configmap_is_an_environment_the_services_accept(monkeypatch: pytest
     env = environment(stack)
     fields = {name.upper() for name in Settings.model_fields}
     assert set(env) <= fields, set(env) - fields
-    assert env["REDIS_URL"] == "redis://demo-redis:6379"
+    assert "REDIS_URL" not in env  # it carries the password: from the stack's auth Secret
     assert env["API_URL"] == "http://demo-api:8000"
     for key, value in {
         **env,
         "DATABASE_URL": "postgresql://tradebot:x@demo-timescaledb:5432/tradebot",
+        "REDIS_URL": "redis://:x@demo-redis:6379",
     }.items():
         monkeypatch.setenv(key, value)
     settings = Settings(_env_file=None)
@@ -162,7 +165,7 @@ def test_the_configmap_is_an_environment_the_services_accept(monkeypatch: pytest
 
 
 def test_the_database_secret_holds_the_generated_password_and_url() -> None:
-    secret = by_name(build_children(body(), PASSWORD))[("Secret", "demo-db")]
+    secret = by_name(build_children(body(), ACCESS))[("Secret", "demo-db")]
     data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     assert data["POSTGRES_PASSWORD"] == PASSWORD
     assert data["DATABASE_URL"] == f"postgresql://tradebot:{PASSWORD}@demo-timescaledb:5432/tradebot"
@@ -171,7 +174,7 @@ def test_the_database_secret_holds_the_generated_password_and_url() -> None:
 
 
 def test_only_services_that_use_the_database_get_its_url() -> None:
-    objs = build_children(body(), PASSWORD)
+    objs = build_children(body(), ACCESS)
     with_db = [
         n
         for n in deployment_names(objs)
@@ -181,7 +184,7 @@ def test_only_services_that_use_the_database_get_its_url() -> None:
 
 
 def checksums(**spec: Any) -> dict[str, str]:
-    objs = build_children(body(**spec), PASSWORD)
+    objs = build_children(body(**spec), ACCESS)
     return {
         o["metadata"]["name"]: o["spec"]["template"]["metadata"]["annotations"][
             "tradebot.dev/config-checksum"
@@ -235,7 +238,7 @@ def test_an_empty_spec_is_a_working_stack() -> None:
 
 
 def test_pods_are_probed_hardened_and_sized() -> None:
-    objs = build_children(body(services={"storage": {"resources": {"limits": {"memory": "1Gi"}}}}), PASSWORD)
+    objs = build_children(body(services={"storage": {"resources": {"limits": {"memory": "1Gi"}}}}), ACCESS)
     ports = {"demo-api": 8000, "demo-dashboard": 8001}
     for name in deployment_names(objs):
         deployment = by_name(objs)[("Deployment", name)]
@@ -261,7 +264,7 @@ def test_pods_are_probed_hardened_and_sized() -> None:
 
 def test_stores_are_statefulsets_with_claims_behind_headless_services() -> None:
     objs = by_name(
-        build_children(body(timescaledb={"storage": {"size": "50Gi", "storageClassName": "fast"}}), PASSWORD)
+        build_children(body(timescaledb={"storage": {"size": "50Gi", "storageClassName": "fast"}}), ACCESS)
     )
     for store, port in (("redis", 6379), ("timescaledb", 5432)):
         service = objs[("Service", f"demo-{store}")]
@@ -288,7 +291,7 @@ def test_stores_are_statefulsets_with_claims_behind_headless_services() -> None:
 
 
 def test_api_and_dashboard_have_cluster_ip_services() -> None:
-    objs = by_name(build_children(body(), PASSWORD))
+    objs = by_name(build_children(body(), ACCESS))
     for sid, port in (("api", 8000), ("dashboard", 8001)):
         spec = objs[("Service", f"demo-{sid}")]["spec"]
         assert spec["type"] == "ClusterIP" and spec["ports"][0]["port"] == port
@@ -296,7 +299,7 @@ def test_api_and_dashboard_have_cluster_ip_services() -> None:
 
 
 def test_building_is_pure_and_deterministic() -> None:
-    assert build_children(body(), PASSWORD) == build_children(body(), PASSWORD)
+    assert build_children(body(), ACCESS) == build_children(body(), ACCESS)
 
 
 def test_the_stack_owns_its_claims_unless_it_retains_them() -> None:
@@ -316,7 +319,7 @@ def test_the_stack_owns_its_claims_unless_it_retains_them() -> None:
 
 
 def test_timescaledb_runs_the_pg18_image_with_its_volume_layout() -> None:
-    sts = by_name(build_children(body(), PASSWORD))[("StatefulSet", "demo-timescaledb")]
+    sts = by_name(build_children(body(), ACCESS))[("StatefulSet", "demo-timescaledb")]
     main = sts["spec"]["template"]["spec"]["containers"][0]
     # The version the embedded default builds and the tests run, on the wheel's PostgreSQL major.
     assert (
@@ -333,8 +336,8 @@ def test_timescaledb_runs_the_pg18_image_with_its_volume_layout() -> None:
 
 
 def test_backups_are_a_cronjob_running_the_db_backup_command_on_their_own_claim() -> None:
-    assert not [o for o in build_children(body(), PASSWORD) if o["kind"] == "CronJob"]
-    objs = by_name(build_children(body(backup={"schedule": "30 2 * * *", "retention": 3}), PASSWORD))
+    assert not [o for o in build_children(body(), ACCESS) if o["kind"] == "CronJob"]
+    objs = by_name(build_children(body(backup={"schedule": "30 2 * * *", "retention": 3}), ACCESS))
     cron = objs[("CronJob", "demo-backup")]["spec"]
     assert (cron["schedule"], cron["concurrencyPolicy"], cron["timeZone"]) == (
         "30 2 * * *",
@@ -354,7 +357,7 @@ def test_backups_are_a_cronjob_running_the_db_backup_command_on_their_own_claim(
 
 
 def test_every_pod_serves_prometheus_metrics() -> None:
-    for obj in build_children(body(), PASSWORD):
+    for obj in build_children(body(), ACCESS):
         if obj["kind"] == "Deployment":
             main = obj["spec"]["template"]["spec"]["containers"][0]
             assert {"name": "metrics", "containerPort": 9464} in main["ports"]

@@ -5,15 +5,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tradebot_operator.builders import build_children
+from tradebot_operator.builders import StackAccess, build_children
 from tradebot_operator.drift import foreign_drift, matches
 from tradebot_operator.health import backup_problems, backup_status, track_volumes
 
+ACCESS = StackAccess("pw", "redis-pw", "token-of-the-test-stack")
 BODY = {"metadata": {"name": "d", "namespace": "n", "uid": "u"}, "spec": {}}
 
 
 def child(kind: str, name: str) -> dict[str, Any]:
-    return next(o for o in build_children(BODY, "pw") if (o["kind"], o["metadata"]["name"]) == (kind, name))
+    return next(o for o in build_children(BODY, ACCESS) if (o["kind"], o["metadata"]["name"]) == (kind, name))
 
 
 def live(obj: dict[str, Any], **meta: Any) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def live(obj: dict[str, Any], **meta: Any) -> dict[str, Any]:
 
 
 def test_a_child_as_built_matches_and_has_no_foreign_drift() -> None:
-    for obj in build_children(BODY, "pw"):
+    for obj in build_children(BODY, ACCESS):
         assert matches(obj, live(obj)) and foreign_drift(obj, live(obj)) == []
 
 

@@ -15,6 +15,7 @@ import pytest
 from providers.fakes.alpaca import FakeAlpaca
 from providers.fakes.alpaca_trading import FakeAlpacaTrading
 from providers.fakes.polygon import FakePolygon
+from support.auth import AUTH_TOKEN
 from support.services import running
 from tradebot.catalog import SERVICES, build_service
 from tradebot.common.heartbeat import read_health
@@ -47,7 +48,8 @@ async def test_a_service_reads_only_settings_declared_for_it(
     source = next((s for s in DATA_SOURCES.values() if s.service_id == service_id), None)
     fake: FakeAlpaca | FakePolygon | FakeAlpacaTrading | None = None
     values: dict[str, Any] = {"redis_url": redis_url, "database_url": database_url, "probe_port": 0,
-                              "api_port": 0, "dashboard_port": 0, "ticks_per_second": 50}  # fmt: skip
+                              "api_port": 0, "dashboard_port": 0, "ticks_per_second": 50,
+                              "auth_token": AUTH_TOKEN}  # fmt: skip
     if venue == "alpaca":
         fake = FakeAlpacaTrading(["AAPL"]).start()
         values |= {"execution_venue": "alpaca", "alpaca_key": fake.key, "alpaca_secret": fake.secret,

@@ -163,3 +163,4 @@ def test_operator_config_from_the_environment() -> None:
     assert config.stack_redis_url("demo", "a") == "redis://r:1/a"
     default = OperatorConfig.from_env({})
     assert default.clusterwide and default.stack_redis_url("demo", "ns") == "redis://demo-redis.ns.svc:6379"
+    assert default.stack_redis_url("demo", "ns", "pw/1") == "redis://:pw%2F1@demo-redis.ns.svc:6379"

@@ -12,7 +12,7 @@ from tradebot.common.heartbeat import health_from_raw
 from tradebot.common.keys import owned_shards
 from tradebot.common.settings import Settings
 from tradebot.strategy.service import replica_service_id
-from tradebot_operator.builders import Stack, build_children
+from tradebot_operator.builders import Stack, StackAccess, build_children
 from tradebot_operator.builders.config import environment
 from tradebot_operator.builders.strategy import (
     POD_INDEX_LABEL,
@@ -27,6 +27,8 @@ from tradebot_operator.status import _without_ages
 
 NOW = 1_000_000.0
 
+ACCESS = StackAccess.generate("tradebot")
+
 
 def body(**spec: Any) -> dict[str, Any]:
     return {
@@ -36,7 +38,7 @@ def body(**spec: Any) -> dict[str, Any]:
 
 
 def child(kind: str, name: str, **spec: Any) -> dict[str, Any]:
-    objs = build_children(body(**spec), "pw")
+    objs = build_children(body(**spec), ACCESS)
     return next(o for o in objs if (o["kind"], o["metadata"]["name"]) == (kind, name))
 
 
@@ -65,7 +67,7 @@ def test_strategy_is_a_statefulset_whose_ordinal_is_the_replica_index() -> None:
 
 def test_no_strategy_deployment_is_built_any_more() -> None:
     """A stack that ran strategy as a Deployment loses it to pruning: it is not among the children."""
-    kinds = {(o["kind"], o["metadata"]["name"]) for o in build_children(body(), "pw")}
+    kinds = {(o["kind"], o["metadata"]["name"]) for o in build_children(body(), ACCESS)}
     assert ("Deployment", "demo-strategy") not in kinds and ("StatefulSet", "demo-strategy") in kinds
 
 

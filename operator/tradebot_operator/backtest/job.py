@@ -15,12 +15,13 @@ from typing import Any
 from tradebot_operator import GROUP, VERSION
 from tradebot_operator.backtest import KIND
 from tradebot_operator.backtest.spec import BacktestSpec, iso
+from tradebot_operator.builders.access import BACKTEST_COMPONENT
 from tradebot_operator.builders.backup import job_spec
 from tradebot_operator.builders.common import Obj, Stack, labels, resources
 from tradebot_operator.builders.config import config_name
 from tradebot_operator.spec import Backup
 
-COMPONENT = "backtest"
+COMPONENT = BACKTEST_COMPONENT
 BACKTEST_LABEL = "tradebot.dev/backtest"
 # A day at most per pod of a run; a Job that takes longer has a problem to look at.
 DEADLINE_SECONDS = 24 * 3600

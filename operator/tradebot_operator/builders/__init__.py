@@ -8,6 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tradebot_operator.builders.access import (
+    StackAccess,
+    auth_secret,
+    network_policies,
+    roll_on_rotation,
+)
 from tradebot_operator.builders.backup import backup_children
 from tradebot_operator.builders.common import APP_PORTS, Obj, Stack
 from tradebot_operator.builders.config import config_map, db_secret
@@ -15,16 +21,18 @@ from tradebot_operator.builders.storage import headless_service, statefulset, st
 from tradebot_operator.builders.strategy import strategy_service, workload
 from tradebot_operator.builders.workloads import app_service
 
-__all__ = ["Stack", "build_children"]
+__all__ = ["Stack", "StackAccess", "build_children"]
 
 
-def build_children(stack: Stack | Mapping[str, Any], db_password: str) -> list[Obj]:
+def build_children(stack: Stack | Mapping[str, Any], access: StackAccess) -> list[Obj]:
     """Every child, in an order that lets each start: config first, workloads last."""
     if not isinstance(stack, Stack):
         stack = Stack.from_body(stack)
-    return [
-        db_secret(stack, db_password),
+    children = [
+        db_secret(stack, access.db_password),
+        auth_secret(stack, access),
         config_map(stack),
+        *network_policies(stack, access),
         *(headless_service(stack, store) for store in stores(stack)),
         *(app_service(stack, sid) for sid in APP_PORTS),
         strategy_service(stack),
@@ -32,3 +40,4 @@ def build_children(stack: Stack | Mapping[str, Any], db_password: str) -> list[O
         *(workload(stack, sid) for sid in stack.service_ids),
         *backup_children(stack),
     ]
+    return roll_on_rotation(stack, access, children)

@@ -17,6 +17,8 @@ CORE_SERVICES = ("strategy", "execution", "storage", "api", "dashboard")
 # Ports of the services' HTTP apps; the other services serve probes on PROBE_PORT.
 APP_PORTS = {"api": 8000, "dashboard": 8001}
 PROBE_PORT = 8080
+REDIS_PORT = 6379
+POSTGRES_PORT = 5432
 # Every pod serves Prometheus metrics here (OpenTelemetry's exporter; the chart's PodMonitor scrapes it).
 METRICS_PORT = 9464
 CHECKSUM_ANNOTATION = "tradebot.dev/config-checksum"

@@ -11,22 +11,27 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tradebot.common.settings import variables_read_by
 from tradebot.providers.registry import DATA_SOURCES, EXECUTION_VENUES
-from tradebot_operator.builders.common import APP_PORTS, PROBE_PORT, Obj, Stack, metadata
+from tradebot_operator.builders.access import AUTH_TOKEN, REDIS_URL, auth_secret_name, secret_value
+from tradebot_operator.builders.common import (
+    APP_PORTS,
+    POSTGRES_PORT,
+    PROBE_PORT,
+    Obj,
+    Stack,
+    metadata,
+)
 
 if TYPE_CHECKING:
     from tradebot_operator.spec import Trading
 
 DB_USER = "tradebot"
 DB_NAME = "tradebot"
-REDIS_PORT = 6379
-POSTGRES_PORT = 5432
 DATABASE_URL = "DATABASE_URL"
 
 
@@ -71,7 +76,6 @@ def environment(stack: Stack) -> dict[str, str]:
         "MAX_OPEN_POSITIONS": str(risk.max_open_positions),
         "DAILY_LOSS_LIMIT": _number(risk.daily_loss_limit),
         **_trading_env(spec.trading),
-        "REDIS_URL": f"redis://{stack.child_name('redis')}:{REDIS_PORT}",
         "PROBE_PORT": str(PROBE_PORT),
         "LOG_FORMAT": "json",
         "API_PORT": str(APP_PORTS["api"]),
@@ -97,9 +101,14 @@ def credential_keys(stack: Stack, service_id: str) -> tuple[str, ...]:
 
 
 def secret_variables(stack: Stack, service_id: str) -> list[tuple[str, str, str]]:
-    """(variable, Secret, key) of each secret a service reads: the database URL, provider keys."""
+    """(variable, Secret, key) of each secret a service reads: the database URL, the Redis URL
+    (with its password), the API's token, provider keys."""
     reads = set(variables_read_by(service_id))
-    found = [(DATABASE_URL, db_secret_name(stack), DATABASE_URL)] if DATABASE_URL in reads else []
+    generated = [
+        (DATABASE_URL, db_secret_name(stack)), (REDIS_URL, auth_secret_name(stack)),
+        (AUTH_TOKEN, auth_secret_name(stack)),
+    ]  # fmt: skip
+    found = [(variable, secret, variable) for variable, secret in generated if variable in reads]
     if stack.spec.credentials is not None:
         secret = stack.spec.credentials.secret_ref.name
         found += [(k, secret, k) for k in credential_keys(stack, service_id) if k in reads]
@@ -113,11 +122,6 @@ def config_map(stack: Stack) -> Obj:
         "metadata": metadata(stack, config_name(stack), "config"),
         "data": environment(stack),
     }
-
-
-def generate_password() -> str:
-    """URL-safe, so it goes into DATABASE_URL unquoted; kept in the Secret across reconciles."""
-    return secrets.token_urlsafe(24)
 
 
 def database_url(stack: Stack, password: str) -> str:
@@ -143,6 +147,4 @@ def db_secret(stack: Stack, password: str) -> Obj:
 
 def password_from_secret(secret: Mapping[str, Any] | None) -> str | None:
     """The password of an existing generated Secret (a dict as the API returns it), if any."""
-    data = (secret or {}).get("data") or {}
-    raw = data.get("POSTGRES_PASSWORD")
-    return base64.b64decode(raw).decode() if raw else None
+    return secret_value(secret, "POSTGRES_PASSWORD")

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tradebot.common.timescaledb import SERVER_SETTINGS
+from tradebot_operator.builders.access import REDIS_PASSWORD, auth_secret_name
 from tradebot_operator.builders.common import (
+    POSTGRES_PORT,
+    REDIS_PORT,
     Obj,
     Stack,
     claim_template,
@@ -26,8 +30,8 @@ from tradebot_operator.builders.common import (
     secret_env,
     selector_labels,
 )
-from tradebot_operator.builders.config import DB_NAME, DB_USER, POSTGRES_PORT, REDIS_PORT, db_secret_name
-from tradebot_operator.spec import RedisStore, TimescaleStore
+from tradebot_operator.builders.config import DB_NAME, DB_USER, db_secret_name
+from tradebot_operator.spec import RedisStore, TimescaleStore, quantity
 
 DATA_VOLUME = "data"
 
@@ -47,7 +51,22 @@ class Store:
     scratch_paths: tuple[str, ...] = ()  # writable emptyDirs beside a read-only root filesystem
 
 
-def redis_store() -> Store:
+MAXMEMORY_SHARE = 0.75  # of the container's memory limit: the rest is Redis's own overhead
+
+
+def redis_maxmemory(spec: RedisStore) -> int | None:
+    """Bytes Redis may hold: a share of its memory limit, so it refuses writes (noeviction: the
+    streams are the pipeline's state, nothing may be evicted) before the kernel kills it."""
+    limit = spec.resources.limits.get("memory")
+    return int(quantity(limit) * Decimal(MAXMEMORY_SHARE)) if limit else None
+
+
+def redis_store(stack: Stack) -> Store:
+    """Protected mode and the stack's generated password (Kubernetes expands $(REDIS_PASSWORD) from
+    the pod's environment, so the spec never holds it); redis-cli reads it from REDISCLI_AUTH."""
+    secret = auth_secret_name(stack)
+    maxmemory = redis_maxmemory(stack.spec.redis)
+    limits = ("--maxmemory", str(maxmemory), "--maxmemory-policy", "noeviction") if maxmemory else ()
     # The alpine image's redis user is 999:1000; it writes only /data.
     return Store(
         component="redis",
@@ -56,8 +75,15 @@ def redis_store() -> Store:
         gid=1000,
         data_path="/data",
         readiness_command=("redis-cli", "ping"),
-        args=("redis-server", "--appendonly", "yes", "--dir", "/data", "--protected-mode", "no"),
-    )
+        args=(
+            "redis-server", "--appendonly", "yes", "--dir", "/data", "--protected-mode", "yes",
+            "--requirepass", f"$({REDIS_PASSWORD})", *limits,
+        ),
+        env=(
+            secret_env(REDIS_PASSWORD, secret, REDIS_PASSWORD),
+            secret_env("REDISCLI_AUTH", secret, REDIS_PASSWORD),
+        ),
+    )  # fmt: skip
 
 
 def timescaledb_store(stack: Stack) -> Store:
@@ -91,7 +117,7 @@ def timescaledb_store(stack: Stack) -> Store:
 
 
 def stores(stack: Stack) -> tuple[Store, ...]:
-    return (redis_store(), timescaledb_store(stack))
+    return (redis_store(stack), timescaledb_store(stack))
 
 
 def store_spec(stack: Stack, store: Store) -> RedisStore | TimescaleStore:

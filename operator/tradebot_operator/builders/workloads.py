@@ -41,8 +41,10 @@ def _probe(path: str, port: int, period: int, failures: int) -> Obj:
 
 
 def service_env(stack: Stack, service_id: str) -> list[Obj]:
-    """HOME for the read-only root, telemetry, and each secret the service reads (no other)."""
-    env: list[Obj] = [{"name": "HOME", "value": "/tmp"}, *TELEMETRY_ENV]
+    """HOME for the read-only root, every interface (a container's own network: BIND_HOST's default
+    is this machine only), telemetry, and each secret the service reads (no other)."""
+    env: list[Obj] = [{"name": "HOME", "value": "/tmp"}, {"name": "BIND_HOST", "value": "0.0.0.0"}]
+    env += TELEMETRY_ENV
     env += [
         secret_env(variable, secret, key) for variable, secret, key in secret_variables(stack, service_id)
     ]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 
 from tradebot import __version__
-from tradebot.api.deps import ApiState
+from tradebot.api.auth import Access, require_read
+from tradebot.api.deps import AUTH_PROBLEMS, ApiState
 from tradebot.api.ranges import RequestProblem
 from tradebot.api.routes import market, system, trading
 from tradebot.api.sources import UnknownName
@@ -22,6 +23,10 @@ Unknown sources and symbols are 404s that name them; malformed parameters are 42
 that say what is accepted, exactly as this document declares them; a filter matching
 nothing is an empty list. Times before 1970 or from 2200 on mean unbounded and a
 backwards range is empty; raw ticks come in pages, bars at most 10,000 per answer.
+
+Every route needs the stack's token (`Authorization: Bearer <AUTH_TOKEN>`) or a dashboard
+session, reads only unless the stack opens them (AUTH=read-open); a change from another
+site (its Origin) is refused.
 """
 
 
@@ -45,8 +50,9 @@ def create_app(state: ApiState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
     # /docs (Swagger UI) and /redoc with their scripts and styles from the fastapi-offline package.
     app = FastAPIOffline(title="TradeBot API", version=__version__, description=DESCRIPTION)
     app.state.api = state
+    app.state.access = Access.of(state.settings)
     for router in (market.router, trading.router, system.router):
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(require_read)], responses=AUTH_PROBLEMS)
     app.router.routes.extend(probe_routes(live, ready))
     app.add_exception_handler(UnknownName, unknown_name)
     app.add_exception_handler(RequestProblem, request_problem)

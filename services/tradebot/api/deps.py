@@ -25,6 +25,10 @@ from tradebot.common.settings import Settings
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "unknown source, symbol or service (named)"}
 }
+AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no token or session, or a wrong or expired one"},
+    403: {"model": Problem, "description": "a change requested from another site (its Origin)"},
+}
 MAX_PRICE_SYMBOLS = 1_000
 SYMBOL_PARAM_PATTERN = SYMBOL_PATTERN.replace("A-Z", "A-Za-z")
 """A ticker as a request may write it, in any case (AAPL, aapl, BRK.B); the API upper-cases it."""

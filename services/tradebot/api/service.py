@@ -6,7 +6,10 @@ import asyncio
 import gc
 import logging
 
+from fastapi import FastAPI
+
 from tradebot.api.app import create_app
+from tradebot.api.auth import Access
 from tradebot.api.deps import ApiState
 from tradebot.api.sources import SourceCatalog
 from tradebot.api.store import HistoryStore
@@ -21,9 +24,11 @@ log = logging.getLogger(__name__)
 class ApiService:
     service_id = "api"
 
-    def __init__(self, settings: Settings, host: str = "0.0.0.0") -> None:
-        self.host = host
+    def __init__(self, settings: Settings) -> None:
+        Access.of(settings)  # no token, no API: refused at start, naming AUTH_TOKEN
+        self.host = settings.bind_host  # BIND_HOST: this machine only, unless told (containers)
         self.requested_port = settings.api_port
+        self.app: FastAPI | None = None  # the app being served (its routes are what tests enumerate)
         self.port: int | None = None  # the bound port, known once serving (API_PORT=0 picks one)
 
     async def run(self, ctx: ServiceContext) -> None:
@@ -32,7 +37,7 @@ class ApiService:
             catalog = SourceCatalog(pool)
             await catalog.refresh()
             state = ApiState(ctx.settings, catalog, HistoryStore(pool, catalog), ctx.redis)
-            app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
+            app = self.app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
             sock = bind_socket(self.host, self.requested_port)
             self.port = sock.getsockname()[1]
             server = embedded_server(app)

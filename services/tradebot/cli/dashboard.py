@@ -21,7 +21,11 @@ def dashboard(
     overrides = {"dashboard_port": port, "api_url": api_url}
     settings = settings_or_exit().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     console.print(f"Dashboard on http://localhost:{settings.dashboard_port} (API at {settings.api_url})")
-    run_service(DashboardService, settings)
+    try:
+        run_service(DashboardService, settings)
+    except ValueError as error:  # no AUTH_TOKEN
+        console.print(f"[bold red]Configuration error[/]\n{error}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 def demo(

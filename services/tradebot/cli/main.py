@@ -66,6 +66,10 @@ def up(
         list[str] | None,
         typer.Option("--only", help="Run just these services (repeatable), e.g. --only strategy."),
     ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Interface to listen on (default BIND_HOST, 127.0.0.1: this machine only)."),
+    ] = None,
 ) -> None:
     """Run the **whole stack** on this machine until Ctrl-C.
 
@@ -73,11 +77,16 @@ def up(
     wheels under `--data-dir` (kept across restarts); with them set, it uses those servers
     (and stops, naming the variable, when one does not answer). Each service runs in its own
     process and is restarted if it dies; all of them stop with `tradebot up`, however it ends.
+
+    The API and the dashboard need AUTH_TOKEN; without one `up` makes one for this run and prints
+    the dashboard's URL with it (opening it logs in).
     """
     from tradebot.local.stack import run_stack
     from tradebot.local.supervisor import output_console
 
     settings = settings_or_exit(find_stack=False)  # its own last run's servers are no setting
+    if host is not None:
+        settings = settings.model_copy(update={"bind_host": host})
     raise typer.Exit(run_stack(settings, data_dir, only, output_console()))
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from tradebot.cli.common import fail, out, settings_or_exit
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, reveal
 from tradebot.common.symbols import (
     MODE_DESCRIPTIONS,
     UNIVERSE_MODES,
@@ -140,7 +140,7 @@ def fetch(
     if problem:
         raise fail(problem)
     client = TradingClient(
-        settings.alpaca_key, settings.alpaca_secret, url_override=settings.alpaca_trading_url
+        reveal(settings.alpaca_key), reveal(settings.alpaca_secret), url_override=settings.alpaca_trading_url
     )
     try:
         assets = client.get_all_assets(

@@ -32,6 +32,8 @@ from tradebot.common.keys import FILLS, ORDERS, POSITIONS, SIGNALS, TICKS, dead_
 from tradebot.common.models import Fill, Message, Order, Position, PriceTick, TradeSignal
 
 DEAD_LETTER_MAXLEN = 100_000
+DEAD_LETTER_FIELD_BYTES = 16_384
+"""Bytes of one field a dead letter keeps: a whole batch of ticks fits, a huge bad entry is cut."""
 TRIM_INTERVAL = 1.0  # seconds between trims of a stream a publisher writes
 STREAM_MODELS: dict[str, type[Message]] = {
     TICKS: PriceTick,
@@ -375,7 +377,7 @@ class Consumer:
     ) -> None:
         """Move an entry to `<stream>:dead` with the reason, atomically with its ACK."""
         record = {
-            **{bytes(k): v for k, v in fields.items()},
+            **bounded(fields),
             b"dead:reason": reason[:2000].encode(),
             b"dead:stream": stream.encode(),
             b"dead:id": entry_id,
@@ -392,6 +394,20 @@ class Consumer:
         )
         if self.on_dead_letter is not None:
             await self.on_dead_letter(stream, entry_id, reason)
+
+
+def bounded(fields: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+    """Pure: an entry's fields as its dead letter keeps them. A field over DEAD_LETTER_FIELD_BYTES
+    keeps its first bytes and its size (`dead:size:<field>`), so a flood of huge bad entries
+    cannot fill Redis with copies of themselves."""
+    kept: dict[bytes, bytes] = {}
+    for name, value in fields.items():
+        value = value if isinstance(value, bytes) else str(value).encode()
+        if len(value) > DEAD_LETTER_FIELD_BYTES:
+            kept[b"dead:size:" + bytes(name)] = str(len(value)).encode()
+            value = value[:DEAD_LETTER_FIELD_BYTES]
+        kept[bytes(name)] = value
+    return kept
 
 
 def _text(value: bytes | str) -> str:

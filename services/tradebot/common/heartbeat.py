@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,8 @@ class Heartbeat:
     started_at: float = field(default_factory=time.time)
     host: str = field(default_factory=socket.gethostname)
     last_error: dict[str, Any] | None = None
+    # What the service says goes to Redis, where a secret has no business (Redactor.redact).
+    redact: Callable[[str], str] = field(default=lambda text: text, repr=False)
 
     async def beat(self, status: str, counters: Mapping[str, float], message: str | None = None) -> None:
         now = time.time()
@@ -57,14 +59,14 @@ class Heartbeat:
             "counters": dict(counters),
         }
         if message:
-            payload["message"] = message
+            payload["message"] = self.redact(message)
         if self.last_error:
             payload["last_error"] = self.last_error
         await self.redis.set(heartbeat_key(self.service_id), orjson.dumps(payload), ex=HEARTBEAT_TTL)
 
     async def count_error(self, reason: str, amount: int = 1) -> int:
         """Count an error; its reason goes out with the next heartbeat (even if this count fails)."""
-        self.last_error = {"reason": reason[:LAST_ERROR_LENGTH], "time": time.time()}
+        self.last_error = {"reason": self.redact(reason)[:LAST_ERROR_LENGTH], "time": time.time()}
         return int(await self.redis.incrby(errors_key(self.service_id), amount))
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import orjson
 
-_STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+from tradebot.common.redaction import STANDARD_ATTRS, Redactor, SecretFilter
 
 
 class JsonFormatter(logging.Formatter):
@@ -24,9 +25,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        entry.update({k: v for k, v in record.__dict__.items() if k not in STANDARD_ATTRS})
+        # exc_text: the traceback as SecretFilter left it (redacted).
+        exception = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else "")
+        if exception:
+            entry["exception"] = exception
         return orjson.dumps(entry, default=str).decode()
 
 
@@ -36,15 +39,19 @@ class ConsoleFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = {k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS}
+        extras = {k: v for k, v in record.__dict__.items() if k not in STANDARD_ATTRS}
         if extras:
             line += " " + " ".join(f"{k}={v}" for k, v in extras.items())
         return line
 
 
-def configure_logging(service_id: str, level: str = "INFO", fmt: str = "console") -> None:
+def configure_logging(
+    service_id: str, level: str = "INFO", fmt: str = "console", secrets: Iterable[str | None] = ()
+) -> None:
+    """Every record (the libraries' too) through one handler, with `secrets` redacted."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service_id) if fmt == "json" else ConsoleFormatter(service_id))
+    SecretFilter(Redactor(secrets)).install(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -77,9 +77,10 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def embedded_server(app: Any, log_level: str = "warning", **options: Any) -> EmbeddedServer:
-    """`options` are uvicorn.Config's (e.g. ws_per_message_deflate)."""
+    """`options` are uvicorn.Config's (e.g. ws_per_message_deflate). uvicorn's records go to the
+    service's own handler (log_config=None): one format, secrets redacted."""
     config = uvicorn.Config(
-        app, log_level=log_level.lower(), access_log=False, lifespan="off",
+        app, log_level=log_level.lower(), access_log=False, lifespan="off", log_config=None,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, **options,
     )  # fmt: skip
     return EmbeddedServer(config)

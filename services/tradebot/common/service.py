@@ -34,10 +34,13 @@ from tradebot.common.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
 from tradebot.common.logs import configure_logging
 from tradebot.common.metrics import register_service_metrics
 from tradebot.common.probes import bind_socket, embedded_server, probe_app
+from tradebot.common.redaction import Redactor
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import setup_telemetry
 
 log = logging.getLogger(__name__)
+REDIS_MEMORY = "redis_memory"  # the alarm's key
+REDIS_MEMORY_ALARM = 0.8  # share of Redis's maxmemory from which every service alarms
 LIVENESS_STALL_SECONDS = 120.0
 RECOVERED_AFTER_SECONDS = 1.0  # ready this long before a failure: the next outage backs off afresh
 GC_THRESHOLDS = (50_000, 20, 100)  # see settle_heap
@@ -140,6 +143,24 @@ class ServiceContext:
                 return True
         return self.stopping.is_set()
 
+    async def redis_memory(self, used: int, limit: int) -> None:
+        """Redis's memory against its maxmemory (0: none): an alarm, and an error once, from
+        REDIS_MEMORY_ALARM of it on. With noeviction (as on Kubernetes) Redis refuses every
+        write at the limit: this says so while there is still time to act."""
+        share = used / limit if limit else 0.0
+        if share < REDIS_MEMORY_ALARM:
+            self.alarms.pop(REDIS_MEMORY, None)
+            self.counters.pop("redis_memory_pct", None)
+            return
+        self.counters["redis_memory_pct"] = round(100 * share)
+        if REDIS_MEMORY not in self.alarms:
+            self.alarms[REDIS_MEMORY] = (
+                f"Redis uses {share:.0%} of its maxmemory ({limit / 2**20:,.0f} MiB): at 100% it refuses"
+                " writes; give it more memory (spec.redis.resources.limits.memory) or let consumers catch up"
+            )
+            log.warning("Redis memory is running out", extra={"used": used, "maxmemory": limit})
+            await self.count_error(self.alarms[REDIS_MEMORY])
+
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless asked to stop; True when stopping."""
         try:
@@ -166,7 +187,7 @@ class ServiceRuntime:
             service_id=service.service_id,
             settings=settings,
             redis=redis,
-            heartbeat=Heartbeat(redis, service.service_id),
+            heartbeat=Heartbeat(redis, service.service_id, redact=Redactor(settings.secret_values()).redact),
         )
         self.probe_port: int | None = None
         self._closing = asyncio.Event()
@@ -186,7 +207,8 @@ class ServiceRuntime:
 
     async def run(self) -> None:
         ctx = self.ctx
-        sock = bind_socket("0.0.0.0", self.settings.probe_port) if self.settings.probe_port >= 0 else None
+        settings = self.settings
+        sock = bind_socket(settings.bind_host, settings.probe_port) if settings.probe_port >= 0 else None
         tasks = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
         server = None
         if sock is not None:
@@ -278,6 +300,9 @@ class ServiceRuntime:
 
     async def _beat(self) -> None:
         await self._measure_backlog()
+        with contextlib.suppress(*TRANSIENT_ERRORS):
+            memory = await self.ctx.redis.info("memory")
+            await self.ctx.redis_memory(int(memory.get("used_memory", 0)), int(memory.get("maxmemory", 0)))
         counters: dict[str, float] = dict(self.ctx.counters)
         if self.probe_port:
             counters["probe_port"] = self.probe_port
@@ -294,7 +319,7 @@ class ServiceRuntime:
 def run_service(make_service: Callable[[Settings], Service], settings: Settings) -> None:
     """Entry point of `tradebot service NAME`: run until SIGTERM or Ctrl-C."""
     service = make_service(settings)
-    configure_logging(service.service_id, settings.log_level, settings.log_format)
+    configure_logging(service.service_id, settings.log_level, settings.log_format, settings.secret_values())
     setup_telemetry(service.service_id)
 
     async def main() -> None:

@@ -11,11 +11,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import orjson
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tradebot.providers.registry import (
@@ -35,6 +43,14 @@ DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "GOOG", "TSLA")
 PAPER_TRADING_URL = "https://paper-api.alpaca.markets"
 PAPER_TRADING_STREAM_URL = "wss://paper-api.alpaca.markets/stream"
 LIVE_TRADING_HOST = "api.alpaca.markets"
+MIN_TOKEN_LENGTH = 16
+
+
+class AuthMode(StrEnum):
+    """Who may read the API and the dashboard (changing anything always needs AUTH_TOKEN)."""
+
+    REQUIRED = "required"
+    READ_OPEN = "read-open"
 
 
 @dataclass(frozen=True)
@@ -88,9 +104,10 @@ class Settings(BaseSettings):
     database_url: Annotated[str, STORAGE | API] = Field(
         "postgresql://postgres:password@localhost:5432/tradebot",
         description="PostgreSQL/TimescaleDB connection URL",
+        repr=False,  # it may hold a password
     )
     redis_url: Annotated[str, EVERY_SERVICE] = Field(
-        "redis://localhost:6379", description="Redis connection URL"
+        "redis://localhost:6379", description="Redis connection URL", repr=False
     )
     tick_retention: Annotated[timedelta | None, STORAGE] = Field(
         None,
@@ -111,9 +128,9 @@ class Settings(BaseSettings):
     )
 
     # Provider credentials (only the chosen data source and execution venue need theirs).
-    alpaca_key: Annotated[str | None, ALPACA_FEED | EXECUTION] = None
-    alpaca_secret: Annotated[str | None, ALPACA_FEED | EXECUTION] = None
-    polygon_api_key: Annotated[str | None, POLYGON_FEED] = None
+    alpaca_key: Annotated[SecretStr | None, ALPACA_FEED | EXECUTION] = None
+    alpaca_secret: Annotated[SecretStr | None, ALPACA_FEED | EXECUTION] = None
+    polygon_api_key: Annotated[SecretStr | None, POLYGON_FEED] = None
     # Provider endpoints; overridden to point at a proxy or at the test suite's local servers.
     alpaca_stream_url: Annotated[str, ALPACA_FEED] = Field(
         "wss://stream.data.alpaca.markets/v2/iex", description="Alpaca market-data WebSocket"
@@ -242,6 +259,21 @@ class Settings(BaseSettings):
     api_url: Annotated[str, DASHBOARD] = Field(
         "http://localhost:8000", description="where the dashboard reaches the API"
     )
+    bind_host: Annotated[str, EVERY_SERVICE] = Field(
+        "127.0.0.1",
+        description="interface the API, dashboard and probes listen on (containers set 0.0.0.0)",
+    )
+
+    # Authentication of the API and the dashboard (tradebot.api.auth).
+    auth_token: Annotated[SecretStr | None, API | DASHBOARD] = Field(
+        None, description="bearer token of the API and the dashboard's login; `tradebot up` makes one"
+    )
+    auth: Annotated[AuthMode, API | DASHBOARD] = Field(
+        AuthMode.REQUIRED, description="required, or read-open: reads without the token"
+    )
+    session_seconds: Annotated[float, API | DASHBOARD] = Field(
+        12 * 3_600, gt=0, le=30 * 86_400, description="lifetime of a dashboard login"
+    )
 
     # Operations.
     log_level: Annotated[LogLevel, EVERY_SERVICE] = "INFO"
@@ -330,6 +362,13 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 1h (or off)")
         return value
 
+    @field_validator("auth_token")
+    @classmethod
+    def _long_enough_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"must be at least {MIN_TOKEN_LENGTH} characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
@@ -373,12 +412,33 @@ class Settings(BaseSettings):
         needed = " and ".join(venue.credentials)
         return f"{' and '.join(missing)} not set: EXECUTION_VENUE={venue.name} needs {needed}"
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every configured secret, read by this service or not: the SecretStr settings and the
+        passwords in connection URLs that were set (a default's "password" is no secret)."""
+        given = {name: self.__dict__[name] for name in self.model_fields_set}  # no ReadBy: not a read
+        values = [v.get_secret_value() for v in given.values() if isinstance(v, SecretStr)]
+        values += [
+            urlsplit(given[url]).password or "" for url in ("database_url", "redis_url") if url in given
+        ]
+        return tuple(value for value in values if value)
+
     def credentials_problem(self) -> str | None:
         """Why the chosen data source cannot start, or None when its keys are present."""
         needed = data_source(self.data_source).credentials
         if all(getattr(self, name.lower()) for name in needed):
             return None
         return f"DATA_SOURCE={self.data_source} needs {' and '.join(needed)}"
+
+
+SECRET_SETTINGS = frozenset(
+    name for name, info in Settings.model_fields.items() if SecretStr in get_args(info.annotation)
+)
+"""The settings holding secrets (SecretStr): never printed, redacted from logs and heartbeats."""
+
+
+def reveal(secret: SecretStr | None) -> str:
+    """A secret setting's value where it is used (a provider's SDK, a header); "" when unset."""
+    return secret.get_secret_value() if secret is not None else ""
 
 
 def readers(name: str) -> frozenset[str]:
@@ -401,7 +461,9 @@ def describe_validation_error(error: ValidationError) -> str:
         variable = "_".join(str(part) for part in problem["loc"] if isinstance(part, str)).upper()
         message = problem["msg"].removeprefix("Value error, ")
         received = problem.get("input")
-        if variable and not isinstance(received, dict):
+        if variable.lower() in SECRET_SETTINGS:  # never echo a secret, even a rejected one
+            lines.append(f"{variable} is invalid: {message}")
+        elif variable and not isinstance(received, dict):
             lines.append(f"{variable}={received!r} is invalid: {message}")
         else:
             lines.append(message)

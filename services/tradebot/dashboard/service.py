@@ -6,7 +6,9 @@ import asyncio
 import logging
 
 import httpx
+from fastapi import FastAPI
 
+from tradebot.api.auth import Access
 from tradebot.common.probes import EmbeddedServer, bind_socket, embedded_server
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
@@ -21,9 +23,11 @@ STATE_PERIOD = 1.0  # seconds between health/account refreshes
 class DashboardService:
     service_id = "dashboard"
 
-    def __init__(self, settings: Settings, host: str = "0.0.0.0") -> None:
-        self.host = host
+    def __init__(self, settings: Settings) -> None:
+        Access.of(settings)  # no token, no dashboard: refused at start, naming AUTH_TOKEN
+        self.host = settings.bind_host  # BIND_HOST: this machine only, unless told (containers)
         self.requested_port = settings.dashboard_port
+        self.app: FastAPI | None = None  # the app being served (its routes are what tests enumerate)
         self.port: int | None = None  # the bound port, known once serving (DASHBOARD_PORT=0 picks one)
         self.hub = Hub()
 
@@ -31,9 +35,11 @@ class DashboardService:
         feed = StreamFeed(ctx.redis, live_streams(ctx.settings.tick_shards))
         await feed.start()  # before the snapshot, so nothing written in between is missed
         self.hub.seed(await snapshot(ctx.redis, ctx.settings.data_source, ctx.settings.starting_cash))
-        async with httpx.AsyncClient(base_url=ctx.settings.api_url, timeout=10.0) as api:
+        async with httpx.AsyncClient(
+            base_url=ctx.settings.api_url, timeout=10.0, headers=api_headers(ctx.settings)
+        ) as api:
             state = DashboardState(ctx.settings, ctx.redis, self.hub, api)
-            app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
+            app = self.app = create_app(state, live=lambda: (True, {}), ready=lambda: (ctx.ready, {}))
             sock = bind_socket(self.host, self.requested_port)
             self.port = sock.getsockname()[1]
             server = websocket_server(app)
@@ -73,6 +79,12 @@ class DashboardService:
             self.hub.set_health(await live_health(ctx.redis, settings.data_source))
             self.hub.set_account(await live_account(ctx.redis, settings.starting_cash))
             await ctx.sleep(STATE_PERIOD)
+
+
+def api_headers(settings: Settings) -> dict[str, str]:
+    """The dashboard's calls to the API carry the stack's token (checked at start by Access.of)."""
+    token = Access.of(settings).token.get_secret_value()
+    return {"Authorization": f"Bearer {token}"}
 
 
 def websocket_server(app) -> EmbeddedServer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
 import signal
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -73,7 +74,7 @@ def resolve_ports(settings: Settings, services: list[str]) -> dict[str, int]:
             ports[variable] = wanted
             continue
         try:
-            with bind_socket("0.0.0.0", wanted) as probe:
+            with bind_socket(settings.bind_host, wanted) as probe:
                 ports[variable] = probe.getsockname()[1]
         except OSError as error:
             if error.errno != errno.EADDRINUSE:
@@ -124,6 +125,12 @@ async def check_given_servers(settings: Settings) -> None:
             raise StackProblem(f"API_URL={settings.api_url!r} is not an http(s) URL with a host")
 
 
+def auth_token(settings: Settings) -> str:
+    """AUTH_TOKEN when it is set, else a new one for this run (printed in the dashboard's URL)."""
+    given = settings.auth_token
+    return given.get_secret_value() if given is not None else secrets.token_urlsafe(32)
+
+
 def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, console: Console) -> int:
     guard = None
     embedded: list[EmbeddedRedis | EmbeddedPostgres] = []
@@ -134,6 +141,7 @@ def run_stack(settings: Settings, data_dir: Path, only: list[str] | None, consol
         env["API_URL"] = (
             settings.api_url if explicit(settings, "api_url") else f"http://127.0.0.1:{env['API_PORT']}"
         )
+        env["AUTH_TOKEN"], env["BIND_HOST"] = auth_token(settings), settings.bind_host
         guard = Guard()  # from here on, whatever ends this process ends what it started
         for variable, server in (
             ("REDIS_URL", EmbeddedRedis(data_dir.resolve() / "redis")),
@@ -196,13 +204,22 @@ def _announce(
     data_dir: Path,
 ) -> None:
     where = f"{backend}, embedded servers in {data_dir}" if embedded else f"{backend}, the configured servers"
+    host = "localhost" if env["BIND_HOST"] in ("127.0.0.1", "0.0.0.0") else env["BIND_HOST"]
+    dashboard = f"http://{host}:{env['DASHBOARD_PORT']}"
+    reach = "this machine only" if env["BIND_HOST"].startswith("127.") else "other machines too"
+    reads = "; reads open (AUTH=read-open)" if settings.auth == "read-open" else ""
     lines = [
         f"[bold]Services[/]   {', '.join(services)}",
         f"[bold]Data[/]       {settings.data_source}, symbol mode {settings.symbol_mode}",
         f"[bold]Storage[/]    {where}",
-        f"[bold]Dashboard[/]  http://localhost:{env['DASHBOARD_PORT']}",
-        f"[bold]API[/]        http://localhost:{env['API_PORT']}/docs",
+        f"[bold]Dashboard[/]  {dashboard} (log in with the token below)",
+        f"[bold]API[/]        http://{host}:{env['API_PORT']}/docs (Authorization: Bearer <token>{reads})",
+        f"[bold]Listening[/]  {env['BIND_HOST']} ({reach}; BIND_HOST or --host to change)",
         f"[bold]Servers[/]    {data_dir / CONNECTION_FILE} (other tradebot commands here find them)",
         "Press Ctrl-C to stop.",
     ]
     console.print(Panel("\n".join(lines), title="TradeBot is starting", expand=False))
+    # Unwrapped, to be copied whole (as Jupyter prints its URL): opening it logs in.
+    token = env["AUTH_TOKEN"]
+    console.print(f"Open the dashboard: {dashboard}/?token={token}", soft_wrap=True, highlight=False)
+    console.print(f"API token (AUTH_TOKEN): {token}", soft_wrap=True, highlight=False)

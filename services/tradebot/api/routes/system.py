@@ -6,8 +6,9 @@ import contextlib
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 
+from tradebot.api.auth import require_write
 from tradebot.api.deps import NOT_FOUND, State
 from tradebot.api.models import ApiHealth, ServiceStatus
 from tradebot.api.sources import UnknownName
@@ -44,6 +45,7 @@ async def services(state: State) -> list[ServiceStatus]:
     status_code=204,
     response_class=Response,
     responses=NOT_FOUND,
+    dependencies=[Depends(require_write)],
     summary="Reset a service's error count",
 )
 async def reset_service_errors(

@@ -38,6 +38,16 @@ const clock = (t) => new Date(typeof t === "number" ? t * 1000 : t).toLocaleTime
 const signClass = (v) => (v > 0 ? "up" : v < 0 ? "down" : "");
 const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 
+// ---- session ---------------------------------------------------------------------------------
+
+// Every call of this page carries its session cookie (same origin); a 401 means the session has
+// ended (expired, logged out elsewhere, or the token rotated), so the login page takes over.
+async function call(url, options = {}) {
+  const answer = await fetch(url, { credentials: "same-origin", ...options });
+  if (answer.status === 401) location.assign("/login?note=expired");
+  return answer;
+}
+
 // ---- live connection -------------------------------------------------------------------------
 
 function setConnection(value) {
@@ -52,9 +62,14 @@ function connect() {
   const socket = new WebSocket(`${scheme}://${location.host}/ws`);
   socket.onopen = () => { state.retries = 0; setConnection("open"); };
   socket.onmessage = (message) => applyFrame(JSON.parse(message.data));
-  socket.onclose = () => {
+  socket.onclose = async () => {
     setConnection("closed");
     const delay = Math.min(5000, 500 * 2 ** state.retries++);
+    try {
+      await call("/config"); // a refused socket says nothing; this finds out whether the session ended
+    } catch (error) {
+      // the dashboard itself is away: keep retrying
+    }
     setTimeout(connect, delay);
   };
   socket.onerror = () => socket.close();
@@ -137,7 +152,7 @@ function renderMovers() {
 
 async function loadReferences() {
   try {
-    const answer = await fetch(`/api/sources/${state.source}/summary`);
+    const answer = await call(`/api/sources/${state.source}/summary`);
     if (!answer.ok) return;
     for (const mover of (await answer.json()).symbols) state.references[mover.symbol] = mover.reference_price;
     renderMovers();
@@ -191,7 +206,7 @@ function age(seconds) {
 }
 
 async function resetErrors(service) {
-  const answer = await fetch(`/services/${encodeURIComponent(service)}/reset-errors`, { method: "POST" });
+  const answer = await call(`/services/${encodeURIComponent(service)}/reset-errors`, { method: "POST" });
   if (!answer.ok) console.warn("reset failed", service, answer.status);
 }
 
@@ -252,7 +267,7 @@ async function loadBars() {
   $("#chart-symbol").textContent = `${symbol} · ${state.interval}`;
   const message = $("#chart-message");
   try {
-    const answer = await fetch(`/api/sources/${state.source}/symbols/${encodeURIComponent(symbol)}/bars?interval=${state.interval}`);
+    const answer = await call(`/api/sources/${state.source}/symbols/${encodeURIComponent(symbol)}/bars?interval=${state.interval}`);
     const body = await answer.json();
     if (symbol !== state.selected) return;
     if (!answer.ok) {
@@ -292,8 +307,10 @@ function updateLastBar(update) {
 
 async function start() {
   try {
-    const config = await (await fetch("/config")).json();
+    const config = await (await call("/config")).json();
     state.source = config.source;
+    $("#logout").hidden = !config.authenticated;
+    $("#login-link").hidden = config.authenticated;
   } catch (error) {
     console.warn("config unavailable", error);
   }

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, reveal
 from tradebot.providers.history import Bar, Kind, Request, Row, paginate
 from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
 from tradebot.providers.ratelimit import Pacer
@@ -45,8 +45,8 @@ class AlpacaHistory:
             "Alpaca",
             settings.alpaca_data_url,
             {
-                "APCA-API-KEY-ID": settings.alpaca_key or "",
-                "APCA-API-SECRET-KEY": settings.alpaca_secret or "",
+                "APCA-API-KEY-ID": reveal(settings.alpaca_key),
+                "APCA-API-SECRET-KEY": reveal(settings.alpaca_secret),
             },
             "/".join(ALPACA.credentials),
             pacer,

@@ -17,7 +17,7 @@ from alpaca.data.enums import DataFeed
 from alpaca.data.live import StockDataStream
 
 from tradebot.common.models import PriceTick
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, reveal
 from tradebot.providers.feed import FeedEvents, FeedRejected
 from tradebot.providers.registry import ALPACA
 from tradebot.providers.ticks import bar_tick, quote_tick, trade_tick
@@ -104,8 +104,8 @@ class AlpacaFeed:
 
     async def stream(self, symbols: list[str], events: FeedEvents) -> None:
         stream = _Stream(
-            self.settings.alpaca_key or "",
-            self.settings.alpaca_secret or "",
+            reveal(self.settings.alpaca_key),
+            reveal(self.settings.alpaca_secret),
             feed=DataFeed(self.settings.alpaca_feed),
             url_override=self.settings.alpaca_stream_url,
             websocket_params={"ping_interval": 10, "ping_timeout": 20, "max_queue": 1024},

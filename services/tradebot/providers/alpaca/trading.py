@@ -47,7 +47,7 @@ from alpaca.trading.stream import TradingStream
 from pydantic import ValidationError
 
 from tradebot.common.models import Side
-from tradebot.common.settings import PAPER_TRADING_STREAM_URL, PAPER_TRADING_URL, Settings
+from tradebot.common.settings import PAPER_TRADING_STREAM_URL, PAPER_TRADING_URL, Settings, reveal
 from tradebot.execution.venue import (
     FILL_EVENTS,
     BrokerAccount,
@@ -193,7 +193,7 @@ class AlpacaTrading:
     name = "alpaca"
 
     def __init__(self, settings: Settings) -> None:
-        self.key, self.secret = settings.alpaca_key or "", settings.alpaca_secret or ""
+        self.key, self.secret = reveal(settings.alpaca_key), reveal(settings.alpaca_secret)
         self.live = settings.alpaca_live_trading
         self.rest_url, self.stream_url = endpoints(settings)
         self.description = (

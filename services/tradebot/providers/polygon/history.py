@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, reveal
 from tradebot.providers.history import Bar, Kind, Request, Row, paginate
 from tradebot.providers.http import MAX_ATTEMPTS, ProviderHTTP
 from tradebot.providers.ratelimit import Pacer
@@ -46,7 +46,7 @@ class PolygonHistory:
         self.http = ProviderHTTP(
             "Polygon",
             settings.polygon_rest_url,
-            {"Authorization": f"Bearer {settings.polygon_api_key or ''}"},
+            {"Authorization": f"Bearer {reveal(settings.polygon_api_key)}"},
             "/".join(POLYGON.credentials),
             pacer,
             attempts=attempts,

@@ -23,7 +23,7 @@ from polygon.websocket.models import Market, parse
 from websockets.exceptions import ConnectionClosedError
 
 from tradebot.common.models import PriceTick
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, reveal
 from tradebot.providers.feed import FeedEvents, FeedRejected
 from tradebot.providers.registry import POLYGON
 from tradebot.providers.ticks import bar_tick, from_unix_ms, quote_tick, trade_tick
@@ -75,7 +75,7 @@ class PolygonFeed:
     async def stream(self, symbols: list[str], events: FeedEvents) -> None:
         feed, secure = client_endpoint(self.settings.polygon_ws_url)
         client = WebSocketClient(
-            api_key=self.settings.polygon_api_key,
+            api_key=reveal(self.settings.polygon_api_key),
             feed=feed,
             market="stocks",
             secure=secure,
