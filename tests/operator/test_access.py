@@ -53,16 +53,20 @@ def test_a_secret_value_is_only_ever_in_a_secret() -> None:
                 assert value not in text, f"{kind} {name} holds a generated credential"
 
 
+def kind_of(component: str) -> str:
+    return "StatefulSet" if component == "strategy" else "Deployment"  # strategy scales by ordinal
+
+
 def test_each_pod_gets_only_the_credentials_its_settings_read() -> None:
     objs = children()
     for component in SERVICES:
-        refs = secret_refs(pod(objs, "Deployment", f"demo-{component}"))
+        refs = secret_refs(pod(objs, kind_of(component), f"demo-{component}"))
         assert refs["REDIS_URL"] == ("demo-auth", "REDIS_URL"), component
         assert ("AUTH_TOKEN" in refs) == (component in ("api", "dashboard")), component
         assert ("DATABASE_URL" in refs) == (component in ("storage", "api")), component
         env = {
             v["name"]: v.get("value")
-            for v in pod(objs, "Deployment", f"demo-{component}")["spec"]["containers"][0]["env"]
+            for v in pod(objs, kind_of(component), f"demo-{component}")["spec"]["containers"][0]["env"]
         }
         assert env["BIND_HOST"] == "0.0.0.0"  # a container listens on its own network
     assert "REDIS_URL" not in objs[("ConfigMap", "demo-config")]["data"]
@@ -87,15 +91,15 @@ def test_a_rotated_credential_restarts_exactly_its_readers() -> None:
     before, after = children(), children(replace(CANARY, auth_token="another-token-p5q6r7s8"))
     digest = lambda objs, kind, name: pod(objs, kind, name)["metadata"]["annotations"][SECRETS_ANNOTATION]  # noqa: E731
     for component in SERVICES:
-        changed = digest(before, "Deployment", f"demo-{component}") != digest(
-            after, "Deployment", f"demo-{component}"
+        changed = digest(before, kind_of(component), f"demo-{component}") != digest(
+            after, kind_of(component), f"demo-{component}"
         )
         assert changed == (component in ("api", "dashboard")), component
     assert digest(before, "StatefulSet", "demo-redis") == digest(after, "StatefulSet", "demo-redis")
     rotated = children(replace(CANARY, redis_password="another-redis-t9u0v1w2"))
     for component in SERVICES:
-        assert digest(before, "Deployment", f"demo-{component}") != digest(
-            rotated, "Deployment", f"demo-{component}"
+        assert digest(before, kind_of(component), f"demo-{component}") != digest(
+            rotated, kind_of(component), f"demo-{component}"
         )
     assert digest(before, "StatefulSet", "demo-redis") != digest(rotated, "StatefulSet", "demo-redis")
 
