@@ -65,6 +65,7 @@ class ServiceContext:
     status_message: str | None = None
     last_progress: float = field(default_factory=time.monotonic)
     ready_since: float | None = None
+    refusal: str | None = None  # what a provider or broker last refused us with, until accepted
 
     @property
     def ready(self) -> bool:
@@ -80,6 +81,15 @@ class ServiceContext:
     def progressed(self) -> None:
         """Call once per loop iteration: liveness fails if this stops happening."""
         self.last_progress = time.monotonic()
+
+    async def refused(self, message: str, **extra: str) -> None:
+        """A provider or broker refuses us (keys, limits): the error state with its words,
+        counted and logged once per distinct refusal (it keeps refusing while we retry)."""
+        self.status, self.ready, self.status_message = "error", False, message
+        if message != self.refusal:
+            self.refusal = message
+            log.error("refused by the provider", extra={"reason": message, **extra})
+            await self.count_error(message)
 
     async def count_error(self, reason: str) -> None:
         self.counters["errors"] += 1

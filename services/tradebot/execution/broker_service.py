@@ -88,7 +88,6 @@ class BrokerExecutionService:
         self.tick_streams = keys.tick_streams(settings.tick_shards)
         self.updates: deque[BrokerUpdate] = deque()
         self.listening = False
-        self._rejection: str | None = None
         self._background: set[asyncio.Task] = set()
         self.submitting: dict[str, TrackedOrder] = {}
 
@@ -104,14 +103,14 @@ class BrokerExecutionService:
             problem = self.settings.venue_credentials_problem()
             delay = self.settings.provider_auth_retry
             if problem:
-                await self._refused(ctx, problem)
+                await ctx.refused(problem, venue=self.venue.name)
             else:
                 try:
                     if await self._session(ctx):
                         backoff.reset()
                     delay = backoff.next_delay()
                 except VenueRejected as error:
-                    await self._refused(ctx, str(error))
+                    await ctx.refused(str(error), venue=self.venue.name)
                 except SESSION_ERRORS as error:
                     delay = backoff.next_delay()
                     reason = f"{type(error).__name__}: {error}"
@@ -121,14 +120,6 @@ class BrokerExecutionService:
                         await ctx.count_error(f"{self.venue.name}: {reason}")
             if await ctx.pause(delay):
                 return
-
-    async def _refused(self, ctx: ServiceContext, message: str) -> None:
-        """Error state with the broker's words; counted once per distinct refusal."""
-        ctx.status, ctx.ready, ctx.status_message = "error", False, message
-        if message != self._rejection:
-            self._rejection = message
-            log.error("broker refused us", extra={"venue": self.venue.name, "reason": message})
-            await ctx.count_error(message)
 
     async def _session(self, ctx: ServiceContext) -> bool:
         """One connection of the broker's order stream; True when it had reconciled (it worked)."""
@@ -156,7 +147,7 @@ class BrokerExecutionService:
                     raise ConnectionError(f"{self.venue.name} order stream closed")
                 if self.listening and not reconciled:
                     await self._reconcile(ctx)
-                    reconciled, self._rejection = True, None
+                    reconciled, ctx.refusal = True, None
                     ctx.status, ctx.ready = "running", True
                 if reconciled:
                     await self._step(ctx)

@@ -132,7 +132,6 @@ class ProviderStreamService:
         self._gap_floor: datetime | None = None  # where a gap starts for a symbol without trades
         self._needs_fill = False
         self._last_message = time.monotonic()
-        self._rejection: str | None = None
         self._background: set[asyncio.Task] = set()
         self._resume_saved_at = 0.0
         self._session_had_data = False
@@ -149,7 +148,7 @@ class ProviderStreamService:
             while not ctx.stopping.is_set():
                 problem = credentials_problem(self.source.name, ctx.settings)
                 if problem:
-                    await self._rejected(ctx, problem)
+                    await ctx.refused(problem, source=self.source.name)
                     if await ctx.pause(ctx.settings.provider_auth_retry):
                         return
                     continue
@@ -216,7 +215,7 @@ class ProviderStreamService:
         self._needs_fill = True
         error = outcome(session)
         if isinstance(error, FeedRejected):
-            await self._rejected(ctx, str(error))
+            await ctx.refused(str(error), source=self.source.name)
             return ctx.settings.provider_auth_retry
         if ctx.counters["silences"] > silences:
             reason = f"no data for {ctx.settings.provider_silence_timeout:g}s"
@@ -261,7 +260,7 @@ class ProviderStreamService:
         ctx = self._ctx
         assert ctx is not None
         ctx.status, ctx.ready, ctx.status_message = "running", True, None
-        self._rejection = None
+        ctx.refusal = None
         now = datetime.now(UTC)
         if self._needs_fill:
             self._needs_fill = False
@@ -338,7 +337,7 @@ class ProviderStreamService:
                         del self._unfilled[symbol]
                     self._resume_saved_at = 0.0  # let the resume point move past the filled gap
             except ProviderAuthError as error:
-                await self._rejected(ctx, str(error))
+                await ctx.refused(str(error), source=self.source.name)
                 delay = settings.provider_auth_retry
             except FILL_RETRY_ERRORS as error:
                 delay = backoff.next_delay()
@@ -371,12 +370,3 @@ class ProviderStreamService:
             self.trades.published(fresh)
             ctx.counters["gap_ticks"] += len(fresh)
             ctx.counters["ticks_published"] += len(fresh)
-
-    # ------------------------------------------------------------------------ refusals
-    async def _rejected(self, ctx: ServiceContext, message: str) -> None:
-        """Error state with the provider's words; counted once per distinct rejection."""
-        ctx.status, ctx.ready, ctx.status_message = "error", False, message
-        if message != self._rejection:
-            self._rejection = message
-            log.error("provider refused the feed", extra={"source": self.source.name, "reason": message})
-            await ctx.count_error(message)
