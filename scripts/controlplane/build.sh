@@ -27,6 +27,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/build-cache.sh
+source "$HERE/../lib/build-cache.sh"
 BINARIES=(etcd kwok kube-apiserver kube-controller-manager kube-scheduler helm)
 
 log() { printf '[controlplane] %s\n' "$*" >&2; }
@@ -108,27 +110,7 @@ fi
 go_ok="$(printf '%s\n%s\n' "go$GO_MIN" "$GO_VERSION" | sort -V | head -1)"
 [[ "$go_ok" == "go$GO_MIN" ]] || die "Go $GO_VERSION is too old: the pinned modules need go >= $GO_MIN"
 
-mkdir -p "$CACHE_ROOT"
-# One build at a time (two pytest sessions may start together).
-exec 9>"$CACHE_ROOT/.lock"
-if ! flock -n 9; then
-  log "another build holds $CACHE_ROOT/.lock; waiting for it"
-  flock 9
-fi
-if [[ "$mode" == build ]] && complete; then
-  log "cached by a concurrent build"
-  echo "$BIN_DIR"
-  exit 0
-fi
-
-# We hold the lock, so any other build directory is left over from a killed build.
-rm -rf "$CACHE_ROOT"/.build-*
-TMP="$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")"
-CHILD=
-# On Ctrl-C or kill: stop the running go command too, and leave no partial build.
-trap 'rm -rf "$TMP"' EXIT
-trap 'log "interrupted"; [[ -n "$CHILD" ]] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 130' INT TERM HUP
-chmod 755 "$TMP"
+begin_build "$CACHE_ROOT" "$BIN_DIR" "$mode"
 mkdir -p "$TMP/bin"
 
 export CGO_ENABLED=0 GOWORK=off GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"

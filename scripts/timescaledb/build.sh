@@ -30,6 +30,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib/build-cache.sh
+source "$HERE/../lib/build-cache.sh"
 REPO="$(cd "$HERE/../.." && pwd)"
 
 log() { printf '[timescaledb] %s\n' "$*" >&2; }
@@ -96,26 +98,7 @@ if ((${#missing[@]})); then
   exit 3
 fi
 
-mkdir -p "$CACHE_ROOT"
-# One build at a time (two pytest sessions or `make run` and `make test` may start together).
-exec 9>"$CACHE_ROOT/.lock"
-if ! flock -n 9; then
-  log "another build holds $CACHE_ROOT/.lock; waiting for it"
-  flock 9
-fi
-if [[ "$mode" == build ]] && complete; then
-  log "cached by a concurrent build"
-  echo "$DEST"
-  exit 0
-fi
-
-# We hold the lock, so any other build directory is left over from a killed build.
-rm -rf "$CACHE_ROOT"/.build-*
-TMP="$(mktemp -d "$CACHE_ROOT/.build-XXXXXX")"
-CHILD=
-trap 'rm -rf "$TMP"' EXIT
-trap 'log "interrupted"; [[ -n "$CHILD" ]] && kill -TERM "$CHILD" 2>/dev/null; wait; exit 130' INT TERM HUP
-chmod 755 "$TMP"
+begin_build "$CACHE_ROOT" "$DEST" "$mode"
 START=$SECONDS
 exec 3>&2 # progress from inside a step, whose own output goes to its log
 

