@@ -176,6 +176,7 @@ class Account(BaseModel):
     fees_paid: float
     orders_filled: int
     orders_rejected: int
+    paused: bool = Field(False, description="an operator paused trading: no new positions")
     positions: list[Position]
 
 

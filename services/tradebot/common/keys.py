@@ -23,6 +23,8 @@ SIGNALS = "signals"
 ORDERS = "orders"
 FILLS = "fills"
 POSITIONS = "positions"
+CONTROLS = "controls"
+"""Operator commands (pause, resume, close, flatten, reset) from the API to execution."""
 
 
 def tick_shard(symbol: str, shards: int) -> int:
@@ -125,7 +127,7 @@ async def read_latest_prices(
 PORTFOLIO = "execution:portfolio"
 """The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
 PROCESSED_SIGNALS = "execution:processed_signals"
-"""Sorted set: signal id -> time it was executed (exactly-once record)."""
+"""Sorted set: signal or control id -> time it was executed (exactly-once record)."""
 
 # ---------------------------------------------------------------------------- strategy
 STRATEGY_PROGRESS = "strategy:progress"

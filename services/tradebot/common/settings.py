@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     rate_limit_delay: Annotated[float, PROVIDER_FEEDS] = Field(0.5, ge=0, le=60)
 
     # Paper execution costs and risk limits.
-    starting_cash: Annotated[float, EXECUTION | API | DASHBOARD] = Field(100_000, gt=0)
+    starting_cash: Annotated[float, EXECUTION | STORAGE | API | DASHBOARD] = Field(100_000, gt=0)
     slippage_bps: Annotated[float, EXECUTION] = Field(5, ge=0, le=1_000)
     fee_per_share: Annotated[float, EXECUTION] = Field(0.005, ge=0)
     min_fee: Annotated[float, EXECUTION] = Field(1.0, ge=0)
@@ -201,6 +201,18 @@ class Settings(BaseSettings):
     )
     api_url: Annotated[str, DASHBOARD] = Field(
         "http://localhost:8000", description="where the dashboard reaches the API"
+    )
+    auth_token: Annotated[str, API | DASHBOARD] = Field(
+        "", description="bearer token of the API's mutating routes; unset, they are refused"
+    )
+    equity_snapshot_seconds: Annotated[float, STORAGE] = Field(
+        60, ge=1, le=86_400, description="how often storage records the account's equity"
+    )
+    notify_webhook_url: Annotated[str, DASHBOARD] = Field(
+        "", description="JSON POST (Slack/Discord) of fills, rejections, errors, daily summary"
+    )
+    notify_max_per_minute: Annotated[int, DASHBOARD] = Field(
+        20, ge=1, le=10_000, description="notifications sent per minute at most (the rest are counted)"
     )
 
     # Operations.

@@ -8,6 +8,8 @@ SIGNALS_TABLE = "trade_signals"
 ORDERS_TABLE = "orders"
 FILLS_TABLE = "fills"
 POSITIONS_TABLE = "positions"
+AUDIT_TABLE = "audit"
+EQUITY_TABLE = "equity_snapshots"
 TICK_TABLE_PREFIX = "price_ticks_"
 BAR_TABLE_PREFIX = "price_bars_1m_"
 

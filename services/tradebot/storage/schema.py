@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from tradebot.common.tables import (
+    AUDIT_TABLE,
+    EQUITY_TABLE,
     FILLS_TABLE,
     ORDERS_TABLE,
     POSITIONS_TABLE,
@@ -79,6 +81,29 @@ CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
     market_price double precision NOT NULL,
     unrealized_pnl double precision NOT NULL,
     time timestamptz NOT NULL
+);
+"""
+AUDIT_DDL = f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+    id bigserial PRIMARY KEY,
+    time timestamptz NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    symbol text,
+    reason text NOT NULL,
+    control_id text NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS {AUDIT_TABLE}_time ON {AUDIT_TABLE} (time DESC);
+"""
+EQUITY_DDL = f"""
+CREATE TABLE IF NOT EXISTS {EQUITY_TABLE} (
+    time timestamptz PRIMARY KEY,
+    equity double precision NOT NULL,
+    cash double precision NOT NULL,
+    realized_pnl double precision NOT NULL,
+    unrealized_pnl double precision NOT NULL,
+    fees_paid double precision NOT NULL,
+    open_positions integer NOT NULL
 );
 """
 
@@ -177,11 +202,18 @@ async def timescale_available(conn: asyncpg.Connection) -> bool:
     return True
 
 
+async def ensure_tables(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, ddl: str) -> None:
+    """Run DDL under the schema lock (a service that writes a table before storage made it)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(ddl)
+
+
 async def ensure_schema(conn: asyncpg.Connection, sources: tuple[str, ...] = ("synthetic",)) -> Schema:
     schema = Schema(timescale=await timescale_available(conn))
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        await conn.execute(COMMON_DDL)
+        await conn.execute(COMMON_DDL + AUDIT_DDL + EQUITY_DDL)
     for source in sources:
         await schema.ensure_source(conn, source)
     return schema
