@@ -5,51 +5,21 @@ restores the starting cash. Real Redis, PostgreSQL, execution service and API ap
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
-from itertools import count
 from typing import Any, cast
 
 import httpx
 import pytest
 
 from support.services import eventually, running
-from tradebot.api.app import create_app
-from tradebot.api.deps import ApiState
-from tradebot.api.sources import SourceCatalog
-from tradebot.api.store import HistoryStore
+from support.trading import START, api_client, portfolio, signal, trade
 from tradebot.common import bus, keys, wire
-from tradebot.common.connections import connect_postgres
-from tradebot.common.models import Control, Order, PriceTick, Side, TradeSignal
+from tradebot.common.models import Control, Order
 from tradebot.execution.portfolio import Portfolio
 from tradebot.execution.service import ExecutionService
 
 pytestmark = pytest.mark.integration
 TOKEN = "controls-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-START = datetime.now(UTC)
-_clock = count(1)
-
-
-def signal(n: int, symbol: str, side: Side = Side.BUY) -> TradeSignal:
-    return TradeSignal(
-        id=f"sma_crossover:synthetic:{symbol}:c-{n}", time=START, strategy="sma_crossover", symbol=symbol,
-        side=side, strength=1.0, reason="test", price=100.0, source="synthetic", tick_id=f"c-{n}",
-        tick_time=START,
-    )  # fmt: skip
-
-
-async def trade(redis, publisher: bus.Publisher, symbol: str, price: float) -> None:
-    """A trade, later than every one before, covered by the strategy's progress."""
-    tick = PriceTick(
-        source="synthetic", symbol=symbol, time=START + timedelta(seconds=next(_clock)), price=price, size=1
-    )
-    await publisher.publish(keys.TICKS, [(tick, None)])
-    last = await redis.xrevrange(keys.TICKS, count=1)
-    await redis.hset(keys.STRATEGY_PROGRESS, "0", last[0][0])
-
-
-async def portfolio(redis) -> Portfolio:
-    return Portfolio.model_validate_json(await redis.get(keys.PORTFOLIO))
 
 
 async def orders(redis) -> list[Order]:
@@ -57,14 +27,9 @@ async def orders(redis) -> list[Order]:
 
 
 @pytest.fixture
-async def api(make_settings, redis, database_url) -> AsyncIterator[httpx.AsyncClient]:
-    pool = await connect_postgres(database_url)
-    catalog = SourceCatalog(pool)
-    state = ApiState(make_settings(auth_token=TOKEN), catalog, HistoryStore(pool, catalog), redis)
-    app = create_app(state, live=lambda: (True, {}), ready=lambda: (True, {}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+async def api(make_settings, redis) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(make_settings(auth_token=TOKEN), redis) as http:
         yield http
-    await pool.close()
 
 
 async def test_each_control_acts_through_execution_and_is_audited(make_settings, redis, api):

@@ -193,3 +193,52 @@ class ServiceStatus(BaseModel):
     last_error: str | None = Field(None, description="the reason of the newest error it counted")
     last_error_at: datetime | None = Field(None, description="when that error was counted")
     active_market_data: bool = Field(description="the market-data service of this stack's DATA_SOURCE")
+
+
+class EquityPoint(BaseModel):
+    """One equity snapshot (stored every EQUITY_SNAPSHOT_SECONDS) with its drawdown from the peak."""
+
+    time: datetime
+    equity: float
+    cash: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees_paid: float
+    open_positions: int
+    drawdown_pct: float = Field(description="below the highest equity so far in the answer, in %")
+
+
+class ClosedTrade(BaseModel):
+    """A position from its entry fill to the fill that closed it."""
+
+    symbol: str
+    strategy: str
+    entry_time: datetime
+    entry_price: float
+    exit_time: datetime
+    exit_price: float
+    quantity: float
+    pnl: float = Field(description="after the fees of both fills")
+    fees: float
+    holding_seconds: float
+    exit_reason: str = Field(
+        description="sell signal, stop-loss, take-profit, trailing-stop, closed by operator..."
+    )
+
+
+class PerformanceRow(BaseModel):
+    name: str = Field(description="the symbol or strategy")
+    trades: int
+    wins: int
+    win_rate_pct: float | None
+    pnl: float
+    fees: float
+    profit_factor: float | None = Field(description="gross profit / gross loss; null without a loss")
+    average_pnl: float
+
+
+class Performance(BaseModel):
+    trades: int
+    pnl: float
+    by_symbol: list[PerformanceRow]
+    by_strategy: list[PerformanceRow]

@@ -17,7 +17,10 @@ from tradebot.execution.portfolio import load_portfolio
 
 router = APIRouter(tags=["controls"])
 Actor = Annotated[str, Depends(require_write)]
-UNAUTHORISED: dict[int | str, dict[str, Any]] = {401: {"description": "no valid bearer token (AUTH_TOKEN)"}}
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body is not JSON"},
+    401: {"description": "no valid bearer token (AUTH_TOKEN)"},
+}
 
 
 class ControlRequest(BaseModel):
@@ -64,7 +67,7 @@ def _simple(action: ControlAction, summary: str) -> None:
 
     router.add_api_route(
         f"/controls/{action}", route, methods=["POST"], status_code=202, response_model=ControlAccepted,
-        responses=UNAUTHORISED, summary=summary, name=f"control_{action}",
+        responses=WRITE_ERRORS, summary=summary, name=f"control_{action}",
     )  # fmt: skip
 
 
@@ -76,7 +79,7 @@ _simple("reset", "Reset the paper account to STARTING_CASH")
 
 @router.post(
     "/controls/close/{symbol}", status_code=202, response_model=ControlAccepted,
-    responses={**UNAUTHORISED, **NOT_FOUND}, summary="Close one position at its next trade",
+    responses={**WRITE_ERRORS, **NOT_FOUND}, summary="Close one position at its next trade",
 )  # fmt: skip
 async def close(state: State, actor: Actor, symbol: Ticker, body: Reason = None) -> ControlAccepted:
     portfolio = await load_portfolio(state.redis, state.settings.starting_cash)
