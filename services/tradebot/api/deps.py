@@ -7,7 +7,7 @@ applies (pattern, bounds), so every request the document allows is answered.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from tradebot.api.models import Problem
 from tradebot.api.ranges import EARLIEST, LATEST, RequestProblem
 from tradebot.api.sources import SourceCatalog, SourceTables, UnknownName
 from tradebot.api.store import HistoryStore
+from tradebot.backtest.jobs import BacktestRunner
 from tradebot.common.models import SYMBOL_PATTERN
 from tradebot.common.settings import Settings
 
@@ -84,6 +85,7 @@ class ApiState:
     catalog: SourceCatalog
     store: HistoryStore
     redis: Redis
+    backtests: BacktestRunner = field(default_factory=BacktestRunner)
 
 
 def api_state(request: Request) -> ApiState:

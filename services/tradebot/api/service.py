@@ -46,6 +46,7 @@ class ApiService:
                 await ctx.sleep(1.0)
             server.should_exit = True
             await serving
+            state.backtests.close()
         finally:
             ctx.ready = False
             await pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime
 
 import asyncpg
 import orjson
@@ -25,20 +26,61 @@ CREATE TABLE IF NOT EXISTS {BACKTESTS_TABLE} (
     trades jsonb NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {BACKTESTS_TABLE}_created ON {BACKTESTS_TABLE} (created_at DESC);
+ALTER TABLE {BACKTESTS_TABLE} ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'done';
+ALTER TABLE {BACKTESTS_TABLE} ADD COLUMN IF NOT EXISTS error text;
 """
+STATUSES = ("running", "done", "failed")
+"""A run the API started is `running` until its process stores it (`done`) or gives up (`failed`)."""
 MAX_EQUITY_POINTS = 5_000
 
 
-async def save_backtest(conn: asyncpg.Connection, result: BacktestResult, source: str) -> int:
-    """Store one run; returns its id. The equity curve is thinned to MAX_EQUITY_POINTS."""
+async def save_backtest(
+    conn: asyncpg.Connection, result: BacktestResult, source: str, run_id: int | None = None
+) -> int:
+    """Store one run (into the `running` row `run_id` when given); returns its id.
+    The equity curve is thinned to MAX_EQUITY_POINTS."""
     await conn.execute(BACKTESTS_DDL)
     summary = result.summary()
     step = max(1, len(result.equity) // MAX_EQUITY_POINTS)
     equity = [[moment.isoformat(), round(value, 4)] for moment, value in result.equity[::step]]
-    return await conn.fetchval(
-        f"INSERT INTO {BACKTESTS_TABLE} (source, strategy, params, symbols, start_time, end_time, metrics,"
-        " equity, trades) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+    values = (
         source, summary["strategy"], orjson.dumps(summary["params"]).decode(), summary["symbols"],
         result.start, result.end, orjson.dumps(summary).decode(), orjson.dumps(equity).decode(),
         orjson.dumps([asdict(t) for t in result.trades]).decode(),
+    )  # fmt: skip
+    if run_id is not None:
+        await conn.execute(
+            f"UPDATE {BACKTESTS_TABLE} SET source = $1, strategy = $2, params = $3, symbols = $4,"
+            " start_time = $5, end_time = $6, metrics = $7, equity = $8, trades = $9, status = 'done'"
+            " WHERE id = $10",
+            *values, run_id,
+        )  # fmt: skip
+        return run_id
+    return await conn.fetchval(
+        f"INSERT INTO {BACKTESTS_TABLE} (source, strategy, params, symbols, start_time, end_time, metrics,"
+        " equity, trades) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        *values,
+    )
+
+
+async def start_run(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, source: str, strategy: str,
+    params: dict, symbols: list[str], start: datetime, end: datetime,
+) -> int:  # fmt: skip
+    """A `running` row for a run about to start; its id is what the caller is given."""
+    await conn.execute(BACKTESTS_DDL)
+    return await conn.fetchval(
+        f"INSERT INTO {BACKTESTS_TABLE} (source, strategy, params, symbols, start_time, end_time, metrics,"
+        " equity, trades, status) VALUES ($1, $2, $3, $4, $5, $6, '{}', '[]', '[]', 'running')"
+        " RETURNING id",
+        source, strategy, orjson.dumps(params).decode(), symbols, start, end,
+    )  # fmt: skip
+
+
+async def fail_run(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, run_id: int, error: str
+) -> None:
+    await conn.execute(
+        f"UPDATE {BACKTESTS_TABLE} SET status = 'failed', error = $2 WHERE id = $1 AND status = 'running'",
+        run_id, error[:2000],
     )  # fmt: skip
