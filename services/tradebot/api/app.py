@@ -9,7 +9,7 @@ from fastapi_offline import FastAPIOffline
 from tradebot import __version__
 from tradebot.api.deps import ApiState
 from tradebot.api.ranges import RequestProblem
-from tradebot.api.routes import backtests, controls, market, performance, system, trading
+from tradebot.api.routes import backtests, controls, market, performance, strategies, system, trading
 from tradebot.api.sources import UnknownName
 from tradebot.common.connections import TRANSIENT_ERRORS
 from tradebot.common.probes import ProbeCheck, probe_routes
@@ -45,7 +45,7 @@ def create_app(state: ApiState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
     # /docs (Swagger UI) and /redoc with their scripts and styles from the fastapi-offline package.
     app = FastAPIOffline(title="TradeBot API", version=__version__, description=DESCRIPTION)
     app.state.api = state
-    routers = (market, trading, performance, backtests, controls, system)
+    routers = (market, trading, performance, strategies, backtests, controls, system)
     for router in (module.router for module in routers):
         app.include_router(router)
     app.router.routes.extend(probe_routes(live, ready))

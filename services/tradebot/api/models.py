@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -242,3 +243,32 @@ class Performance(BaseModel):
     pnl: float
     by_symbol: list[PerformanceRow]
     by_strategy: list[PerformanceRow]
+
+
+class GroupHealth(BaseModel):
+    group: str
+    consumers: int
+    pending: int = Field(description="delivered to a consumer, not yet acknowledged")
+    lag: int | None = Field(description="entries not yet delivered to the group (Redis 7; null before)")
+    lag_ms: int = Field(description="how far behind the newest entry the group's reads are, in ms")
+
+
+class StreamHealth(BaseModel):
+    stream: str
+    length: int
+    dead_letters: int = Field(description="entries set aside in <stream>:dead, with their reasons")
+    groups: list[GroupHealth]
+
+
+class StrategyInfo(BaseModel):
+    name: str
+    summary: str
+    input: str
+    params: dict[str, Any]
+    overlays: list[str] = Field(description="readings in price units, drawn over the chart")
+
+
+class StrategyReadings(BaseModel):
+    symbol: str
+    time: float = Field(description="when the strategy published them (epoch seconds)")
+    strategies: dict[str, Any] = Field(description="strategy -> {values: {indicator: value}, last_signal}")

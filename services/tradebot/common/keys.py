@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -143,3 +144,37 @@ def strategy_lease_key(shard: int) -> str:
 def strategy_checkpoint_key(shard: int) -> str:
     """`strategy:checkpoint:<n>`: shard n's strategy state and the stream position it covers."""
     return f"strategy:checkpoint:{shard}"
+
+
+STRATEGY_READINGS = "strategy:readings"
+"""Hash: symbol -> JSON `{"time": epoch s, "strategies": {name: {"values": {indicator: value},
+"last_signal": {side, time, reason} | null}}}`, the running strategies' current indicators (written
+by the strategy replica owning the symbol every few seconds; the dashboard's overlays and panel)."""
+STRATEGY_CONFIG = "strategy:config"
+"""JSON `{name: {"summary", "input", "params", "overlays"}}`: the strategies a stack runs."""
+
+
+async def read_strategy_readings(
+    redis: Redis, symbols: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Current readings of `symbols` (default: all); unreadable entries are skipped."""
+    if symbols is None:
+        raw: Mapping[Any, Any] = await redis.hgetall(STRATEGY_READINGS)
+    else:
+        wanted = list(symbols)
+        raw = dict(zip(wanted, await redis.hmget(STRATEGY_READINGS, wanted), strict=True)) if wanted else {}
+    found = {}
+    for symbol, value in raw.items():
+        try:
+            found[symbol.decode() if isinstance(symbol, bytes) else symbol] = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            continue
+    return found
+
+
+async def read_strategy_config(redis: Redis) -> dict[str, dict[str, Any]]:
+    raw = await redis.get(STRATEGY_CONFIG)
+    try:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}

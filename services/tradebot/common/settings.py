@@ -227,7 +227,7 @@ class Settings(BaseSettings):
     batch_size: Annotated[int, CONSUMERS] = Field(
         1_000, ge=1, le=100_000, description="stream entries read per call"
     )
-    tick_shards: Annotated[int, FEEDS | CONSUMERS | DASHBOARD] = Field(
+    tick_shards: Annotated[int, FEEDS | CONSUMERS | API | DASHBOARD] = Field(
         1, ge=1, le=1_024, description="tick streams split by symbol (part of a stack's identity)"
     )
     replica_index: Annotated[int, STRATEGY] = Field(
