@@ -28,6 +28,8 @@ async def test_readings_strategies_and_stream_health_are_served(make_settings, r
             return len(values) == 2 and all(v["slow"] is not None for v in values)
 
         await eventually(warmed_up, what="both symbols' averages to be published")
+        history = (await api.get("/strategies/readings/AAPL/history")).json()
+        assert history and history[-1]["strategies"]["sma_crossover"]["slow"] is not None
         strategies = {s["name"]: s for s in (await api.get("/strategies")).json()}
         assert strategies["sma_crossover"]["params"]["fast"] == 3
         assert strategies["sma_crossover"]["overlays"] == ["fast", "slow"]

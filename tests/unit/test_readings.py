@@ -5,8 +5,6 @@ from __future__ import annotations
 import statistics
 from datetime import UTC, datetime, timedelta
 
-import orjson
-
 from tradebot.common.models import PriceTick
 from tradebot.strategy.readings import readings, remember, strategy_config
 from tradebot.strategy.registry import build_strategies
@@ -31,7 +29,7 @@ def test_each_strategy_reports_its_indicators_as_computed_by_hand():
         signals += runner.on_tick(tick)
     last: dict = {}
     remember(last, signals)
-    found = orjson.loads(readings(runner, last, 1.0)["AAPL"])["strategies"]
+    found = readings(runner, last, 1.0)["AAPL"]
     sma = found["sma_crossover"]["values"]
     assert sma["fast"] == round(statistics.fmean(PRICES[-3:]), 6)
     assert sma["slow"] == round(statistics.fmean(PRICES[-5:]), 6)
@@ -52,5 +50,5 @@ def test_a_warming_up_strategy_reports_nothing_yet():
     )
     runner = StrategyRunner([strategy], 5.0)
     runner.on_tick(PriceTick(id="t", source="synthetic", symbol="MSFT", time=START, price=10.0, size=1))
-    values = orjson.loads(readings(runner, {}, 1.0)["MSFT"])["strategies"]["sma_crossover"]["values"]
+    values = readings(runner, {}, 1.0)["MSFT"]["sma_crossover"]["values"]
     assert values == {"fast": None, "slow": None}

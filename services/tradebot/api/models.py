@@ -272,3 +272,8 @@ class StrategyReadings(BaseModel):
     symbol: str
     time: float = Field(description="when the strategy published them (epoch seconds)")
     strategies: dict[str, Any] = Field(description="strategy -> {values: {indicator: value}, last_signal}")
+
+
+class ReadingsPoint(BaseModel):
+    time: float = Field(description="epoch seconds")
+    strategies: dict[str, dict[str, float | None]] = Field(description="strategy -> {indicator: value}")

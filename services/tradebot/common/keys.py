@@ -150,6 +150,26 @@ STRATEGY_READINGS = "strategy:readings"
 """Hash: symbol -> JSON `{"time": epoch s, "strategies": {name: {"values": {indicator: value},
 "last_signal": {side, time, reason} | null}}}`, the running strategies' current indicators (written
 by the strategy replica owning the symbol every few seconds; the dashboard's overlays and panel)."""
+READINGS_HISTORY = 240
+"""Points kept per symbol in `strategy:readings:<symbol>` (a change every 2 s: 8 minutes; a 1m bar's: 4 h)."""
+
+
+def readings_history_key(symbol: str) -> str:
+    """`strategy:readings:<symbol>`: list of JSON `[epoch s, {strategy: {indicator: value}}]`, the
+    last READINGS_HISTORY changes of the symbol's readings, oldest first (the chart's overlay lines)."""
+    return f"{STRATEGY_READINGS}:{symbol}"
+
+
+async def read_readings_history(redis: Redis, symbol: str) -> list[list[Any]]:
+    points = []
+    for raw in await redis.lrange(readings_history_key(symbol), 0, -1):
+        try:
+            points.append(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            continue
+    return points
+
+
 STRATEGY_CONFIG = "strategy:config"
 """JSON `{name: {"summary", "input", "params", "overlays"}}`: the strategies a stack runs."""
 

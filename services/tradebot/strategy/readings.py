@@ -44,8 +44,8 @@ def _finite(value: float | None) -> float | None:
     return round(value, 6) if value is not None and math.isfinite(value) else None
 
 
-def readings(runner: StrategyRunner, last: LastSignals, now: float) -> dict[str, bytes]:
-    """Pure: symbol -> its readings' JSON, for every symbol the runner has seen."""
+def readings(runner: StrategyRunner, last: LastSignals, now: float) -> dict[str, dict[str, Any]]:
+    """Pure: symbol -> {strategy: {values, last_signal}}, for every symbol the runner has seen."""
     found = {}
     for symbol, book in runner.books.items():
         strategies = {}
@@ -55,17 +55,39 @@ def readings(runner: StrategyRunner, last: LastSignals, now: float) -> dict[str,
                 "values": values,
                 "last_signal": last.get(symbol, {}).get(strategy.name),
             }
-        found[symbol] = orjson.dumps({"time": now, "strategies": strategies})
+        found[symbol] = strategies
     return found
 
 
-async def publish_readings(redis: Redis, runners: Iterable[StrategyRunner], last: LastSignals) -> None:
-    now = time.time()
-    mapping: dict[str, bytes] = {}
-    for runner in runners:
-        mapping.update(readings(runner, last, now))
-    if mapping:
-        await redis.hset(keys.STRATEGY_READINGS, mapping=mapping)  # type: ignore[arg-type]
+class ReadingsPublisher:
+    """Writes the current readings of every symbol, and appends a point to a symbol's history
+    only when its values changed since the last one."""
+
+    def __init__(self) -> None:
+        self.published: dict[str, dict[str, Any]] = {}  # symbol -> values last appended
+
+    async def publish(self, redis: Redis, runners: Iterable[StrategyRunner], last: LastSignals) -> None:
+        now = round(time.time(), 3)
+        current: dict[str, dict[str, Any]] = {}
+        for runner in runners:
+            current.update(readings(runner, last, now))
+        if not current:
+            return
+        pipe = redis.pipeline(transaction=False)
+        pipe.hset(
+            keys.STRATEGY_READINGS,
+            mapping={s: orjson.dumps({"time": now, "strategies": v}) for s, v in current.items()},
+        )
+        for symbol, strategies in current.items():
+            values = {name: reading["values"] for name, reading in strategies.items()}
+            if self.published.get(symbol) != values and any(
+                v is not None for reading in values.values() for v in reading.values()
+            ):
+                self.published[symbol] = values
+                key = keys.readings_history_key(symbol)
+                pipe.rpush(key, orjson.dumps([now, values]))
+                pipe.ltrim(key, -keys.READINGS_HISTORY, -1)
+        await pipe.execute()
 
 
 async def publish_config(redis: Redis, strategies: Iterable[Strategy]) -> None:

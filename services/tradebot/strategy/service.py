@@ -27,8 +27,8 @@ from tradebot.strategy.base import Strategy
 from tradebot.strategy.readings import (
     READINGS_SECONDS,
     LastSignals,
+    ReadingsPublisher,
     publish_config,
-    publish_readings,
     remember,
 )
 from tradebot.strategy.registry import build_strategies
@@ -58,6 +58,7 @@ class StrategyService:
         self.by_stream: dict[str, OwnedShard] = {}
         self.consumer: bus.Consumer | None = None
         self.last_signals: LastSignals = {}
+        self.readings = ReadingsPublisher()
 
     async def run(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -94,9 +95,8 @@ class StrategyService:
                     ctx.handled_batch(len(deliveries))
                 await self._checkpoint_due()
                 if time.monotonic() >= readings_due:
-                    await publish_readings(
-                        ctx.redis, (o.runner for o in self.owned.values()), self.last_signals
-                    )
+                    runners = (owned.runner for owned in self.owned.values())
+                    await self.readings.publish(ctx.redis, runners, self.last_signals)
                     readings_due = time.monotonic() + READINGS_SECONDS
         finally:
             await self._hand_back()
