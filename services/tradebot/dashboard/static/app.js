@@ -445,7 +445,8 @@ async function loadFills(symbol) {
   try {
     const fills = await apiJson(`fills?symbol=${encodeURIComponent(symbol)}&limit=500`);
     if (symbol !== state.selected) return;
-    state.fills = fills;
+    const stored = new Set(fills.map((f) => f.id));
+    state.fills = [...fills, ...state.fills.filter((f) => !stored.has(f.id))]; // and live ones not stored yet
     drawMarkers();
   } catch (error) {
     console.warn("fills unavailable", error);
@@ -584,7 +585,7 @@ async function start() {
   }
   setInterval(loadReferences, 30000);
   setInterval(loadBars, 60000); // refresh history so closed bars match the stored ones
-  setInterval(loadOverlays, 5000);
+  setInterval(() => { loadOverlays(); if (state.selected) loadFills(state.selected); }, 5000);
 }
 
 start();
