@@ -15,6 +15,7 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from redis.asyncio import Redis
 
+from tradebot.api.ledger import TradeLedger
 from tradebot.api.models import Problem
 from tradebot.api.ranges import EARLIEST, LATEST, RequestProblem
 from tradebot.api.sources import SourceCatalog, SourceTables, UnknownName
@@ -86,6 +87,10 @@ class ApiState:
     store: HistoryStore
     redis: Redis
     backtests: BacktestRunner = field(default_factory=BacktestRunner)
+    ledger: TradeLedger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ledger = TradeLedger(self.store)
 
 
 def api_state(request: Request) -> ApiState:

@@ -153,5 +153,5 @@ FILLS_WITH_ORDERS = f"""
 SELECT f.id, f.order_id, f.time, f.symbol, f.side, f.quantity, f.price, f.fee, f.slippage,
        o.signal_id, o.time AS order_time, o.strategy, o.reference_price, o.status, o.reason
 FROM {FILLS_TABLE} f JOIN {ORDERS_TABLE} o ON o.id = f.order_id
-WHERE f.time >= $1 AND f.time < $2 ORDER BY f.time, f.id
+WHERE (f.time, f.id) > ($1, $2) ORDER BY f.time, f.id
 """

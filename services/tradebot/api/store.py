@@ -109,10 +109,10 @@ class HistoryStore:
             except asyncpg.UndefinedTableError:
                 return []
 
-    async def fills_with_orders(self, start: datetime, end: datetime) -> list[tuple[Order, Fill]]:
-        """Every fill in [start, end) with its order, in time order (stored rows: checked once already)."""
+    async def fills_with_orders(self, after_time: datetime, after_id: str) -> list[tuple[Order, Fill]]:
+        """Every fill after (time, id) with its order, in that order (stored rows: checked already)."""
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(queries.FILLS_WITH_ORDERS, start, end)
+            rows = await conn.fetch(queries.FILLS_WITH_ORDERS, after_time, after_id)
         return [
             (
                 Order.prechecked(

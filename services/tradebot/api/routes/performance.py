@@ -13,7 +13,7 @@ from tradebot.api.deps import End, Start, State, SymbolFilter
 from tradebot.api.models import ClosedTrade, EquityPoint, Performance, PerformanceRow
 from tradebot.api.ranges import EARLIEST, LATEST, MAX_ROWS
 from tradebot.backtest.metrics import RoundTrip, drawdowns
-from tradebot.execution.trades import closed_trades, performance_by
+from tradebot.execution.trades import performance_by
 
 router = APIRouter(tags=["performance"])
 
@@ -35,7 +35,12 @@ async def equity(
 
 
 async def _trades(state: State, start: datetime | None, end: datetime | None) -> list[RoundTrip]:
-    return closed_trades(await state.store.fills_with_orders(*_range(start, end)))
+    """The round trips that closed in [start, end) (paired over all stored fills)."""
+    trades = await state.ledger.closed_trades()
+    if start is None and end is None:
+        return trades
+    begin, finish = _range(start, end)
+    return [t for t in trades if begin <= datetime.fromisoformat(t.exit_time) < finish]
 
 
 def closed_trade(trade: RoundTrip) -> ClosedTrade:

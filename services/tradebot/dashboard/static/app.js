@@ -576,13 +576,15 @@ async function start() {
   createEquityChart();
   setupControls();
   connect();
-  loadReferences();
-  await loadStrategyConfig();
-  loadOverlays();
-  for (const [load, every] of [[loadPerformance, 10000], [loadReadings, 5000], [loadStreams, 5000], [loadAudit, 15000]]) {
+  for (const [load, every] of [[loadPerformance, 10000], [loadStreams, 5000], [loadAudit, 15000]]) {
     load();
     setInterval(load, every);
   }
+  loadReferences();
+  await loadStrategyConfig(); // the overlays and the strategies panel need it
+  loadOverlays();
+  loadReadings();
+  setInterval(loadReadings, 5000);
   setInterval(loadReferences, 30000);
   setInterval(loadBars, 60000); // refresh history so closed bars match the stored ones
   setInterval(() => { loadOverlays(); if (state.selected) loadFills(state.selected); }, 5000);
