@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tradebot import __version__
 from tradebot.api.deps import ApiState
@@ -36,6 +40,21 @@ async def request_problem(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=422)
 
 
+async def method_not_allowed(request: Request, error: Exception) -> Response:
+    """405 with every method the OpenAPI document gives the path in `Allow` (Starlette lists only
+    the first route's, and /backtests has a GET and a POST route); other errors as FastAPI does."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code != 405:
+        return await http_exception_handler(request, error)
+    methods = sorted(
+        method.upper()
+        for template, operations in request.app.openapi()["paths"].items()
+        if re.fullmatch(re.sub(r"\{[^}]+\}", "[^/]+", template), request.url.path)
+        for method in operations
+    )
+    return JSONResponse({"detail": error.detail}, status_code=405, headers={"Allow": ", ".join(methods)})
+
+
 async def unavailable(_: Request, error: Exception) -> JSONResponse:
     detail = f"a backing store is unavailable: {type(error).__name__}"
     return JSONResponse({"detail": detail}, status_code=503)
@@ -49,6 +68,7 @@ def create_app(state: ApiState, live: ProbeCheck, ready: ProbeCheck) -> FastAPI:
     for router in (module.router for module in routers):
         app.include_router(router)
     app.router.routes.extend(probe_routes(live, ready))
+    app.add_exception_handler(StarletteHTTPException, method_not_allowed)
     app.add_exception_handler(UnknownName, unknown_name)
     app.add_exception_handler(RequestProblem, request_problem)
     for error in TRANSIENT_ERRORS:

@@ -25,20 +25,6 @@ const state = {
   paused: false,
 };
 const OVERLAY_COLOURS = ["#f2cc60", "#a371f7", "#58a6ff", "#ff7b72", "#7ee787", "#ffa657"];
-const TOKEN_KEY = "tradebot.token";
-
-const $ = (selector) => document.querySelector(selector);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
-    else node[key] = value;
-  }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  return node;
-}
 
 const money = (v) => (v < 0 ? "-" : "") + "$" + Math.abs(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
@@ -48,18 +34,6 @@ const signClass = (v) => (v > 0 ? "up" : v < 0 ? "down" : "");
 const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
 const held = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
 
-// Every API call goes through this server (/api/...), with the token the user gave, if any.
-async function api(path, options = {}) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = { ...(options.headers || {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
-  return fetch(`/api/${path}`, { ...options, headers });
-}
-
-async function apiJson(path) {
-  const answer = await api(path);
-  if (!answer.ok) throw new Error(`${path}: ${answer.status}`);
-  return answer.json();
-}
 
 // ---- live connection -------------------------------------------------------------------------
 

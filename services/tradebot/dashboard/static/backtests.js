@@ -1,31 +1,13 @@
 // TradeBot backtests: the stored runs, one run's report, two runs compared (through /api).
 "use strict";
 
-const $ = (selector) => document.querySelector(selector);
-const TOKEN_KEY = "tradebot.token";
 const COLOURS = ["#58a6ff", "#f2cc60"];
 const SHOWN = ["return_pct", "benchmark_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct",
   "win_rate_pct", "profit_factor", "exposure_pct", "trades", "fees", "events", "final_equity"];
 const state = { runs: [], chosen: [], chart: null, lines: [] };
 
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
-    else node[key] = value;
-  }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  return node;
-}
 const shown = (v) => (v === null || v === undefined ? "–" : typeof v === "number" ? String(Math.round(v * 100) / 100) : String(v));
 const day = (t) => new Date(t).toISOString().slice(0, 16).replace("T", " ");
-
-async function api(path, options = {}) {
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  const headers = { ...(options.headers || {}), ...(token ? { Authorization: `Bearer ${token}` } : {}) };
-  return fetch(`/api/${path}`, { ...options, headers });
-}
 
 async function loadRuns() {
   const answer = await api("backtests?limit=200");
