@@ -28,7 +28,12 @@ pytestmark = pytest.mark.integration
 
 
 async def test_the_demo_fills_the_database_and_redis(make_settings, redis):
-    settings = make_settings(symbols="AAPL,MSFT,TSLA")
+    settings = make_settings(
+        symbols="AAPL,MSFT,TSLA",
+        min_signal_strength=0,
+        cooldown_seconds=0,
+        strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"}},
+    )  # eager: the cautious defaults may not trade in an hour
     live = PriceTick(source="synthetic", symbol="MSFT", time=datetime.now(UTC), price=400.0)
     await redis.hset(keys.LATEST_PRICES, "MSFT", live.model_dump_json())
     history = await seed_demo(settings, hours=1, step_seconds=10, redis=redis)

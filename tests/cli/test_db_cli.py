@@ -34,6 +34,10 @@ async def other_database(postgres_server_url: str):
 async def test_backup_then_restore_gives_every_row_back(
     invoke, database_url, other_database, tmp_path, cli_env
 ):
+    # Fast, eager strategy parameters: the cautious defaults may not fill an order in half an hour.
+    cli_env.setenv("STRATEGY_PARAMS", '{"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"}}')
+    cli_env.setenv("MIN_SIGNAL_STRENGTH", "0")
+    cli_env.setenv("COOLDOWN_SECONDS", "0")
     seeded = await invoke("demo", "--hours", "0.5", "--step", "30")
     assert seeded.exit_code == 0, seeded.output
     before = await snapshot(database_url)

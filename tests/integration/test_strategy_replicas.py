@@ -149,13 +149,17 @@ def test_sigkill_and_restart_emit_the_uninterrupted_set(redis_url, client):
             done += len(client.xrange(keys.tick_stream(int(shard), SHARDS), max=position))
         return done
 
-    wait_for("a third of the ticks covered", lambda: progressed() > total // 3, timeout=120)
+    def checkpointed() -> bool:
+        return bool(client.exists(*(keys.strategy_checkpoint_key(n) for n in range(SHARDS))))
+
+    wait_for(
+        "a third of the ticks covered and a checkpoint written",
+        lambda: progressed() > total // 3 and checkpointed(),
+        timeout=120,
+    )
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=10)
     assert not covered(client), "the kill came too late to test anything"
-    assert client.exists(*(keys.strategy_checkpoint_key(n) for n in range(SHARDS))), (
-        "checkpoints were written"
-    )
     restarted = replica(redis_url, 0, 1, **slow)
     try:
         wait_for("every shard covered after the restart", lambda: covered(client), timeout=180)

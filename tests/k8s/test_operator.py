@@ -752,7 +752,7 @@ def test_a_statefulset_deleted_by_hand_comes_back_on_the_same_claim(
             (all_beating(redis, services), stacks.condition("keep", "Degraded").get("reason"))[1]
             == "DataVolumeReplaced"
         ),
-        timeout=90,
+        timeout=240,  # the claim goes only once the garbage collector has removed the pod using it
     )
     assert "restore" in stacks.condition("keep", "Degraded")["message"].lower()
     assert stacks.phase("keep") == "Degraded"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 
 from tradebot.api import queries
@@ -17,6 +18,8 @@ from tradebot.common.models import Fill, Order, OrderStatus, Side
 # Bars and ticks can be thousands of rows: they stay plain rows, serialised straight to JSON
 # (typed by their columns; the routes' response models document them and the tests check them).
 Row = dict[str, Any]
+
+Connection = asyncpg.Connection | PoolConnectionProxy  # a pool hands out proxies
 
 
 class HistoryStore:
@@ -37,7 +40,7 @@ class HistoryStore:
 
     async def source_stats(self, tables: SourceTables) -> SourceStats:
         async with self.pool.acquire() as conn:
-            bounds = await conn.fetchrow(queries.tick_time_bounds(tables.ticks))
+            bounds = cast(asyncpg.Record, await conn.fetchrow(queries.tick_time_bounds(tables.ticks)))
             symbols = len(await conn.fetch(queries.distinct_symbols(tables.ticks)))
             ticks = await self._estimate_rows(conn, tables.ticks)
             bars = await self._estimate_rows(conn, tables.bars) if tables.bars else 0
@@ -134,7 +137,7 @@ class HistoryStore:
             rows = await conn.fetch(queries.POSITIONS, include_closed)
         return [Position(**row) for row in rows]
 
-    async def _estimate_rows(self, conn: asyncpg.Connection, table: str) -> int:
+    async def _estimate_rows(self, conn: Connection, table: str) -> int:
         """The planner's estimate (TimescaleDB's for hypertables); counted only if never analysed."""
         if self.catalog.timescale:
             try:
@@ -146,7 +149,7 @@ class HistoryStore:
             return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
         return int(estimate)
 
-    async def _total_bytes(self, conn: asyncpg.Connection, table: str) -> int:
+    async def _total_bytes(self, conn: Connection, table: str) -> int:
         if self.catalog.timescale:
             try:
                 return int(await conn.fetchval("SELECT hypertable_size($1::regclass)", table) or 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import asyncpg
 import typer
@@ -102,9 +102,12 @@ def list_sources() -> None:
         for header in ("source", "ticks", "symbols", "first", "last", "1m bars", "provider bars"):
             table.add_column(header, justify="left" if header in ("source", "first", "last") else "right")
         for source in await known_sources(conn):
-            stats = await conn.fetchrow(
-                f"SELECT count(*) AS n, count(DISTINCT symbol) AS s, min(time) AS a, max(time) AS b"
-                f" FROM {tick_table(source)}"
+            stats = cast(
+                asyncpg.Record,
+                await conn.fetchrow(
+                    f"SELECT count(*) AS n, count(DISTINCT symbol) AS s, min(time) AS a, max(time) AS b"
+                    f" FROM {tick_table(source)}"
+                ),
             )
             bars = (
                 await conn.fetchval(f"SELECT count(*) FROM {bar_table(source)}")

@@ -53,7 +53,7 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
         }
 
     @app.websocket("/ws")
-    async def live(websocket: WebSocket) -> None:
+    async def live_feed(websocket: WebSocket) -> None:
         await websocket.accept()
         sending = asyncio.create_task(serve_client(state.hub, state.hub.snapshot(), websocket.send_text))
         with contextlib.suppress(WebSocketDisconnect):

@@ -64,7 +64,7 @@ class StreamFeed:
         self.last_ids = {stream: entries[0][0] if entries else BEFORE_ANY for stream, entries in pairs}
 
     async def read(self) -> list[Message]:
-        response = await self.redis.xread(self.last_ids, count=self.count, block=self.block_ms)
+        response: Any = await self.redis.xread(self.last_ids, count=self.count, block=self.block_ms)
         for stream, entries in response or []:
             if entries:
                 self.last_ids[stream.decode() if isinstance(stream, bytes) else str(stream)] = entries[-1][0]

@@ -45,10 +45,9 @@ class EmbeddedRedis:
         return f"unix://{self._server.socket_file}"
 
     def stop(self) -> None:
-        server = getattr(self, "_server", None)
+        server = self.__dict__.pop("_server", None)  # popped: a second stop is a no-op
         if server is not None:
             server.shutdown(save=True)
-            self._server = None
 
 
 @dataclass
@@ -84,7 +83,6 @@ class EmbeddedPostgres:
         return self._server.get_uri(DATABASE_NAME)
 
     def stop(self) -> None:
-        server = getattr(self, "_server", None)
+        server = self.__dict__.pop("_server", None)  # popped: a second stop is a no-op
         if server is not None:
             server.cleanup()
-            self._server = None
