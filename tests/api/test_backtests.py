@@ -9,6 +9,7 @@ import pytest
 
 from support.services import eventually
 from support.trading import api_client
+from tradebot.api.routes import backtests
 from tradebot.demo import seed_demo
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ async def test_a_started_backtest_is_stored_listed_and_served(make_settings, red
         assert "ZZZZ" in (await api.get(f"/backtests/{failed_id}")).json()["error"]
 
 
-async def test_bad_backtests_are_refused_naming_the_problem(make_settings, redis, database_url):
+async def test_bad_backtests_are_refused_naming_the_problem(make_settings, redis, database_url, monkeypatch):
     settings = make_settings(auth_token="backtest-token")
     await seed_demo(settings, hours=0.1, step_seconds=60)
     end = datetime.now(UTC)
@@ -74,5 +75,8 @@ async def test_bad_backtests_are_refused_naming_the_problem(make_settings, redis
         for case, (body, status, words) in cases.items():
             answer = await api.post("/backtests", json=body, headers=AUTH)
             assert answer.status_code == status and words in answer.text, (case, answer.text)
+        monkeypatch.setattr(backtests, "MAX_EVENTS", 10)  # the demo's ticks are more than that
+        too_big = await api.post("/backtests", json=good, headers=AUTH)
+        assert too_big.status_code == 422 and "more than 10 ticks" in too_big.text
         assert (await api.get("/backtests/999")).status_code == 404
         assert (await api.get("/backtests")).json() == []

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["backtests"], dependencies=[Depends(require_read)])
 MAX_SYMBOLS = 20
 MAX_DAYS = 31
+MAX_EVENTS = 2_000_000
+"""Ticks (or bars) one run may replay: a few seconds of work; larger runs are `tradebot backtest`'s."""
 COLUMNS = "id, created_at, status, error, source, strategy, params, symbols, start_time, end_time, metrics"
 _tasks: set[asyncio.Task] = set()  # runs in flight (a task is only weakly referenced by the loop)
 
@@ -117,7 +119,21 @@ async def start_backtest(state: State, body: NewBacktest, _: Annotated[str, Depe
         [strategy] = build_strategies([body.strategy], {body.strategy: body.params})
     except StrategyConfigError as error:
         raise HTTPException(422, str(error)) from None
-    await state.catalog.get(body.source)  # 404 naming an unknown source
+    tables = await state.catalog.get(body.source)  # 404 naming an unknown source
+    table, column = (tables.ticks, "time") if body.replay == "ticks" else (tables.bars, "bucket")
+    if table is None:
+        raise HTTPException(422, f"source {body.source!r} has no bars yet (replay ticks instead)")
+    async with state.store.pool.acquire() as conn:
+        events = await conn.fetchval(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {column} >= $1 AND {column} < $2"
+            " AND ($3::text[] IS NULL OR symbol = ANY($3)) LIMIT $4) counted",
+            body.start, body.end, body.symbols, MAX_EVENTS + 1,
+        )  # fmt: skip
+    if events > MAX_EVENTS:
+        raise HTTPException(
+            422, f"more than {MAX_EVENTS:,} {body.replay} in that range: narrow it or the symbols, "
+            "or run `tradebot backtest`",
+        )  # fmt: skip
     if state.backtests.full:
         raise HTTPException(429, f"{MAX_RUNNING} backtests are running; try again when one ends")
     params = strategy.params.model_dump(mode="json")
