@@ -152,7 +152,7 @@ def checksums(**spec: Any) -> dict[str, str]:
     [
         ({"symbolMode": "popular"}, {"demo-market-data"}),
         ({"symbols": ["TSLA"]}, {"demo-market-data"}),
-        ({"risk": {"dailyLossLimit": 100}}, {"demo-execution"}),
+        ({"risk": {"dailyLossLimit": 100}}, {"demo-execution", "demo-api"}),  # the API backtests with it
         ({"services": {"strategy": {"replicas": 4}}}, set()),
     ],
 )
