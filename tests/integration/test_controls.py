@@ -96,6 +96,13 @@ async def test_each_control_acts_through_execution_and_is_audited(make_settings,
     audit = (await api.get("/audit")).json()
     assert [row["action"] for row in reversed(audit)] == ["pause", "resume", "close", "flatten", "reset"]
     assert audit[-1]["reason"] == "news" and all(row["actor"].startswith("token@") for row in audit)
+    assert [row["result"] for row in reversed(audit)] == [
+        "trading paused: no new positions, exits still run", "trading resumed",
+        "AAPL sells at its next trade",
+        "2 positions sell at their next trade; queued buys cancelled",
+        f"account reset to {settings.starting_cash:,.2f} cash (1 positions dropped)",
+    ]  # fmt: skip
+    assert all(row["applied_at"] is not None for row in audit)
 
 
 async def test_a_control_delivered_twice_acts_once(make_settings, redis):

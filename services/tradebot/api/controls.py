@@ -6,6 +6,7 @@ the command on the stream the execution service consumes exactly once.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -38,9 +39,17 @@ async def send_control(pool: asyncpg.Pool, redis: Redis, control: Control) -> No
     await redis.xadd(keys.CONTROLS, cast(Any, wire.encode(control)))
 
 
-async def recent_audit(pool: asyncpg.Pool, limit: int) -> list[dict[str, Any]]:
+async def recent_audit(pool: asyncpg.Pool, redis: Redis, limit: int) -> list[dict[str, Any]]:
+    """The newest audit rows, each with what execution did (`applied_at`, `result`) once it has."""
     async with pool.acquire() as conn:
         try:
-            return [dict(row) for row in await conn.fetch(RECENT_AUDIT, limit)]
+            rows = [dict(row) for row in await conn.fetch(RECENT_AUDIT, limit)]
         except asyncpg.UndefinedTableError:
             return []
+    results = await keys.read_control_results(redis, [row["control_id"] for row in rows])
+    for row in rows:
+        done = results.get(row["control_id"], {})
+        at = done.get("time")
+        row["applied_at"] = datetime.fromtimestamp(at, UTC) if isinstance(at, int | float) else None
+        row["result"] = done.get("result") if isinstance(done.get("result"), str) else None
+    return rows

@@ -129,6 +129,21 @@ PORTFOLIO = "execution:portfolio"
 """The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
 PROCESSED_SIGNALS = "execution:processed_signals"
 """Sorted set: signal or control id -> time it was executed (exactly-once record)."""
+CONTROL_RESULTS = "execution:control_results"
+"""Hash: control id -> JSON `{"time": epoch s, "result": what execution did}`, written with its effect."""
+
+
+async def read_control_results(redis: Redis, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What execution did with each of these controls (the ones it has applied)."""
+    found: dict[str, dict[str, Any]] = {}
+    for control_id, raw in zip(ids, await redis.hmget(CONTROL_RESULTS, ids) if ids else [], strict=True):
+        try:
+            if raw:
+                found[control_id] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+    return found
+
 
 # ---------------------------------------------------------------------------- strategy
 STRATEGY_PROGRESS = "strategy:progress"

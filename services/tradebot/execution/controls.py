@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from redis.asyncio.client import Pipeline
 
 from tradebot.common import keys
@@ -107,6 +108,8 @@ class ControlBatch:
     portfolio: Portfolio
     deliveries: Sequence[Delivery] = ()
     applied: list[str] = field(default_factory=list)
+    results: dict[str, bytes] = field(default_factory=dict)
+    """control id -> JSON of what was done, for the audit trail."""
     positions: list[Position] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)
 
@@ -115,6 +118,7 @@ class ControlBatch:
             publisher.add_to(pipe, keys.POSITIONS, position)
         if self.applied:
             pipe.zadd(keys.PROCESSED_SIGNALS, dict.fromkeys(self.applied, time.time()))
+            pipe.hset(keys.CONTROL_RESULTS, mapping=self.results)  # type: ignore[arg-type]
         if self.deliveries:
             pipe.xack(keys.CONTROLS, group, *(d.entry_id for d in self.deliveries))
 
@@ -136,6 +140,7 @@ async def decide_controls(
         batch.portfolio, flat, said = apply_control(batch.portfolio, control, starting_cash, now)
         batch.positions += flat
         batch.applied.append(key)
+        batch.results[control.id] = orjson.dumps({"time": time.time(), "result": said})
         batch.outcomes[f"controls_{control.action}"] += 1
         log.info(
             "control applied",

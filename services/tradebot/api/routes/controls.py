@@ -44,6 +44,8 @@ class AuditEntry(BaseModel):
     symbol: str | None
     reason: str
     control_id: str
+    applied_at: datetime | None = Field(description="when execution applied it (null while queued)")
+    result: str | None = Field(description="what execution did, e.g. '2 positions sell at their next trade'")
 
 
 Reason = Annotated[ControlRequest | None, Body()]
@@ -93,4 +95,4 @@ async def close(state: State, actor: Actor, symbol: Ticker, body: Reason = None)
     summary="Operator actions, newest first",
 )  # fmt: skip
 async def audit(state: State, limit: Annotated[int, Query(ge=1, le=1_000)] = 100) -> list[AuditEntry]:
-    return [AuditEntry(**row) for row in await recent_audit(state.store.pool, limit)]
+    return [AuditEntry(**row) for row in await recent_audit(state.store.pool, state.redis, limit)]

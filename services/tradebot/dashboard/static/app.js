@@ -205,13 +205,15 @@ async function sendControl(action, what) {
   else message.textContent = `${what} queued (${body.id.slice(0, 8)}): execution applies it with its next batch`;
   message.dataset.status = String(answer.status);
   loadAudit();
+  setTimeout(loadAudit, 1500); // by then execution has applied it
 }
 
 async function loadAudit() {
   try {
     const rows = await apiJson("audit?limit=30");
     $("#audit").replaceChildren(...rows.map((r) => el("li", { title: r.reason, "data-action": r.action },
-      `${clock(r.time)} ${r.action}${r.symbol ? " " + r.symbol : ""} · ${r.actor}${r.reason ? " · " + r.reason : ""}`)));
+      `${clock(r.time)} ${r.action}${r.symbol ? " " + r.symbol : ""} · ${r.actor}${r.reason ? " · " + r.reason : ""}`,
+      el("span", { class: r.result ? "result" : "queued" }, r.result ? ` → ${r.result}` : " (queued)"))));
   } catch (error) {
     console.warn("audit unavailable", error);
   }
