@@ -220,11 +220,14 @@ def store_fills(database_url: str, symbols: list[str], count: int) -> None:
     asyncio.run(write())
 
 
-PRICED = "(symbols) => document.querySelectorAll('#prices tbody tr').length >= symbols"
+PRICED = """(symbols) => document.querySelectorAll('#prices tbody tr').length >= symbols
+    && performance.now()"""
 READY = """(symbols) => document.querySelectorAll('#prices tbody tr').length >= symbols
     && document.querySelector('#closed-trades tbody tr') !== null
     && Number(document.querySelector('#equity-chart').dataset.points || 0) > 0
-    && document.querySelector('#by-symbol tbody tr') !== null"""
+    && document.querySelector('#by-symbol tbody tr') !== null
+    && performance.now()"""
+"""Each is the page's own clock (ms since navigation) at the first frame it holds."""
 
 
 async def load_page(url: str, symbols: int, loads: int) -> list[tuple[float, float]]:
@@ -239,11 +242,13 @@ async def load_page(url: str, symbols: int, loads: int) -> list[tuple[float, flo
             for _ in range(loads):
                 page = await browser.new_page(viewport={"width": 1440, "height": 1100})
                 await page.goto(url)
-                await page.wait_for_function(PRICED, arg=symbols, timeout=120_000, polling="raf")
-                priced = await page.evaluate("performance.now()")
-                await page.wait_for_function(READY, arg=symbols, timeout=120_000, polling="raf")
-                ready = await page.evaluate("performance.now()")
-                print(f"  load: every price {priced:.0f} ms, everything {ready:.0f} ms")
+                priced = await (
+                    await page.wait_for_function(PRICED, arg=symbols, timeout=120_000, polling="raf")
+                ).json_value()
+                ready = await (
+                    await page.wait_for_function(READY, arg=symbols, timeout=120_000, polling="raf")
+                ).json_value()
+                print(f"  load: every price shown at {priced:.0f} ms, every panel at {ready:.0f} ms")
                 paint = await page.evaluate(
                     "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
                 )

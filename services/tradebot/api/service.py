@@ -39,7 +39,7 @@ class ApiService:
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             await _until_started(server, serving)
             settle_heap()
-            warming = asyncio.create_task(state.ledger.closed_trades())  # the first pairing of every fill
+            warming = asyncio.create_task(state.ledger.performance())  # pair every stored fill once, now
             ctx.ready = True
             log.info("serving the API", extra={"port": self.port})
             while not ctx.stopping.is_set() and not serving.done():

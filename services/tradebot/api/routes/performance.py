@@ -3,7 +3,6 @@ and strategy, from the stored equity snapshots, fills and orders."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
@@ -68,11 +67,15 @@ async def trades(
 )
 async def performance(state: State, start: Start = None, end: End = None) -> Performance:
     found = await _trades(state, start, end)
+    if start is None and end is None:
+        by_symbol, by_strategy = await state.ledger.performance()
+    else:
+        by_symbol, by_strategy = (
+            performance_by(found, lambda t: t.symbol),
+            performance_by(found, lambda t: t.strategy),
+        )
     return Performance(
         trades=len(found), pnl=round(sum(t.pnl for t in found), 4),
-        by_symbol=_rows(found, lambda t: t.symbol), by_strategy=_rows(found, lambda t: t.strategy),
+        by_symbol=[PerformanceRow(**vars(p)) for p in by_symbol],
+        by_strategy=[PerformanceRow(**vars(p)) for p in by_strategy],
     )  # fmt: skip
-
-
-def _rows(trades: list[RoundTrip], key: Callable[[RoundTrip], str]) -> list[PerformanceRow]:
-    return [PerformanceRow(**vars(p)) for p in performance_by(trades, key)]

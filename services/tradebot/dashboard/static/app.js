@@ -23,7 +23,10 @@ const state = {
   strategies: {},    // name -> {summary, input, params, overlays}
   equityChart: null,
   paused: false,
+  firstFrame: null,
+  frameArrived: () => {},
 };
+state.firstFrame = new Promise((resolve) => { state.frameArrived = resolve; });
 const OVERLAY_COLOURS = ["#f2cc60", "#a371f7", "#58a6ff", "#ff7b72", "#7ee787", "#ffa657"];
 
 const money = (v) => (v < 0 ? "-" : "") + "$" + Math.abs(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
@@ -58,6 +61,7 @@ function connect() {
 }
 
 function applyFrame(frame) {
+  state.frameArrived();
   if (frame.type === "snapshot") {
     $("#signals").replaceChildren();
     $("#trades").replaceChildren();
@@ -552,6 +556,7 @@ async function start() {
   createEquityChart();
   setupControls();
   connect();
+  await state.firstFrame; // prices and the chart first, then the panels below them
   for (const [load, every] of [[loadPerformance, 10000], [loadStreams, 5000], [loadAudit, 15000]]) {
     load();
     setInterval(load, every);
