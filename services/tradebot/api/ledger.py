@@ -14,7 +14,7 @@ from datetime import datetime
 from tradebot.api.ranges import EARLIEST
 from tradebot.api.store import HistoryStore
 from tradebot.backtest.metrics import RoundTrip
-from tradebot.execution.trades import Performance, TradeBook, performance_by
+from tradebot.execution.trades import Performance, TradeBook, closed_trades, performance_by
 
 
 class TradeLedger:
@@ -30,10 +30,7 @@ class TradeLedger:
         """Every round trip of the stored fills so far, oldest exit first."""
         async with self._lock:
             fills = await self.store.fills_with_orders(*self.after)
-            for order, fill in fills:
-                trade = self.book.add(order, fill)
-                if trade is not None:
-                    self.trades.append(trade)
+            self.trades += closed_trades(fills, self.book)
             if fills:
                 self.after = (fills[-1][1].time, fills[-1][1].id)
             return self.trades

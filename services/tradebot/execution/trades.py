@@ -48,9 +48,10 @@ def exit_reason(order: Order) -> str:
     return operator + by if by else head  # without the actor (the audit table names who)
 
 
-def closed_trades(fills: Iterable[tuple[Order, Fill]]) -> list[RoundTrip]:
-    """Every round trip of fills (with their orders) in time order."""
-    book = TradeBook()
+def closed_trades(fills: Iterable[tuple[Order, Fill]], book: TradeBook | None = None) -> list[RoundTrip]:
+    """The round trips of fills (with their orders) in time order; pass `book` to carry on from
+    the positions an earlier call left open."""
+    book = book if book is not None else TradeBook()
     return [trade for order, fill in fills if (trade := book.add(order, fill)) is not None]
 
 
