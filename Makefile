@@ -75,8 +75,8 @@ bench-backtest: install  ## backtest bars/s and ticks/s per core, data loading i
 bench-api: install timescaledb  ## on TimescaleDB, then plain PostgreSQL: load rate, bytes per million ticks, bars p50/p99 per interval on 10 million ticks, against naive queries
 	$(PY) bench/api.py
 
-bench-dashboard: install  ## WebSocket fan-out: browsers served at the live tick rate
-	$(PY) bench/dashboard.py
+bench-dashboard: install  ## WebSocket fan-out: browsers served at the live tick rate (BENCH_ARGS=--page: page load)
+	$(PY) bench/dashboard.py $(BENCH_ARGS)
 
 controlplane:  ## build (once, cached outside the repo) the Kubernetes control plane for tests
 	bash scripts/controlplane/build.sh

@@ -12,7 +12,15 @@ for the dashboard) and the p99 latency stays under --max-latency seconds.
 The baseline, in the same run: a naive server that sends every tick to every
 client as its own message (no coalescing), at the same rate.
 
+With --page, instead: how fast the page itself is ready. A real Redis and PostgreSQL
+holding --fills stored fills (with their orders) over --symbols symbols, the synthetic
+market data publishing those symbols, the API and the dashboard, each in its own process;
+headless Chromium loads the page --loads times and prints first contentful paint and time
+to interactive (every symbol's row in the price table and the closed trades, performance
+and equity drawn), median and worst.
+
 Usage: python bench/dashboard.py [--rate 1000] [--symbols 100] [--clients 10,25,50,100,200,400,800]
+       python bench/dashboard.py --page [--symbols 500] [--fills 100000] [--loads 5]
 """
 
 from __future__ import annotations
@@ -180,6 +188,115 @@ async def run_steps(
     return best
 
 
+def store_fills(database_url: str, symbols: list[str], count: int) -> None:
+    """`count` fills (buy then sell per symbol, in turn) with their orders, by the storage writer."""
+    from datetime import UTC, datetime, timedelta
+
+    import asyncpg
+
+    from tradebot.common.models import Fill, Order, OrderStatus, Side
+    from tradebot.storage.schema import ensure_schema
+    from tradebot.storage.writer import BatchWriter
+
+    start = datetime.now(UTC) - timedelta(seconds=count)
+    messages: list = []
+    for n in range(count):
+        symbol, side = symbols[(n // 2) % len(symbols)], Side.BUY if n % 2 == 0 else Side.SELL
+        at, price = start + timedelta(seconds=n), 100.0 + (n % 7) - (n % 2) * 3 * (n % 3)
+        key = f"bench:{n}"
+        messages.append(Order.prechecked(id=f"order:{key}", signal_id=key, time=at, strategy="sma_crossover",
+                                         symbol=symbol, side=side, quantity=10.0, reference_price=price,
+                                         status=OrderStatus.FILLED, reason=""))  # fmt: skip
+        messages.append(Fill.prechecked(id=f"fill:{key}", order_id=f"order:{key}", time=at,
+                                        symbol=symbol, side=side, quantity=10.0, price=price, fee=1.0,
+                                        slippage=0.0))  # fmt: skip
+
+    async def write() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            writer = BatchWriter(conn, await ensure_schema(conn))
+            for first in range(0, len(messages), 20_000):
+                await writer.write(messages[first : first + 20_000])
+        finally:
+            await conn.close()
+
+    asyncio.run(write())
+
+
+PRICED = """(symbols) => document.querySelectorAll('#prices tbody tr').length >= symbols
+    && performance.now()"""
+READY = """(symbols) => document.querySelectorAll('#prices tbody tr').length >= symbols
+    && document.querySelector('#closed-trades tbody tr') !== null
+    && Number(document.querySelector('#equity-chart').dataset.points || 0) > 0
+    && document.querySelector('#by-symbol tbody tr') !== null
+    && performance.now()"""
+"""Each is the page's own clock (ms since navigation) at the first frame it holds."""
+
+
+async def load_page(url: str, symbols: int, loads: int) -> list[tuple[float, float]]:
+    """(first contentful paint, time to interactive) in ms of each load, in a fresh page."""
+    from playwright.async_api import async_playwright
+
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    found = []
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            for _ in range(loads):
+                page = await browser.new_page(viewport={"width": 1440, "height": 1100})
+                await page.goto(url)
+                priced = await (
+                    await page.wait_for_function(PRICED, arg=symbols, timeout=120_000, polling="raf")
+                ).json_value()
+                ready = await (
+                    await page.wait_for_function(READY, arg=symbols, timeout=120_000, polling="raf")
+                ).json_value()
+                print(f"  load: every price shown at {priced:.0f} ms, every panel at {ready:.0f} ms")
+                paint = await page.evaluate(
+                    "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
+                )
+                found.append((paint or float("nan"), ready))
+                await page.close()
+        finally:
+            await browser.close()
+    return found
+
+
+def page_main(args: argparse.Namespace) -> None:
+    from tradebot.local.embedded import EmbeddedPostgres
+
+    symbols = [f"S{i:03d}" for i in range(args.symbols)]
+    with tempfile.TemporaryDirectory() as tmp:
+        redis, postgres = EmbeddedRedis(Path(tmp) / "redis"), EmbeddedPostgres(Path(tmp) / "postgres")
+        api_port, dashboard_port = free_port(), free_port()
+        env = {
+            "REDIS_URL": redis.start(), "DATABASE_URL": postgres.start(), "SYMBOLS": ",".join(symbols),
+            "MAX_SYMBOLS": str(args.symbols), "TICKS_PER_SECOND": str(args.rate), "API_PORT": str(api_port),
+            "DASHBOARD_PORT": str(dashboard_port), "API_URL": f"http://127.0.0.1:{api_port}",
+            "LOG_LEVEL": "WARNING", "EQUITY_SNAPSHOT_SECONDS": "1",
+        }  # fmt: skip
+        began = time.monotonic()
+        store_fills(env["DATABASE_URL"], symbols, args.fills)
+        print(f"stored {args.fills:,} fills and their orders in {time.monotonic() - began:.1f} s")
+        names = ("storage", "market_data", "api", "dashboard")
+        processes = [start_service(name, env) for name in names]
+        try:
+            time.sleep(6)  # serving, every symbol priced, an equity snapshot stored
+            figures = asyncio.run(load_page(f"http://127.0.0.1:{dashboard_port}/", args.symbols, args.loads))
+            print(
+                f"page with {args.symbols} symbols and {args.fills:,} stored fills, {args.loads} loads "
+                f"(load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores):"
+            )
+            for name, values in (("first contentful paint", [f[0] for f in figures]),
+                                 ("time to interactive", [f[1] for f in figures])):  # fmt: skip
+                print(f"  {name:<24} median {statistics.median(values):6.0f} ms, worst {max(values):6.0f} ms")
+        finally:
+            for process in processes:
+                stop(process)
+            postgres.stop()
+            redis.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -189,7 +306,13 @@ def main() -> None:
     parser.add_argument("--clients", default="10,25,50,100,200,400,800")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--max-latency", type=float, default=1.0, help="p99 seconds that still keeps up")
+    parser.add_argument("--page", action="store_true", help="measure the page load instead (see above)")
+    parser.add_argument("--fills", type=int, default=100_000, help="stored fills, with --page")
+    parser.add_argument("--loads", type=int, default=5, help="page loads, with --page")
     args = parser.parse_args()
+    if args.page:
+        page_main(args)
+        return
     counts = [int(c) for c in args.clients.split(",")]
     symbols = ",".join(f"S{i:03d}" for i in range(args.symbols))
     with tempfile.TemporaryDirectory() as tmp:

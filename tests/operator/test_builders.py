@@ -200,7 +200,7 @@ def checksums(**spec: Any) -> dict[str, str]:
     [
         ({"symbolMode": "popular"}, {"demo-market-data"}),
         ({"symbols": ["TSLA"]}, {"demo-market-data"}),
-        ({"risk": {"dailyLossLimit": 100}}, {"demo-execution"}),
+        ({"risk": {"dailyLossLimit": 100}}, {"demo-execution", "demo-api"}),  # the API backtests with it
         ({"services": {"strategy": {"replicas": 4}}}, set()),
         ({"execution": {"venue": "alpaca"}, "credentials": {"secretRef": {"name": "k"}}}, {"demo-execution"}),
         ({"strategies": [{"name": "rsi", "params": {"period": 10}}]}, {"demo-strategy"}),

@@ -44,6 +44,7 @@ def account_summary(portfolio: Portfolio, prices: Mapping[str, float], now: date
         fees_paid=marked.fees_paid,
         orders_filled=marked.orders_filled,
         orders_rejected=marked.orders_rejected,
+        paused=marked.paused,
         positions=positions,
     )
 

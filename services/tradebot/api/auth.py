@@ -148,8 +148,9 @@ async def require_write(
     request: Request,
     _token: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     _session: Annotated[str | None, Depends(session_cookie)],
-) -> None:
+) -> str:
     """A mutation: always the token or a session (401), and never from another site (403).
+    Returns who made it, for the audit: "token@<client>" or "session@<client>".
 
     A session is a cookie the browser attaches by itself, so a mutation carried by one must
     also show the browser's Origin, and it must be this server.
@@ -160,6 +161,8 @@ async def require_write(
     origin = same_origin(request)
     if origin is False or (origin is None and credential is Credential.SESSION):
         raise HTTPException(403, "cross-site request refused: the Origin is not this server")
+    client = request.client.host if request.client else "unknown"
+    return f"{credential.value}@{client}"
 
 
 def websocket_refusal(connection: HTTPConnection) -> str | None:

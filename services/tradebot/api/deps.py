@@ -7,7 +7,7 @@ applies (pattern, bounds), so every request the document allows is answered.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -15,10 +15,12 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
 from redis.asyncio import Redis
 
+from tradebot.api.ledger import TradeLedger
 from tradebot.api.models import Problem
 from tradebot.api.ranges import EARLIEST, LATEST, RequestProblem
 from tradebot.api.sources import SourceCatalog, SourceTables, UnknownName
 from tradebot.api.store import HistoryStore
+from tradebot.backtest.jobs import BacktestRunner
 from tradebot.common.models import SYMBOL_PATTERN
 from tradebot.common.settings import Settings
 
@@ -88,6 +90,11 @@ class ApiState:
     catalog: SourceCatalog
     store: HistoryStore
     redis: Redis
+    backtests: BacktestRunner = field(default_factory=BacktestRunner)
+    ledger: TradeLedger = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.ledger = TradeLedger(self.store)
 
 
 def api_state(request: Request) -> ApiState:

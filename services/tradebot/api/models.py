@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -179,6 +180,7 @@ class Account(BaseModel):
     fees_paid: float
     orders_filled: int
     orders_rejected: int
+    paused: bool = Field(False, description="an operator paused trading: no new positions")
     positions: list[Position]
 
 
@@ -195,3 +197,86 @@ class ServiceStatus(BaseModel):
     last_error: str | None = Field(None, description="the reason of the newest error it counted")
     last_error_at: datetime | None = Field(None, description="when that error was counted")
     active_market_data: bool = Field(description="the market-data service of this stack's DATA_SOURCE")
+
+
+class EquityPoint(BaseModel):
+    """One equity snapshot (stored every EQUITY_SNAPSHOT_SECONDS) with its drawdown from the peak."""
+
+    time: datetime
+    equity: float
+    cash: float
+    realized_pnl: float
+    unrealized_pnl: float
+    fees_paid: float
+    open_positions: int
+    drawdown_pct: float = Field(description="below the highest equity so far in the answer, in %")
+
+
+class ClosedTrade(BaseModel):
+    """A position from its entry fill to the fill that closed it."""
+
+    symbol: str
+    strategy: str
+    entry_time: datetime
+    entry_price: float
+    exit_time: datetime
+    exit_price: float
+    quantity: float
+    pnl: float = Field(description="after the fees of both fills")
+    fees: float
+    holding_seconds: float
+    exit_reason: str = Field(
+        description="sell signal, stop-loss, take-profit, trailing-stop, closed by operator..."
+    )
+
+
+class PerformanceRow(BaseModel):
+    name: str = Field(description="the symbol or strategy")
+    trades: int
+    wins: int
+    win_rate_pct: float | None
+    pnl: float
+    fees: float
+    profit_factor: float | None = Field(description="gross profit / gross loss; null without a loss")
+    average_pnl: float
+
+
+class Performance(BaseModel):
+    trades: int
+    pnl: float
+    by_symbol: list[PerformanceRow]
+    by_strategy: list[PerformanceRow]
+
+
+class GroupHealth(BaseModel):
+    group: str
+    consumers: int
+    pending: int = Field(description="delivered to a consumer, not yet acknowledged")
+    lag: int | None = Field(description="entries not yet delivered to the group (Redis 7; null before)")
+    lag_ms: int = Field(description="how far behind the newest entry the group's reads are, in ms")
+
+
+class StreamHealth(BaseModel):
+    stream: str
+    length: int
+    dead_letters: int = Field(description="entries set aside in <stream>:dead, with their reasons")
+    groups: list[GroupHealth]
+
+
+class StrategyInfo(BaseModel):
+    name: str
+    summary: str
+    input: str
+    params: dict[str, Any]
+    overlays: list[str] = Field(description="readings in price units, drawn over the chart")
+
+
+class StrategyReadings(BaseModel):
+    symbol: str
+    time: float = Field(description="when the strategy published them (epoch seconds)")
+    strategies: dict[str, Any] = Field(description="strategy -> {values: {indicator: value}, last_signal}")
+
+
+class ReadingsPoint(BaseModel):
+    time: float = Field(description="epoch seconds")
+    strategies: dict[str, dict[str, float | None]] = Field(description="strategy -> {indicator: value}")

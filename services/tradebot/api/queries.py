@@ -9,7 +9,7 @@ table's size.
 
 from __future__ import annotations
 
-from tradebot.common.tables import FILLS_TABLE, ORDERS_TABLE, POSITIONS_TABLE, SIGNALS_TABLE
+from tradebot.common.tables import EQUITY_TABLE, FILLS_TABLE, ORDERS_TABLE, POSITIONS_TABLE, SIGNALS_TABLE
 
 # Bars start on whole UTC minutes/hours/days, whatever the caller's start.
 BUCKET_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
@@ -150,4 +150,15 @@ RECENT_FILLS = recent(FILLS_TABLE, "id, order_id, time, symbol, side, quantity, 
 POSITIONS = f"""
 SELECT symbol, quantity, average_price, realized_pnl, market_price, unrealized_pnl, time
 FROM {POSITIONS_TABLE} WHERE $1 OR quantity <> 0 ORDER BY symbol
+"""
+EQUITY = f"""
+SELECT time, equity, cash, realized_pnl, unrealized_pnl, fees_paid, open_positions FROM (
+    SELECT * FROM {EQUITY_TABLE} WHERE time >= $1 AND time < $2 ORDER BY time DESC LIMIT $3
+) newest ORDER BY time
+"""
+FILLS_WITH_ORDERS = f"""
+SELECT f.id, f.order_id, f.time, f.symbol, f.side, f.quantity, f.price, f.fee, f.slippage,
+       o.signal_id, o.time AS order_time, o.strategy, o.reference_price, o.status, o.reason
+FROM {FILLS_TABLE} f JOIN {ORDERS_TABLE} o ON o.id = f.order_id
+WHERE (f.time, f.id) > ($1, $2) ORDER BY f.time, f.id
 """

@@ -44,13 +44,16 @@ class ApiService:
             serving = asyncio.create_task(server.serve(sockets=[sock]))
             await _until_started(server, serving)
             settle_heap()
+            warming = asyncio.create_task(state.ledger.performance())  # pair every stored fill once, now
             ctx.ready = True
             log.info("serving the API", extra={"port": self.port})
             while not ctx.stopping.is_set() and not serving.done():
                 ctx.progressed()
                 await ctx.sleep(1.0)
             server.should_exit = True
+            warming.cancel()
             await serving
+            state.backtests.close()
         finally:
             ctx.ready = False
             await pool.close()

@@ -13,6 +13,7 @@ from tradebot.api import queries
 from tradebot.api.models import Interval, LatestPrice, Position, SourceStats
 from tradebot.api.ranges import INTERVALS, encode_cursor
 from tradebot.api.sources import SourceCatalog, SourceTables, UnknownName
+from tradebot.common.models import Fill, Order, OrderStatus, Side
 
 # Bars and ticks can be thousands of rows: they stay plain rows, serialised straight to JSON
 # (typed by their columns; the routes' response models document them and the tests check them).
@@ -103,6 +104,34 @@ class HistoryStore:
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(sql, symbol, start, end, limit)
         return [model(**row) for row in rows]
+
+    async def equity(self, start: datetime, end: datetime, limit: int) -> list[Row]:
+        """The newest `limit` equity snapshots in [start, end), oldest first (none before storage ran)."""
+        async with self.pool.acquire() as conn:
+            try:
+                return [dict(row) for row in await conn.fetch(queries.EQUITY, start, end, limit)]
+            except asyncpg.UndefinedTableError:
+                return []
+
+    async def fills_with_orders(self, after_time: datetime, after_id: str) -> list[tuple[Order, Fill]]:
+        """Every fill after (time, id) with its order, in that order (stored rows: checked already)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(queries.FILLS_WITH_ORDERS, after_time, after_id)
+        return [
+            (
+                Order.prechecked(
+                    id=r["order_id"], signal_id=r["signal_id"], time=r["order_time"], strategy=r["strategy"],
+                    symbol=r["symbol"], side=Side(r["side"]), quantity=r["quantity"],
+                    reference_price=r["reference_price"], status=OrderStatus(r["status"]), reason=r["reason"],
+                ),
+                Fill.prechecked(
+                    id=r["id"], order_id=r["order_id"], time=r["time"], symbol=r["symbol"],
+                    side=Side(r["side"]), quantity=r["quantity"], price=r["price"], fee=r["fee"],
+                    slippage=r["slippage"],
+                ),
+            )
+            for r in rows
+        ]  # fmt: skip
 
     async def positions(self, include_closed: bool) -> list[Position]:
         async with self.pool.acquire() as conn:

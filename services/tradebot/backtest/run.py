@@ -15,9 +15,10 @@ from typing import Any
 
 from tradebot.backtest import metrics
 from tradebot.backtest.engine import Simulation
-from tradebot.common.models import Fill, Order, PriceTick, Side, TradeSignal
+from tradebot.common.models import Fill, Order, PriceTick, TradeSignal
 from tradebot.execution.paper import Execution, PaperBroker
 from tradebot.execution.portfolio import Portfolio
+from tradebot.execution.trades import TradeBook
 from tradebot.strategy.base import Strategy
 
 
@@ -86,7 +87,7 @@ class Backtest:
         self.result = BacktestResult(strategies, start, end, cash, portfolio=Portfolio.opening(cash))
         assert self.result.portfolio is not None
         self.simulation = Simulation(strategies, broker, self.result.portfolio, grace_seconds)
-        self.book = _TradeBook()
+        self.book = TradeBook()
         self.minute: int | None = None
         self.began = time.perf_counter()
 
@@ -137,7 +138,7 @@ def _sample(result: BacktestResult, moment: datetime) -> None:
 
 
 def _record(
-    result: BacktestResult, book: _TradeBook, signals: list[TradeSignal], executions: list[Execution]
+    result: BacktestResult, book: TradeBook, signals: list[TradeSignal], executions: list[Execution]
 ) -> None:
     result.signals.extend(signals)
     for execution in executions:
@@ -147,26 +148,3 @@ def _record(
             trade = book.add(execution.order, execution.fill)
             if trade is not None:
                 result.trades.append(trade)
-
-
-class _TradeBook:
-    """Pairs each entry fill with the exit that closes it: the round trips."""
-
-    def __init__(self) -> None:
-        self.open: dict[str, tuple[Order, Fill]] = {}
-
-    def add(self, order: Order, fill: Fill) -> metrics.RoundTrip | None:
-        if fill.side is Side.BUY:
-            self.open[fill.symbol] = (order, fill)
-            return None
-        entry = self.open.pop(fill.symbol, None)
-        if entry is None:
-            return None
-        entry_order, entry_fill = entry
-        pnl = (fill.price - entry_fill.price) * fill.quantity - fill.fee - entry_fill.fee
-        reason = order.reason.split(":")[0] if order.reason else "sell signal"
-        return metrics.RoundTrip(
-            fill.symbol, entry_order.strategy, entry_fill.time.isoformat(), entry_fill.price,
-            fill.time.isoformat(), fill.price, fill.quantity, round(pnl, 4),
-            round(fill.fee + entry_fill.fee, 4), reason,
-        )  # fmt: skip

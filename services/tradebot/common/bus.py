@@ -28,8 +28,8 @@ from redis.asyncio.client import Pipeline
 from redis.typing import KeyT, StreamIdT
 
 from tradebot.common import wire
-from tradebot.common.keys import FILLS, ORDERS, POSITIONS, SIGNALS, TICKS, dead_letter_stream
-from tradebot.common.models import Fill, Message, Order, Position, PriceTick, TradeSignal
+from tradebot.common.keys import CONTROLS, FILLS, ORDERS, POSITIONS, SIGNALS, TICKS, dead_letter_stream
+from tradebot.common.models import Control, Fill, Message, Order, Position, PriceTick, TradeSignal
 
 DEAD_LETTER_MAXLEN = 100_000
 DEAD_LETTER_FIELD_BYTES = 16_384
@@ -41,6 +41,7 @@ STREAM_MODELS: dict[str, type[Message]] = {
     ORDERS: Order,
     FILLS: Fill,
     POSITIONS: Position,
+    CONTROLS: Control,
 }
 
 log = logging.getLogger(__name__)

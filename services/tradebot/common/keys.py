@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 from redis.asyncio import Redis
@@ -23,6 +24,8 @@ SIGNALS = "signals"
 ORDERS = "orders"
 FILLS = "fills"
 POSITIONS = "positions"
+CONTROLS = "controls"
+"""Operator commands (pause, resume, close, flatten, reset) from the API to execution."""
 
 
 def tick_shard(symbol: str, shards: int) -> int:
@@ -125,13 +128,28 @@ async def read_latest_prices(
 PORTFOLIO = "execution:portfolio"
 """The paper account as JSON (tradebot.execution.portfolio.Portfolio; read with `load_portfolio`)."""
 PROCESSED_SIGNALS = "execution:processed_signals"
-"""Sorted set: signal id -> time it was executed (exactly-once record)."""
+"""Sorted set: signal or control id -> time it was executed (exactly-once record)."""
 BROKER_BOOK = "execution:broker"
 """With a broker venue (EXECUTION_VENUE=alpaca): the orders open at the broker and where the last
 catch-up of fills ended (tradebot.execution.book.Book)."""
 BROKER_SUBMITTING = "execution:submitting"
 """Hash: client_order_id -> the decided order (TrackedOrder JSON), written before it is sent and
 deleted with the signal's acknowledgement: what a redelivered signal sends again."""
+CONTROL_RESULTS = "execution:control_results"
+"""Hash: control id -> JSON `{"time": epoch s, "result": what execution did}`, written with its effect."""
+
+
+async def read_control_results(redis: Redis, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What execution did with each of these controls (the ones it has applied)."""
+    found: dict[str, dict[str, Any]] = {}
+    for control_id, raw in zip(ids, await redis.hmget(CONTROL_RESULTS, ids) if ids else [], strict=True):
+        try:
+            if raw:
+                found[control_id] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+    return found
+
 
 # ---------------------------------------------------------------------------- strategy
 STRATEGY_PROGRESS = "strategy:progress"
@@ -147,3 +165,57 @@ def strategy_lease_key(shard: int) -> str:
 def strategy_checkpoint_key(shard: int) -> str:
     """`strategy:checkpoint:<n>`: shard n's strategy state and the stream position it covers."""
     return f"strategy:checkpoint:{shard}"
+
+
+STRATEGY_READINGS = "strategy:readings"
+"""Hash: symbol -> JSON `{"time": epoch s, "strategies": {name: {"values": {indicator: value},
+"last_signal": {side, time, reason} | null}}}`, the running strategies' current indicators (written
+by the strategy replica owning the symbol every few seconds; the dashboard's overlays and panel)."""
+READINGS_HISTORY = 240
+"""Points kept per symbol in `strategy:readings:<symbol>` (a change every 2 s: 8 minutes; a 1m bar's: 4 h)."""
+
+
+def readings_history_key(symbol: str) -> str:
+    """`strategy:readings:<symbol>`: list of JSON `[epoch s, {strategy: {indicator: value}}]`, the
+    last READINGS_HISTORY changes of the symbol's readings, oldest first (the chart's overlay lines)."""
+    return f"{STRATEGY_READINGS}:{symbol}"
+
+
+async def read_readings_history(redis: Redis, symbol: str) -> list[list[Any]]:
+    points = []
+    for raw in await redis.lrange(readings_history_key(symbol), 0, -1):
+        try:
+            points.append(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            continue
+    return points
+
+
+STRATEGY_CONFIG = "strategy:config"
+"""JSON `{name: {"summary", "input", "params", "overlays"}}`: the strategies a stack runs."""
+
+
+async def read_strategy_readings(
+    redis: Redis, symbols: Iterable[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Current readings of `symbols` (default: all); unreadable entries are skipped."""
+    if symbols is None:
+        raw: Mapping[Any, Any] = await redis.hgetall(STRATEGY_READINGS)
+    else:
+        wanted = list(symbols)
+        raw = dict(zip(wanted, await redis.hmget(STRATEGY_READINGS, wanted), strict=True)) if wanted else {}
+    found = {}
+    for symbol, value in raw.items():
+        try:
+            found[symbol.decode() if isinstance(symbol, bytes) else symbol] = orjson.loads(value or b"")
+        except orjson.JSONDecodeError:
+            continue
+    return found
+
+
+async def read_strategy_config(redis: Redis) -> dict[str, dict[str, Any]]:
+    raw = await redis.get(STRATEGY_CONFIG)
+    try:
+        return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}

@@ -154,6 +154,8 @@ def text_problem(message: Message) -> str | None:
     """What is wrong with a message's text fields (a NUL character, a malformed symbol), if anything."""
     for name in message.text_fields:
         value = getattr(message, name)
+        if value is None:
+            continue  # an optional text left out
         if not isinstance(value, str):
             return None  # the type check names it
         if "\x00" in value:
@@ -172,8 +174,11 @@ def texts_valid(model: type[Message], messages: list[Message], raw: bytes) -> bo
     if b"\\u0000" in raw:
         return False
     for name, patterns in _PATTERNED.items():
-        if name in model.model_fields and not all(map(patterns.valid, set(map(attrgetter(name), messages)))):
-            return False
+        if name in model.model_fields:
+            values = set(map(attrgetter(name), messages))
+            values.discard(None)  # an optional symbol left out
+            if not all(map(patterns.valid, values)):
+                return False
     return True
 
 
@@ -259,10 +264,38 @@ class Position(Message, frozen=True, kw_only=True):
     time: datetime
 
 
+ControlAction = Literal["pause", "resume", "close", "flatten", "reset"]
+
+
+class Control(Message, frozen=True, kw_only=True):
+    """An operator's command to the pipeline, carried on the `controls` stream to execution.
+
+    pause: no new positions (exits and sells still run); resume: entries again; close: sell
+    `symbol`'s position at the next trade; flatten: close every position and cancel queued
+    buys; reset: the paper account back to STARTING_CASH.
+    """
+
+    kind: ClassVar[str] = "control"
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = msgspec.field(default_factory=new_id)
+    time: datetime
+    action: ControlAction
+    symbol: Symbol | None = None
+    actor: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+def _is_text(kind: msgspec.inspect.Type) -> bool:
+    """A text field, or an optional one (`str | None`)."""
+    if isinstance(kind, msgspec.inspect.UnionType):
+        return any(isinstance(t, msgspec.inspect.StrType) for t in kind.types)
+    return isinstance(kind, msgspec.inspect.StrType)
+
+
 WIRE_MODELS: dict[str, type[Message]] = {
-    model.kind: model for model in (PriceTick, TradeSignal, Order, Fill, Position)
+    model.kind: model for model in (PriceTick, TradeSignal, Order, Fill, Position, Control)
 }
 for _model in WIRE_MODELS.values():
     _model.model_fields = _model.__struct_fields__
     _fields = cast(msgspec.inspect.StructType, msgspec.inspect.type_info(_model)).fields
-    _model.text_fields = tuple(f.name for f in _fields if isinstance(f.type, msgspec.inspect.StrType))
+    _model.text_fields = tuple(f.name for f in _fields if _is_text(f.type))

@@ -83,6 +83,9 @@ ALPACA_FEED, POLYGON_FEED, SYNTHETIC_FEED = (
 STRATEGY, EXECUTION, STORAGE = _read_by("strategy"), _read_by("execution"), _read_by("storage")
 API, DASHBOARD = _read_by("api"), _read_by("dashboard")
 CONSUMERS = STRATEGY | EXECUTION | STORAGE
+BROKER = EXECUTION | API
+"""The paper broker's costs, limits, sizing and exits: execution's, and the API's for the backtests
+it runs (POST /backtests trades with the stack's own broker)."""
 EVERY_SERVICE = FEEDS | CONSUMERS | API | DASHBOARD
 
 
@@ -181,18 +184,19 @@ class Settings(BaseSettings):
     backfill_concurrent_requests: Annotated[int, PROVIDER_FEEDS] = Field(3, ge=1, le=100)
     rate_limit_delay: Annotated[float, PROVIDER_FEEDS] = Field(0.5, ge=0, le=60)
 
-    # Execution: the venue, the paper broker's costs, and the risk limits (checked for every venue).
+    # Execution: the venue, the paper broker's costs, and the risk limits (checked for every venue;
+    # the API reads them too: POST /backtests trades with the stack's broker).
     execution_venue: Annotated[ExecutionVenueName, EXECUTION] = Field(
         DEFAULT_VENUE, description="where orders go: simulated (the paper broker) or alpaca (paper trading)"
     )
-    starting_cash: Annotated[float, EXECUTION | API | DASHBOARD] = Field(100_000, gt=0)
-    slippage_bps: Annotated[float, EXECUTION] = Field(5, ge=0, le=1_000)
-    fee_per_share: Annotated[float, EXECUTION] = Field(0.005, ge=0)
-    min_fee: Annotated[float, EXECUTION] = Field(1.0, ge=0)
-    max_position_per_symbol: Annotated[float, EXECUTION] = Field(1_000, gt=0, description="shares")
-    max_order_notional: Annotated[float, EXECUTION] = Field(50_000, gt=0)
-    max_open_positions: Annotated[int, EXECUTION] = Field(20, ge=1)
-    daily_loss_limit: Annotated[float, EXECUTION] = Field(
+    starting_cash: Annotated[float, EXECUTION | STORAGE | API | DASHBOARD] = Field(100_000, gt=0)
+    slippage_bps: Annotated[float, BROKER] = Field(5, ge=0, le=1_000)
+    fee_per_share: Annotated[float, BROKER] = Field(0.005, ge=0)
+    min_fee: Annotated[float, BROKER] = Field(1.0, ge=0)
+    max_position_per_symbol: Annotated[float, BROKER] = Field(1_000, gt=0, description="shares")
+    max_order_notional: Annotated[float, BROKER] = Field(50_000, gt=0)
+    max_open_positions: Annotated[int, BROKER] = Field(20, ge=1)
+    daily_loss_limit: Annotated[float, BROKER] = Field(
         5_000, gt=0, description="stop trading after this loss in a day"
     )
 
@@ -205,43 +209,43 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON {strategy: {parameter: value}}, e.g. {"rsi": {"period": 10}}',
     )
-    bar_close_grace: Annotated[float, STRATEGY] = Field(
+    bar_close_grace: Annotated[float, STRATEGY | API] = Field(
         5, ge=0, le=3_600, description="seconds after its end that a quiet symbol's bar closes"
     )
     strategy_checkpoint_seconds: Annotated[float, STRATEGY] = Field(
         30, gt=0, le=3_600, description="how often a strategy replica checkpoints its state"
     )
-    sizing: Annotated[SizingMode, EXECUTION] = Field(
+    sizing: Annotated[SizingMode, BROKER] = Field(
         "equity_pct", description="quantity, notional, equity_pct or risk"
     )
-    order_quantity: Annotated[float, EXECUTION] = Field(
+    order_quantity: Annotated[float, BROKER] = Field(
         10, gt=0, description="shares per entry (SIZING=quantity)"
     )
-    order_notional: Annotated[float, EXECUTION] = Field(
+    order_notional: Annotated[float, BROKER] = Field(
         5_000, gt=0, description="dollars per entry (SIZING=notional)"
     )
-    order_equity_pct: Annotated[float, EXECUTION] = Field(
+    order_equity_pct: Annotated[float, BROKER] = Field(
         10, gt=0, le=100, description="% of equity per entry (SIZING=equity_pct)"
     )
-    risk_per_trade_pct: Annotated[float, EXECUTION] = Field(
+    risk_per_trade_pct: Annotated[float, BROKER] = Field(
         0.5, gt=0, le=100, description="% of equity lost if the stop is hit (SIZING=risk)"
     )
-    stop_loss_pct: Annotated[float, EXECUTION] = Field(
+    stop_loss_pct: Annotated[float, BROKER] = Field(
         2, ge=0, lt=100, description="stop below the entry, %; 0 = none"
     )
-    stop_loss_atr: Annotated[float, EXECUTION] = Field(
+    stop_loss_atr: Annotated[float, BROKER] = Field(
         2, ge=0, le=100, description="stop below the entry in signal ATRs (before STOP_LOSS_PCT); 0 = off"
     )
-    take_profit_pct: Annotated[float, EXECUTION] = Field(
+    take_profit_pct: Annotated[float, BROKER] = Field(
         4, ge=0, le=1_000, description="take profit above the entry, %; 0 = none"
     )
-    trailing_stop_pct: Annotated[float, EXECUTION] = Field(
+    trailing_stop_pct: Annotated[float, BROKER] = Field(
         0, ge=0, lt=100, description="exit this % below the high since entry"
     )
-    min_signal_strength: Annotated[float, EXECUTION] = Field(
+    min_signal_strength: Annotated[float, BROKER] = Field(
         0.3, ge=0, le=1, description="weaker buy signals are not traded"
     )
-    cooldown_seconds: Annotated[float, EXECUTION] = Field(
+    cooldown_seconds: Annotated[float, BROKER] = Field(
         300, ge=0, le=86_400, description="no new entry this soon after a fill"
     )
     watermark_wait_seconds: Annotated[float, EXECUTION] = Field(
@@ -275,6 +279,17 @@ class Settings(BaseSettings):
         12 * 3_600, gt=0, le=30 * 86_400, description="lifetime of a dashboard login"
     )
 
+    # The cockpit: equity snapshots (storage) and notifications (dashboard).
+    equity_snapshot_seconds: Annotated[float, STORAGE] = Field(
+        60, ge=1, le=86_400, description="how often storage records the account's equity"
+    )
+    notify_webhook_url: Annotated[str, DASHBOARD] = Field(
+        "", description="JSON POST (Slack/Discord) of fills, rejections, errors, daily summary"
+    )
+    notify_max_per_minute: Annotated[int, DASHBOARD] = Field(
+        20, ge=1, le=10_000, description="notifications sent per minute at most (the rest are counted)"
+    )
+
     # Operations.
     log_level: Annotated[LogLevel, EVERY_SERVICE] = "INFO"
     log_format: Annotated[Literal["json", "console"], EVERY_SERVICE] = "console"
@@ -287,7 +302,7 @@ class Settings(BaseSettings):
     batch_size: Annotated[int, CONSUMERS] = Field(
         1_000, ge=1, le=100_000, description="stream entries read per call"
     )
-    tick_shards: Annotated[int, FEEDS | CONSUMERS | DASHBOARD] = Field(
+    tick_shards: Annotated[int, FEEDS | CONSUMERS | API | DASHBOARD] = Field(
         1, ge=1, le=1_024, description="tick streams split by symbol (part of a stack's identity)"
     )
     replica_index: Annotated[int, STRATEGY] = Field(

@@ -8,6 +8,8 @@ SIGNALS_TABLE = "trade_signals"
 ORDERS_TABLE = "orders"
 FILLS_TABLE = "fills"
 POSITIONS_TABLE = "positions"
+AUDIT_TABLE = "audit"
+EQUITY_TABLE = "equity_snapshots"
 TICK_TABLE_PREFIX = "price_ticks_"
 # Bar widths with a table of their own: 1m always (a continuous aggregate under TimescaleDB,
 # else rolled up by storage); the wider ones only under TimescaleDB (hierarchical aggregates).

@@ -31,6 +31,7 @@ from tradebot.providers.registry import DATA_SOURCES
 
 STATIC = Path(__file__).parent / "static"
 SERVICE_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+FORWARDED_HEADERS = ("authorization", "content-type", "cookie")
 
 
 @dataclass
@@ -92,11 +93,23 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
         await reset_errors(state.redis, service_id)
         return Response(status_code=204)
 
-    @app.get("/api/{path:path}", dependencies=readers)
-    async def history(path: str, request: Request) -> Response:
-        """GET requests passed on to the API (bars, symbols, summary) so the browser needs one origin."""
+    @app.get("/backtests")
+    async def backtests_page(request: Request) -> Response:
+        """The backtests page, for a reader; otherwise the login page."""
+        if (instead := login.entry(request)) is not None:
+            return instead
+        return FileResponse(STATIC / "backtests.html", headers={"Cache-Control": "no-cache"})
+
+    @app.api_route("/api/{path:path}", methods=["GET", "POST"], dependencies=readers)
+    async def to_api(path: str, request: Request) -> Response:
+        """Requests passed on to the API (history, controls, backtests) so the browser needs one
+        origin; the caller's Authorization and session go with them, and the API decides."""
+        headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
         try:
-            answer = await state.api.get(f"/{path}", params=request.query_params)
+            answer = await state.api.request(
+                request.method, f"/{path}", params=request.query_params, headers=headers,
+                content=await request.body() if request.method == "POST" else None,
+            )  # fmt: skip
         except httpx.HTTPError as error:
             detail = f"the API at {settings.api_url} is unreachable: {type(error).__name__}"
             return JSONResponse({"detail": detail}, status_code=502)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
@@ -15,6 +16,8 @@ from tradebot.common.settings import Settings
 from tradebot.dashboard.app import DashboardState, create_app
 from tradebot.dashboard.fanout import Hub
 from tradebot.dashboard.feed import StreamFeed, live_account, live_health, live_streams, snapshot
+from tradebot.notify.messages import DailySummary, ErrorWatch, describe
+from tradebot.notify.webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
 STATE_PERIOD = 1.0  # seconds between health/account refreshes
@@ -30,6 +33,12 @@ class DashboardService:
         self.app: FastAPI | None = None  # the app being served (its routes are what tests enumerate)
         self.port: int | None = None  # the bound port, known once serving (DASHBOARD_PORT=0 picks one)
         self.hub = Hub()
+        self.notifier = (
+            WebhookNotifier(settings.notify_webhook_url, settings.notify_max_per_minute)
+            if settings.notify_webhook_url
+            else None
+        )
+        self.errors, self.summary = ErrorWatch(), DailySummary()
 
     async def run(self, ctx: ServiceContext) -> None:
         feed = StreamFeed(ctx.redis, live_streams(ctx.settings.tick_shards))
@@ -49,6 +58,8 @@ class DashboardService:
                 asyncio.create_task(self._follow_streams(ctx, feed), name="streams"),
                 asyncio.create_task(self._follow_state(ctx), name="state"),
             ]
+            if self.notifier is not None:
+                tasks.append(asyncio.create_task(self.notifier.run(), name="notifications"))
             try:
                 while not server.started:
                     await _raise_if_any_failed(tasks)
@@ -59,6 +70,9 @@ class DashboardService:
                     ctx.progressed()
                     ctx.counters["browsers"] = len(self.hub.mailboxes)
                     ctx.counters["frames_sent"] = self.hub.frames_sent
+                    if self.notifier is not None:
+                        ctx.counters.update(self.notifier.counters)
+                        self.notifier.counters.clear()
                     await _raise_if_any_failed(tasks)
                     await ctx.sleep(1.0)
             finally:
@@ -72,12 +86,25 @@ class DashboardService:
         while not ctx.stopping.is_set():
             for message in await feed.read():
                 self.hub.add(message)
+                if self.notifier is not None:
+                    self.summary.count(message)
+                    text = describe(message)
+                    if text is not None:
+                        self.notifier.offer(text)
 
     async def _follow_state(self, ctx: ServiceContext) -> None:
         settings = ctx.settings
         while not ctx.stopping.is_set():
-            self.hub.set_health(await live_health(ctx.redis, settings.data_source))
-            self.hub.set_account(await live_account(ctx.redis, settings.starting_cash))
+            health = await live_health(ctx.redis, settings.data_source)
+            account = await live_account(ctx.redis, settings.starting_cash)
+            self.hub.set_health(health)
+            self.hub.set_account(account)
+            if self.notifier is not None:
+                for text in self.errors.news(health):
+                    self.notifier.offer(text)
+                summary = self.summary.due(datetime.now(UTC), account)
+                if summary is not None:
+                    self.notifier.offer(summary)
             await ctx.sleep(STATE_PERIOD)
 
 

@@ -166,7 +166,7 @@ class PaperBroker:
         quantity, rejection = self.size(portfolio, pending, price, tick.time)
         order = self.order(
             pending.signal_id, pending.strategy, tick.symbol, pending.side, quantity,
-            pending.reference_price, tick.time, rejection or "",
+            pending.reference_price, tick.time, rejection or pending.reason,
             OrderStatus.REJECTED if rejection else OrderStatus.FILLED,
         )  # fmt: skip
         if rejection:
@@ -190,6 +190,8 @@ class PaperBroker:
         now: datetime,
     ) -> tuple[float, str | None]:
         symbol = pending.symbol
+        if portfolio.paused:
+            return 0.0, "trading is paused by an operator (no new positions until resumed)"
         if holding is not None and holding.quantity > 0:
             return 0.0, f"already long {holding.quantity:g} {symbol} (one position per symbol)"
         last = holding.last_fill_time if holding is not None else None

@@ -49,6 +49,8 @@ class PendingOrder(BaseModel):
     """True once its own tick has gone by: the next trade fills it."""
     traceparent: str | None = None
     """The signal's trace, which its fill joins."""
+    reason: str = ""
+    """What its filled order says (an operator's close says so; a strategy's order is silent)."""
 
     @classmethod
     def of(cls, signal: TradeSignal, traceparent: str | None = None) -> PendingOrder:
@@ -78,6 +80,8 @@ class Portfolio(BaseModel):
     orders_rejected: int = 0
     pending: dict[str, list[PendingOrder]] = Field(default_factory=dict)
     """Orders waiting for a trade, by symbol."""
+    paused: bool = False
+    """Set by an operator's pause: no new positions; exits and sells still run."""
 
     @classmethod
     def opening(cls, cash: float) -> Portfolio:

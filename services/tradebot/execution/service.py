@@ -15,6 +15,8 @@ Each batch is one optimistic Redis transaction (WATCH/MULTI): the orders, fills
 and positions, the portfolio with its queued orders, the executed signal ids and
 the acknowledgements of signals and ticks. So a signal delivered twice never
 trades twice, and a crash never leaves a fill without its portfolio update.
+Operator controls (`controls` stream, tradebot.execution.controls) join the same
+transaction, decided before the batch's signals.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import redis.exceptions
 from redis.asyncio.client import Pipeline
@@ -33,6 +36,7 @@ from tradebot.common.models import PriceTick, TradeSignal
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced
+from tradebot.execution.controls import decide_controls
 from tradebot.execution.paper import Execution, PaperBroker
 from tradebot.execution.portfolio import load_portfolio
 from tradebot.strategy.shards import entry_key
@@ -58,23 +62,27 @@ class ExecutionService:
         self.signals.block_ms = 1  # never wait for signals: the tick read below does the waiting
         self.ticks = ctx.consumer(self.tick_streams)
         self.ticks.block_ms = 250
+        self.controls = ctx.consumer([keys.CONTROLS], count=50)
+        self.controls.block_ms = 1
         self.publisher = ctx.publisher()
         await self.signals.setup()
         await self.ticks.setup()
+        await self.controls.setup()
         self.buffers: dict[str, deque[Delivery]] = {stream: deque() for stream in self.tick_streams}
         ctx.ready = True
         next_trim = 0.0
         while not ctx.stopping.is_set():
             ctx.progressed()
             progress = await ctx.redis.hgetall(keys.STRATEGY_PROGRESS)
+            controls = await self.controls.read()
             signals = await self.signals.read_all()  # after the progress: none it covers is missed
             if sum(map(len, self.buffers.values())) < MAX_BUFFERED_TICKS:
                 for delivery in await self.ticks.read():
                     self.buffers[delivery.stream].append(delivery)
             ticks = self._covered_ticks(progress, ctx)
-            if signals or ticks:
-                ctx.counters.update(await self.handle(signals, ticks))
-                ctx.handled_batch(len(signals) + len(ticks))
+            if signals or ticks or controls:
+                ctx.counters.update(await self.handle(signals, ticks, controls))
+                ctx.handled_batch(len(signals) + len(ticks) + len(controls))
             if time.monotonic() >= next_trim:
                 cutoff = time.time() - PROCESSED_RETENTION_SECONDS
                 await ctx.redis.zremrangebyscore(keys.PROCESSED_SIGNALS, "-inf", cutoff)
@@ -97,23 +105,33 @@ class ExecutionService:
                 ready.append(delivery)
         return ready
 
-    async def handle(self, signals: list[Delivery], ticks: list[Delivery]) -> Counter:
+    async def handle(
+        self, signals: list[Delivery], ticks: list[Delivery], controls: Sequence[Delivery] = ()
+    ) -> Counter:
         """Decide a batch and commit it in one optimistic transaction; returns what happened."""
         async with self.signals.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    return await self._execute_batch(pipe, signals, ticks)
+                    return await self._execute_batch(pipe, signals, ticks, controls)
                 except redis.exceptions.WatchError:
                     continue  # the portfolio changed under us (a reset, a second replica): decide again
 
-    async def _execute_batch(self, pipe: Pipeline, signals: list[Delivery], ticks: list[Delivery]) -> Counter:
+    async def _execute_batch(
+        self, pipe: Pipeline, signals: list[Delivery], ticks: list[Delivery], controls: Sequence[Delivery]
+    ) -> Counter:
         await pipe.watch(keys.PORTFOLIO, keys.PROCESSED_SIGNALS)
         messages: list[TradeSignal] = [d.message for d in signals]  # type: ignore[misc]
         already_done = (
             await pipe.zmscore(keys.PROCESSED_SIGNALS, [s.id for s in messages]) if messages else []
         )
-        portfolio = await load_portfolio(pipe, self.starting_cash)
-        outcomes: Counter = Counter()
+        decided = await decide_controls(
+            pipe,
+            await load_portfolio(pipe, self.starting_cash),
+            controls,
+            self.starting_cash,
+            datetime.now(UTC),
+        )
+        portfolio, outcomes = decided.portfolio, decided.outcomes
         accepted: set[str] = set()
         results: list[tuple[Execution, str | None]] = []
         for delivery, signal, done in zip(signals, messages, already_done, strict=True):
@@ -137,6 +155,7 @@ class ExecutionService:
                         results.append((execution, tp))
         outcomes["ticks_checked"] += len(ticks)
         pipe.multi()
+        decided.commit(pipe, self.publisher, self.controls.group)
         for execution, tp in results:
             self._publish(pipe, execution, tp, outcomes)
         pipe.set(keys.PORTFOLIO, portfolio.model_dump_json())

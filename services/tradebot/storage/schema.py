@@ -19,7 +19,9 @@ from datetime import timedelta
 import asyncpg
 
 from tradebot.common.tables import (
+    AUDIT_TABLE,
     BAR_WIDTHS,
+    EQUITY_TABLE,
     FILLS_TABLE,
     ORDERS_TABLE,
     POSITIONS_TABLE,
@@ -90,6 +92,29 @@ CREATE TABLE IF NOT EXISTS {POSITIONS_TABLE} (
     market_price double precision NOT NULL,
     unrealized_pnl double precision NOT NULL,
     time timestamptz NOT NULL
+);
+"""
+AUDIT_DDL = f"""
+CREATE TABLE IF NOT EXISTS {AUDIT_TABLE} (
+    id bigserial PRIMARY KEY,
+    time timestamptz NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    symbol text,
+    reason text NOT NULL,
+    control_id text NOT NULL UNIQUE
+);
+CREATE INDEX IF NOT EXISTS {AUDIT_TABLE}_time ON {AUDIT_TABLE} (time DESC);
+"""
+EQUITY_DDL = f"""
+CREATE TABLE IF NOT EXISTS {EQUITY_TABLE} (
+    time timestamptz PRIMARY KEY,
+    equity double precision NOT NULL,
+    cash double precision NOT NULL,
+    realized_pnl double precision NOT NULL,
+    unrealized_pnl double precision NOT NULL,
+    fees_paid double precision NOT NULL,
+    open_positions integer NOT NULL
 );
 """
 
@@ -348,6 +373,13 @@ async def timescale_available(conn: asyncpg.Connection) -> bool:
     return True
 
 
+async def ensure_tables(conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, ddl: str) -> None:
+    """Run DDL under the schema lock (a service that writes a table before storage made it)."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+        await conn.execute(ddl)
+
+
 async def ensure_schema(
     conn: asyncpg.Connection, sources: tuple[str, ...] = ("synthetic",), policy: TickPolicy | None = None
 ) -> Schema:
@@ -356,7 +388,7 @@ async def ensure_schema(
         log.warning("TICK_RETENTION needs TimescaleDB: plain PostgreSQL keeps every tick")
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-        await conn.execute(COMMON_DDL)
+        await conn.execute(COMMON_DDL + AUDIT_DDL + EQUITY_DDL)
     for source in sources:
         await schema.ensure_source(conn, source)
     return schema

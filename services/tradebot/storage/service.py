@@ -5,12 +5,14 @@ mid-batch, the entries stay pending and are written again on restart (or by
 another replica after the claim timeout); the writer's conflict rules make that
 replay store nothing twice. A message the database refuses for a data reason
 goes to the dead-letter stream with the database's words; the rest is stored.
+Between batches it also records the account's equity every EQUITY_SNAPSHOT_SECONDS.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from tradebot.common import bus, keys, wire
 from tradebot.common.bus import Delivery
@@ -18,6 +20,7 @@ from tradebot.common.connections import connect_postgres_once
 from tradebot.common.service import ServiceContext
 from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced, tracing_enabled
+from tradebot.storage.equity import next_snapshot, take_snapshot
 from tradebot.storage.schema import TickPolicy, ensure_schema
 from tradebot.storage.writer import BatchWriter
 
@@ -37,6 +40,8 @@ class StorageService:
         self.source = settings.data_source
         self.streams = stored_streams(settings.tick_shards)
         self.policy = TickPolicy(retention=settings.tick_retention)
+        self.snapshot_every = settings.equity_snapshot_seconds
+        self.starting_cash = settings.starting_cash
 
     async def run(self, ctx: ServiceContext) -> None:
         consumer = ctx.consumer(self.streams)
@@ -49,6 +54,7 @@ class StorageService:
             # The next batch is read from Redis while the previous one is written to PostgreSQL,
             # so their round trips overlap; one write at a time keeps the connection's order.
             writing: asyncio.Task | None = None
+            snapshot_due = 0.0
             try:
                 while not ctx.stopping.is_set():
                     ctx.progressed()
@@ -56,6 +62,10 @@ class StorageService:
                     if writing is not None:
                         await writing
                         writing = None
+                    now = time.time()
+                    if now >= snapshot_due:  # between writes: the connection is free
+                        await take_snapshot(conn, ctx.redis, self.starting_cash, now, self.snapshot_every)
+                        snapshot_due = next_snapshot(now, self.snapshot_every)
                     if deliveries:
                         writing = asyncio.create_task(self._store(ctx, writer, consumer, deliveries))
             finally:

@@ -63,6 +63,8 @@ class Strategy(ABC, Generic[P, S]):
     Params: ClassVar[type[StrategyParams]]
     State: ClassVar[type[Struct]]
     inputs: ClassVar[tuple[InputName, ...]] = BAR_INPUTS
+    overlays: ClassVar[tuple[str, ...]] = ()
+    """Readings in price units, drawn over the chart (the others are shown beside it)."""
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -82,6 +84,10 @@ class Strategy(ABC, Generic[P, S]):
     @abstractmethod
     def decide(self, state: S, bar: Bar) -> Decision | None:
         """Update `state` with a closed bar (or one tick as a bar) and say what to do, if anything."""
+
+    def readings(self, state: S) -> dict[str, float | None]:
+        """The indicators of one symbol's state now, by name (None while warming up)."""
+        return {}
 
     @staticmethod
     def describe_params(params: type[StrategyParams]) -> list[dict[str, Any]]:

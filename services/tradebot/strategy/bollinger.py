@@ -36,6 +36,11 @@ class BollingerReversion(Strategy[BollingerParams, BollingerState]):
     Params = BollingerParams
     State = BollingerState
     inputs = EVERY_INPUT
+    overlays = ("lower", "middle", "upper")
+
+    def readings(self, state: BollingerState) -> dict[str, float | None]:
+        bands = state.bands.current()
+        return dict(zip(self.overlays, bands or (None, None, None), strict=True))
 
     def new_state(self) -> BollingerState:
         return BollingerState(Bands.of(self.params.period, self.params.width))

@@ -48,6 +48,10 @@ class DonchianBreakout(Strategy[DonchianParams, DonchianState]):
     Params = DonchianParams
     State = DonchianState
     inputs = BAR_INPUTS
+    overlays = ("upper", "lower")
+
+    def readings(self, state: DonchianState) -> dict[str, float | None]:
+        return {"upper": state.upper, "lower": state.lower, "atr": state.atr.value}
 
     def new_state(self) -> DonchianState:
         p = self.params

@@ -62,6 +62,10 @@ class Sma(Struct, tag=True):
 
     def push(self, value: float) -> float | None:
         self.window.push(value)
+        return self.current()
+
+    def current(self) -> float | None:
+        """The average now (None while warming up)."""
         return self.window.mean() if self.window.full else None
 
 
@@ -82,6 +86,9 @@ class Ema(Struct, tag=True):
             self.seed += value
         else:
             self.value = (self.seed + value) / self.period
+        return self.value
+
+    def current(self) -> float | None:
         return self.value
 
 
@@ -110,6 +117,12 @@ class Rsi(Struct):
         else:
             self.average_gain = (self.average_gain * (period - 1) + gain) / period
             self.average_loss = (self.average_loss * (period - 1) + loss) / period
+        return self.current()
+
+    def current(self) -> float | None:
+        """The RSI now (None until `period` changes were seen)."""
+        if self.changes < self.period:
+            return None
         if self.average_loss == 0:
             return 100.0
         return 100.0 - 100.0 / (1.0 + self.average_gain / self.average_loss)
@@ -128,6 +141,9 @@ class Bands(Struct):
     def push(self, value: float) -> tuple[float, float, float] | None:
         """(lower, middle, upper) once the window is full."""
         self.window.push(value)
+        return self.current()
+
+    def current(self) -> tuple[float, float, float] | None:
         if not self.window.full:
             return None
         middle, spread = self.window.mean(), self.width * self.window.stdev()

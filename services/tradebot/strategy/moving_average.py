@@ -44,6 +44,10 @@ class MovingAverageCrossover(Strategy[CrossoverParams, CrossoverState]):
     Params = CrossoverParams
     State = CrossoverState
     inputs = EVERY_INPUT
+    overlays = ("fast", "slow")
+
+    def readings(self, state: CrossoverState) -> dict[str, float | None]:
+        return {"fast": state.fast.current(), "slow": state.slow.current()}
 
     def new_state(self) -> CrossoverState:
         p = self.params

@@ -43,6 +43,9 @@ class RsiMeanReversion(Strategy[RsiParams, RsiState]):
     State = RsiState
     inputs = EVERY_INPUT
 
+    def readings(self, state: RsiState) -> dict[str, float | None]:
+        return {"rsi": state.rsi.current()}
+
     def new_state(self) -> RsiState:
         return RsiState(Rsi(self.params.period))
 

@@ -24,6 +24,13 @@ from tradebot.common.settings import Settings
 from tradebot.common.telemetry import traced
 from tradebot.strategy import shards as shard_ops
 from tradebot.strategy.base import Strategy
+from tradebot.strategy.readings import (
+    READINGS_SECONDS,
+    LastSignals,
+    ReadingsPublisher,
+    publish_config,
+    remember,
+)
 from tradebot.strategy.registry import build_strategies
 from tradebot.strategy.shards import GROUP, LEASE_SECONDS, OwnedShard
 
@@ -50,6 +57,8 @@ class StrategyService:
         self.owned: dict[int, OwnedShard] = {}
         self.by_stream: dict[str, OwnedShard] = {}
         self.consumer: bus.Consumer | None = None
+        self.last_signals: LastSignals = {}
+        self.readings = ReadingsPublisher()
 
     async def run(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -65,7 +74,8 @@ class StrategyService:
                 "token": self.token,
             },
         )
-        next_lease_try, renewed_at = 0.0, time.monotonic()
+        next_lease_try, renewed_at, readings_due = 0.0, time.monotonic(), 0.0
+        await publish_config(ctx.redis, self.strategies)
         try:
             while not ctx.stopping.is_set():
                 ctx.progressed()
@@ -84,6 +94,10 @@ class StrategyService:
                     renewed_at = time.monotonic()
                     ctx.handled_batch(len(deliveries))
                 await self._checkpoint_due()
+                if time.monotonic() >= readings_due:
+                    runners = (owned.runner for owned in self.owned.values())
+                    await self.readings.publish(ctx.redis, runners, self.last_signals)
+                    readings_due = time.monotonic() + READINGS_SECONDS
         finally:
             await self._hand_back()
 
@@ -164,6 +178,8 @@ class StrategyService:
             signals[owned.shard].extend((signal, tp) for signal in found)
         for owned in self.owned.values():
             signals[owned.shard].extend((signal, None) for signal in owned.runner.on_clock(now))
+        for pairs in signals.values():
+            remember(self.last_signals, (pair[0] for pair in pairs))
         return signals
 
     async def _commit(

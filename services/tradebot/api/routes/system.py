@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from tradebot.api.auth import require_write
 from tradebot.api.deps import NOT_FOUND, State
-from tradebot.api.models import ApiHealth, ServiceStatus
+from tradebot.api.models import ApiHealth, ServiceStatus, StreamHealth
 from tradebot.api.sources import UnknownName
 from tradebot.api.status import service_statuses
+from tradebot.api.streams import streams_health
 from tradebot.common.connections import TRANSIENT_ERRORS
 from tradebot.common.heartbeat import discover_service_ids, reset_errors
 
@@ -38,6 +39,15 @@ async def health(state: State) -> ApiHealth:
 @router.get("/services", response_model=list[ServiceStatus], summary="Every service found by its heartbeat")
 async def services(state: State) -> list[ServiceStatus]:
     return await service_statuses(state.redis, state.settings.data_source)
+
+
+@router.get(
+    "/streams",
+    response_model=list[StreamHealth],
+    summary="Each stream's length, dead letters and groups' lag",
+)
+async def streams(state: State) -> list[StreamHealth]:
+    return await streams_health(state.redis, state.settings.tick_shards)
 
 
 @router.delete(

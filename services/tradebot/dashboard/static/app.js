@@ -16,20 +16,18 @@ const state = {
   retries: 0,
   chart: null,
   series: null,
+  volume: null,
+  markers: null,     // the candles' buy/sell markers (fills of the selected symbol)
+  fills: [],         // those fills
+  overlays: {},      // "strategy.reading" -> line series over the candles
+  strategies: {},    // name -> {summary, input, params, overlays}
+  equityChart: null,
+  paused: false,
+  firstFrame: null,
+  frameArrived: () => {},
 };
-
-const $ = (selector) => document.querySelector(selector);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("data-")) node.setAttribute(key, value);
-    else node[key] = value;
-  }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  return node;
-}
+state.firstFrame = new Promise((resolve) => { state.frameArrived = resolve; });
+const OVERLAY_COLOURS = ["#f2cc60", "#a371f7", "#58a6ff", "#ff7b72", "#7ee787", "#ffa657"];
 
 const money = (v) => (v < 0 ? "-" : "") + "$" + Math.abs(v).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const num = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
@@ -37,6 +35,8 @@ const pct = (v) => (v > 0 ? "+" : "") + v.toFixed(2) + "%";
 const clock = (t) => new Date(typeof t === "number" ? t * 1000 : t).toLocaleTimeString([], { hour12: false });
 const signClass = (v) => (v > 0 ? "up" : v < 0 ? "down" : "");
 const plural = (n, noun) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+const held = (s) => (s < 90 ? `${Math.round(s)} s` : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+
 
 // ---- session ---------------------------------------------------------------------------------
 
@@ -76,6 +76,7 @@ function connect() {
 }
 
 function applyFrame(frame) {
+  state.frameArrived();
   if (frame.type === "snapshot") {
     $("#signals").replaceChildren();
     $("#trades").replaceChildren();
@@ -176,6 +177,10 @@ function addEvent(event) {
   } else if (event.kind === "fill") {
     prepend($("#trades"), el("li", {}, `${clock(event.time)} fill `, side(event.side),
       ` ${num(event.quantity, 0)} ${event.symbol} @ ${num(event.price)} · fee ${money(event.fee)}`));
+    if (event.symbol === state.selected && event.id && !state.fills.some((f) => f.id === event.id)) {
+      state.fills.push(event);
+      drawMarkers();
+    }
   } else if (event.kind === "order" && event.status === "rejected") {
     prepend($("#trades"), el("li", { class: "rejected", title: event.reason },
       `${clock(event.time)} order ${event.side} ${event.symbol} rejected: ${event.reason}`));
@@ -192,10 +197,165 @@ function renderAccount(account) {
   ];
   $("#account").replaceChildren(...figures.flatMap(([label, text, value]) =>
     [el("dt", {}, label), el("dd", { class: value === undefined ? "" : signClass(value) }, text)]));
-  $("#positions tbody").replaceChildren(...account.positions.map((p) => el("tr", {},
-    el("td", {}, p.symbol), el("td", {}, num(p.quantity, 0)), el("td", {}, num(p.average_price)),
-    el("td", {}, num(p.market_price)), el("td", { class: signClass(p.unrealized_pnl) }, money(p.unrealized_pnl)),
-    el("td", { class: signClass(p.realized_pnl) }, money(p.realized_pnl)))));
+  $("#positions tbody").replaceChildren(...account.positions.map((p) => {
+    const close = el("button", { class: "close", type: "button", title: `sell ${p.symbol} at its next trade` }, "Close");
+    close.onclick = () => sendControl(`close/${encodeURIComponent(p.symbol)}`, `close ${p.symbol}`);
+    return el("tr", { "data-symbol": p.symbol },
+      el("td", {}, p.symbol), el("td", {}, num(p.quantity, 0)), el("td", {}, num(p.average_price)),
+      el("td", {}, num(p.market_price)), el("td", { class: signClass(p.unrealized_pnl) }, money(p.unrealized_pnl)),
+      el("td", { class: signClass(p.realized_pnl) }, money(p.realized_pnl)), el("td", {}, close));
+  }));
+  const pill = $("#trading-state");
+  pill.dataset.paused = String(Boolean(account.paused));
+  pill.textContent = account.paused ? "paused: no new positions" : "trading";
+}
+
+// ---- controls --------------------------------------------------------------------------------
+
+async function sendControl(action, what) {
+  const message = $("#control-message");
+  const reason = `from the dashboard (${what})`;
+  const answer = await api(`controls/${action}`, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ reason }),
+  });
+  const body = await answer.json().catch(() => ({}));
+  if (answer.status === 401) message.textContent = "sign in: enter the API token (AUTH_TOKEN) above";
+  else if (!answer.ok) message.textContent = `${what} refused: ${typeof body.detail === "string" ? body.detail : answer.status}`;
+  else message.textContent = `${what} queued (${body.id.slice(0, 8)}): execution applies it with its next batch`;
+  message.dataset.status = String(answer.status);
+  loadAudit();
+  setTimeout(loadAudit, 1500); // by then execution has applied it
+}
+
+async function loadAudit() {
+  try {
+    const rows = await apiJson("audit?limit=30");
+    $("#audit").replaceChildren(...rows.map((r) => el("li", { title: r.reason, "data-action": r.action },
+      `${clock(r.time)} ${r.action}${r.symbol ? " " + r.symbol : ""} · ${r.actor}${r.reason ? " · " + r.reason : ""}`,
+      el("span", { class: r.result ? "result" : "queued" }, r.result ? ` → ${r.result}` : " (queued)"))));
+  } catch (error) {
+    console.warn("audit unavailable", error);
+  }
+}
+
+function setupControls() {
+  $("#token").value = sessionStorage.getItem(TOKEN_KEY) || "";
+  $("#token-form").onsubmit = (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, $("#token").value.trim());
+    $("#control-message").textContent = "token kept for this tab";
+  };
+  const asks = { flatten: "Sell every position at its next trade?", reset: "Reset the paper account to its starting cash?" };
+  for (const button of document.querySelectorAll("[data-control]")) {
+    button.onclick = () => {
+      const action = button.dataset.control;
+      if (asks[action] && !confirm(asks[action])) return;
+      sendControl(action, action);
+    };
+  }
+}
+
+// ---- performance: equity, drawdown, closed trades, per symbol and strategy -----------------------
+
+function createEquityChart() {
+  const chart = LightweightCharts.createChart($("#equity-chart"), {
+    autoSize: true,
+    layout: { background: { color: "#161b22" }, textColor: "#c9d1d9", attributionLogo: true },
+    grid: { vertLines: { color: "#21262d" }, horzLines: { color: "#21262d" } },
+    timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#30363d" },
+  });
+  const equity = chart.addSeries(LightweightCharts.LineSeries, { color: "#58a6ff", lineWidth: 2, title: "equity" });
+  const drawdown = chart.addSeries(LightweightCharts.AreaSeries, {
+    lineColor: "#ef5350", topColor: "rgba(239, 83, 80, 0.05)", bottomColor: "rgba(239, 83, 80, 0.4)",
+    title: "drawdown %", invertFilledArea: true,
+  }, 1);
+  chart.panes()[1]?.setHeight(70);
+  state.equityChart = { chart, equity, drawdown };
+}
+
+function performanceRows(rows) {
+  return rows.map((r) => el("tr", { "data-name": r.name }, el("td", {}, r.name), el("td", {}, r.trades),
+    el("td", {}, r.win_rate_pct === null ? "–" : num(r.win_rate_pct, 1)),
+    el("td", { class: signClass(r.pnl) }, money(r.pnl)), el("td", {}, money(r.fees))));
+}
+
+async function loadPerformance() {
+  try {
+    const [points, performance, trades] = await Promise.all([apiJson("equity"), apiJson("performance"), apiJson("trades?limit=200")]);
+    const { chart, equity, drawdown } = state.equityChart;
+    const at = (p) => Math.floor(Date.parse(p.time) / 1000);
+    equity.setData(points.map((p) => ({ time: at(p), value: p.equity })));
+    drawdown.setData(points.map((p) => ({ time: at(p), value: p.drawdown_pct })));
+    if (points.length) chart.timeScale().fitContent();
+    $("#equity-chart").dataset.points = String(points.length);
+    const worst = points.reduce((low, p) => Math.min(low, p.drawdown_pct), 0);
+    $("#equity-summary").textContent = points.length
+      ? `${plural(points.length, "snapshot")} · max drawdown ${num(worst)}%` : "no snapshots yet";
+    $("#by-symbol tbody").replaceChildren(...performanceRows(performance.by_symbol));
+    $("#by-strategy tbody").replaceChildren(...performanceRows(performance.by_strategy));
+    $("#closed-count").textContent = `${plural(performance.trades, "trade")} · ${money(performance.pnl)}`;
+    $("#closed-trades tbody").replaceChildren(...trades.map((t) => el("tr", { "data-symbol": t.symbol },
+      el("td", {}, t.symbol), el("td", {}, t.strategy), el("td", { title: t.entry_time }, `${num(t.entry_price)} ${clock(t.entry_time)}`),
+      el("td", { title: t.exit_time }, `${num(t.exit_price)} ${clock(t.exit_time)}`), el("td", {}, num(t.quantity, 0)),
+      el("td", { class: `pnl ${signClass(t.pnl)}` }, money(t.pnl)), el("td", {}, held(t.holding_seconds)),
+      el("td", { class: "reason" }, t.exit_reason))));
+  } catch (error) {
+    console.warn("performance unavailable", error);
+  }
+}
+
+// ---- strategies ------------------------------------------------------------------------------
+
+async function loadStrategyConfig() {
+  try {
+    const list = await apiJson("strategies");
+    state.strategies = Object.fromEntries(list.map((s) => [s.name, s]));
+  } catch (error) {
+    console.warn("strategies unavailable", error);
+  }
+}
+
+function readingText(values) {
+  return Object.entries(values).map(([k, v]) => `${k} ${v === null ? "–" : num(v)}`).join(" · ");
+}
+
+async function loadReadings() {
+  let readings;
+  try {
+    readings = await apiJson("strategies/readings");
+  } catch (error) {
+    console.warn("readings unavailable", error);
+    return;
+  }
+  $("#strategies").replaceChildren(...Object.values(state.strategies).map((s) => {
+    const params = Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(", ");
+    const rows = readings.filter((r) => r.strategies[s.name]).map((r) => {
+      const reading = r.strategies[s.name];
+      const last = reading.last_signal;
+      return el("tr", { "data-symbol": r.symbol }, el("td", {}, r.symbol), el("td", { class: "values" }, readingText(reading.values)),
+        el("td", { title: last ? last.reason : "" }, last ? `${last.side} ${clock(last.time)}` : "–"));
+    });
+    return el("div", { class: "strategy", "data-strategy": s.name },
+      el("h3", {}, `${s.name} · ${s.input}`), el("div", { class: "params" }, `${s.summary}. ${params}`),
+      el("div", { class: "wide scroll" }, el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Symbol"), el("th", {}, "Indicators now"), el("th", {}, "Last signal"))),
+        el("tbody", {}, ...rows))));
+  }));
+}
+
+// ---- streams ---------------------------------------------------------------------------------
+
+async function loadStreams() {
+  try {
+    const streams = await apiJson("streams");
+    $("#streams tbody").replaceChildren(...streams.map((s) => el("tr", { "data-stream": s.stream },
+      el("td", {}, s.stream), el("td", {}, s.length.toLocaleString()),
+      el("td", { class: s.dead_letters ? "down" : "" }, s.dead_letters.toLocaleString()),
+      el("td", { class: "groups" }, s.groups.map((g) =>
+        `${g.group}: ${g.pending} pending · ${g.lag === null ? "" : g.lag + " entries, "}${(g.lag_ms / 1000).toFixed(1)} s behind`).join("; ") || "–"))));
+  } catch (error) {
+    console.warn("streams unavailable", error);
+  }
 }
 
 // ---- system health ---------------------------------------------------------------------------
@@ -252,12 +412,88 @@ function createChart() {
   state.series = state.chart.addSeries(LightweightCharts.CandlestickSeries, {
     upColor: "#26a69a", downColor: "#ef5350", borderVisible: false, wickUpColor: "#26a69a", wickDownColor: "#ef5350",
   });
+  state.volume = state.chart.addSeries(LightweightCharts.HistogramSeries, {
+    priceFormat: { type: "volume" }, color: "rgba(139, 148, 158, 0.5)", title: "volume",
+  }, 1);
+  state.chart.panes()[1]?.setHeight(70);
+  state.markers = LightweightCharts.createSeriesMarkers(state.series, []);
+}
+
+// ---- chart overlays: fills as markers, the strategies' own indicator lines ------------------------
+
+const bucketOf = (seconds) => Math.floor(seconds / INTERVAL_SECONDS[state.interval]) * INTERVAL_SECONDS[state.interval];
+
+function drawMarkers() {
+  const markers = state.fills.map((f) => {
+    const buy = f.side === "buy";
+    return {
+      time: bucketOf(typeof f.time === "number" ? f.time : Date.parse(f.time) / 1000),
+      position: buy ? "belowBar" : "aboveBar", color: buy ? "#26a69a" : "#ef5350",
+      shape: buy ? "arrowUp" : "arrowDown", text: `${buy ? "B" : "S"} ${num(f.quantity, 0)} @ ${num(f.price)}`,
+    };
+  }).sort((a, b) => a.time - b.time);
+  state.markers.setMarkers(markers);
+  $("#chart").dataset.markers = String(markers.length);
+}
+
+async function loadFills(symbol) {
+  try {
+    const fills = await apiJson(`fills?symbol=${encodeURIComponent(symbol)}&limit=500`);
+    if (symbol !== state.selected) return;
+    const stored = new Set(fills.map((f) => f.id));
+    state.fills = [...fills, ...state.fills.filter((f) => !stored.has(f.id))]; // and live ones not stored yet
+    drawMarkers();
+  } catch (error) {
+    console.warn("fills unavailable", error);
+  }
+}
+
+function overlaySeries(key, colour) {
+  if (!state.overlays[key]) {
+    state.overlays[key] = state.chart.addSeries(LightweightCharts.LineSeries, {
+      color: colour, lineWidth: 1, priceLineVisible: false, lastValueVisible: false, crosshairMarkerVisible: false,
+    }, 0);
+  }
+  return state.overlays[key];
+}
+
+async function loadOverlays() {
+  const symbol = state.selected;
+  if (!symbol) return;
+  let points;
+  try {
+    points = await apiJson(`strategies/readings/${encodeURIComponent(symbol)}/history`);
+  } catch (error) {
+    console.warn("readings unavailable", error);
+    return;
+  }
+  if (symbol !== state.selected) return;
+  const lines = {};
+  let colour = 0;
+  const legend = [];
+  for (const [name, strategy] of Object.entries(state.strategies)) {
+    for (const reading of strategy.overlays) {
+      const key = `${name}.${reading}`;
+      const swatch = OVERLAY_COLOURS[colour++ % OVERLAY_COLOURS.length];
+      const byTime = new Map();
+      for (const point of points) {
+        const value = point.strategies[name]?.[reading];
+        if (value !== null && value !== undefined) byTime.set(Math.floor(point.time), value);
+      }
+      lines[key] = [...byTime].map(([time, value]) => ({ time, value }));
+      overlaySeries(key, swatch).setData(lines[key]);
+      legend.push(el("span", { style: `--swatch: ${swatch}`, "data-overlay": key }, `${name} ${reading}`));
+    }
+  }
+  $("#chart-legend").replaceChildren(...legend);
+  $("#chart").dataset.overlayPoints = String(Object.values(lines).reduce((n, line) => n + line.length, 0));
 }
 
 function selectSymbol(symbol) {
   if (state.selected) state.rows[state.selected]?.classList.remove("selected");
   state.selected = symbol;
   state.rows[symbol]?.classList.add("selected");
+  state.fills = [];
   loadBars();
 }
 
@@ -277,9 +513,14 @@ async function loadBars() {
       return;
     }
     const bars = body.bars.map((b) => ({
-      time: Date.parse(b.time) / 1000, open: b.open, high: b.high, low: b.low, close: b.close,
+      time: Date.parse(b.time) / 1000, open: b.open, high: b.high, low: b.low, close: b.close, volume: b.volume,
     }));
     state.series.setData(bars);
+    state.volume.setData(bars.map((b) => ({
+      time: b.time, value: b.volume, color: b.close >= b.open ? "rgba(38, 166, 154, 0.5)" : "rgba(239, 83, 80, 0.5)",
+    })));
+    loadFills(symbol);
+    loadOverlays();
     state.lastBar = bars.length ? { ...bars[bars.length - 1] } : null;
     state.chart.timeScale().fitContent();
     message.textContent = `${plural(bars.length, "bar")} from the API; the last one follows live ticks`;
@@ -295,12 +536,16 @@ function updateLastBar(update) {
   const bucket = Math.floor(update.time / width) * width;
   const last = state.lastBar;
   if (!last || bucket < last.time) return;
+  const size = update.size || 0;
   if (bucket === last.time) {
-    Object.assign(last, { high: Math.max(last.high, update.price), low: Math.min(last.low, update.price), close: update.price });
+    Object.assign(last, { high: Math.max(last.high, update.price), low: Math.min(last.low, update.price), close: update.price,
+      volume: (last.volume || 0) + size });
   } else {
-    state.lastBar = { time: bucket, open: update.price, high: update.price, low: update.price, close: update.price };
+    state.lastBar = { time: bucket, open: update.price, high: update.price, low: update.price, close: update.price, volume: size };
   }
-  state.series.update({ ...state.lastBar });
+  const { volume, ...candle } = state.lastBar;
+  state.series.update(candle);
+  state.volume.update({ time: bucket, value: volume || 0 });
 }
 
 // ---- start -----------------------------------------------------------------------------------
@@ -325,10 +570,22 @@ async function start() {
       loadBars();
     };
   }
+  createEquityChart();
+  setupControls();
   connect();
+  await state.firstFrame; // prices and the chart first, then the panels below them
+  for (const [load, every] of [[loadPerformance, 10000], [loadStreams, 5000], [loadAudit, 15000]]) {
+    load();
+    setInterval(load, every);
+  }
   loadReferences();
+  await loadStrategyConfig(); // the overlays and the strategies panel need it
+  loadOverlays();
+  loadReadings();
+  setInterval(loadReadings, 5000);
   setInterval(loadReferences, 30000);
   setInterval(loadBars, 60000); // refresh history so closed bars match the stored ones
+  setInterval(() => { loadOverlays(); if (state.selected) loadFills(state.selected); }, 5000);
 }
 
 start();
