@@ -204,7 +204,7 @@ def checksums(**spec: Any) -> dict[str, str]:
         ({"services": {"strategy": {"replicas": 4}}}, set()),
         ({"execution": {"venue": "alpaca"}, "credentials": {"secretRef": {"name": "k"}}}, {"demo-execution"}),
         ({"strategies": [{"name": "rsi", "params": {"period": 10}}]}, {"demo-strategy"}),
-        ({"trading": {"stopLossPct": 1, "sizing": "notional"}}, {"demo-execution"}),
+        ({"trading": {"stopLossPct": 1, "sizing": "notional"}}, {"demo-execution", "demo-api"}),
     ],
 )
 def test_a_spec_change_rolls_only_the_deployments_it_affects(change: dict, rolled: set[str]) -> None:
