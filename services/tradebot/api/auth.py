@@ -128,6 +128,8 @@ def access_of(connection: HTTPConnection) -> Access:
     return connection.app.state.access
 
 
+ACTOR_HEADER = "x-tradebot-actor"
+
 NOT_AUTHENTICATED = HTTPException(
     401, "authentication required: Authorization: Bearer <AUTH_TOKEN>, or log in at the dashboard",
     headers={"WWW-Authenticate": "Bearer"},
@@ -150,7 +152,8 @@ async def require_write(
     _session: Annotated[str | None, Depends(session_cookie)],
 ) -> str:
     """A mutation: always the token or a session (401), and never from another site (403).
-    Returns who made it, for the audit: "token@<client>" or "session@<client>".
+    Returns who made it, for the audit: "token@<client>" or "session@<client>" (a change the
+    dashboard passes on with the token names the person's too: "session@<browser> via token@...").
 
     A session is a cookie the browser attaches by itself, so a mutation carried by one must
     also show the browser's Origin, and it must be this server.
@@ -162,7 +165,9 @@ async def require_write(
     if origin is False or (origin is None and credential is Credential.SESSION):
         raise HTTPException(403, "cross-site request refused: the Origin is not this server")
     client = request.client.host if request.client else "unknown"
-    return f"{credential.value}@{client}"
+    who = f"{credential.value}@{client}"
+    on_behalf = request.headers.get(ACTOR_HEADER)  # the dashboard, passing a person's change on
+    return f"{on_behalf[:100]} via {who}" if on_behalf and credential is Credential.TOKEN else who
 
 
 def websocket_refusal(connection: HTTPConnection) -> str | None:

@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -21,10 +22,10 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 
-from tradebot.api.auth import Access, require_read, require_write, websocket_refusal
+from tradebot.api.auth import ACTOR_HEADER, Access, require_read, require_write, websocket_refusal
 from tradebot.common.heartbeat import discover_service_ids, reset_errors
 from tradebot.common.probes import ProbeCheck, probe_routes
-from tradebot.common.settings import Settings
+from tradebot.common.settings import Settings, reveal
 from tradebot.dashboard import login
 from tradebot.dashboard.fanout import Hub, serve_client
 from tradebot.providers.registry import DATA_SOURCES
@@ -100,11 +101,9 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
             return instead
         return FileResponse(STATIC / "backtests.html", headers={"Cache-Control": "no-cache"})
 
-    @app.api_route("/api/{path:path}", methods=["GET", "POST"], dependencies=readers)
-    async def to_api(path: str, request: Request) -> Response:
-        """Requests passed on to the API (history, controls, backtests) so the browser needs one
-        origin; the caller's Authorization and session go with them, and the API decides."""
-        headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
+    async def to_api(path: str, request: Request, headers: dict[str, str]) -> Response:
+        """A request passed on to the API (history, controls, backtests), so the browser needs
+        one origin."""
         try:
             answer = await state.api.request(
                 request.method, f"/{path}", params=request.query_params, headers=headers,
@@ -114,6 +113,24 @@ def create_app(state: DashboardState, live: ProbeCheck, ready: ProbeCheck) -> Fa
             detail = f"the API at {settings.api_url} is unreachable: {type(error).__name__}"
             return JSONResponse({"detail": detail}, status_code=502)
         return Response(answer.content, answer.status_code, media_type=answer.headers.get("content-type"))
+
+    @app.get("/api/{path:path}", dependencies=readers)
+    async def read_api(path: str, request: Request) -> Response:
+        """A read goes with the caller's Authorization and session: the API decides."""
+        return await to_api(
+            path, request, {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
+        )
+
+    @app.post("/api/{path:path}")
+    async def write_api(path: str, request: Request, who: Annotated[str, Depends(require_write)]) -> Response:
+        """A change is checked here (token or session, and this page's Origin), then made with
+        the stack's token, the dashboard answering for the person (who the audit names)."""
+        headers = {
+            "content-type": request.headers.get("content-type", "application/json"),
+            "authorization": f"Bearer {reveal(settings.auth_token)}",
+            ACTOR_HEADER: who,
+        }
+        return await to_api(path, request, headers)
 
     app.router.routes.extend(probe_routes(live, ready))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
