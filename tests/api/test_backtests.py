@@ -13,11 +13,10 @@ from tradebot.api.routes import backtests
 from tradebot.demo import seed_demo
 
 pytestmark = pytest.mark.integration
-AUTH = {"Authorization": "Bearer backtest-token"}
 
 
 async def test_a_started_backtest_is_stored_listed_and_served(make_settings, redis):
-    settings = make_settings(symbols="AAPL,MSFT", auth_token="backtest-token", min_signal_strength=0)
+    settings = make_settings(symbols="AAPL,MSFT", min_signal_strength=0)
     await seed_demo(settings, hours=2, step_seconds=15)
     end = datetime.now(UTC)
     body = {
@@ -25,7 +24,7 @@ async def test_a_started_backtest_is_stored_listed_and_served(make_settings, red
         "symbols": ["aapl", "MSFT"], "start": (end - timedelta(hours=3)).isoformat(), "end": end.isoformat(),
     }  # fmt: skip
     async with api_client(settings, redis) as api:
-        answer = await api.post("/backtests", json=body, headers=AUTH)
+        answer = await api.post("/backtests", json=body)
         assert answer.status_code == 202, answer.text
         started = answer.json()
         assert started["status"] == "running" and started["symbols"] == ["AAPL", "MSFT"]
@@ -43,7 +42,7 @@ async def test_a_started_backtest_is_stored_listed_and_served(make_settings, red
         assert [run["id"] for run in listed] == [started["id"]] and "equity" not in listed[0]
 
         # a symbol without data fails, with the reason stored for whoever polls it
-        missing = await api.post("/backtests", json={**body, "symbols": ["ZZZZ"]}, headers=AUTH)
+        missing = await api.post("/backtests", json={**body, "symbols": ["ZZZZ"]})
         failed_id = missing.json()["id"]
 
         async def failed() -> bool:
@@ -54,7 +53,7 @@ async def test_a_started_backtest_is_stored_listed_and_served(make_settings, red
 
 
 async def test_bad_backtests_are_refused_naming_the_problem(make_settings, redis, database_url, monkeypatch):
-    settings = make_settings(auth_token="backtest-token")
+    settings = make_settings()
     await seed_demo(settings, hours=0.1, step_seconds=60)
     end = datetime.now(UTC)
     good = {
@@ -63,7 +62,7 @@ async def test_bad_backtests_are_refused_naming_the_problem(make_settings, redis
         "end": end.isoformat(),
     }
     async with api_client(settings, redis) as api:
-        assert (await api.post("/backtests", json=good)).status_code == 401
+        assert (await api.post("/backtests", json=good, headers={"Authorization": ""})).status_code == 401
         cases = {
             "unknown strategy": ({**good, "strategy": "nope"}, 422, "nope"),
             "unknown parameter": ({**good, "params": {"fastest": 2}}, 422, "fastest"),
@@ -73,10 +72,10 @@ async def test_bad_backtests_are_refused_naming_the_problem(make_settings, redis
             "unknown source": ({**good, "source": "nosuch"}, 404, "nosuch"),
         }
         for case, (body, status, words) in cases.items():
-            answer = await api.post("/backtests", json=body, headers=AUTH)
+            answer = await api.post("/backtests", json=body)
             assert answer.status_code == status and words in answer.text, (case, answer.text)
         monkeypatch.setattr(backtests, "MAX_EVENTS", 10)  # the demo's ticks are more than that
-        too_big = await api.post("/backtests", json=good, headers=AUTH)
+        too_big = await api.post("/backtests", json=good)
         assert too_big.status_code == 422 and "more than 10 ticks" in too_big.text
         assert (await api.get("/backtests/999")).status_code == 404
         assert (await api.get("/backtests")).json() == []

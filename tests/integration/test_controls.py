@@ -18,8 +18,7 @@ from tradebot.execution.portfolio import Portfolio
 from tradebot.execution.service import ExecutionService
 
 pytestmark = pytest.mark.integration
-TOKEN = "controls-test-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NO_TOKEN = {"Authorization": ""}
 
 
 async def orders(redis) -> list[Order]:
@@ -28,7 +27,7 @@ async def orders(redis) -> list[Order]:
 
 @pytest.fixture
 async def api(make_settings, redis) -> AsyncIterator[httpx.AsyncClient]:
-    async with api_client(make_settings(auth_token=TOKEN), redis) as http:
+    async with api_client(make_settings(), redis) as http:
         yield http
 
 
@@ -47,7 +46,7 @@ async def test_each_control_acts_through_execution_and_is_audited(make_settings,
         await eventually(lambda: filled(2), what="both entries to fill")
 
         # pause: a new entry is refused, while a stop-loss exit still fills
-        answer = await api.post("/controls/pause", json={"reason": "news"}, headers=AUTH)
+        answer = await api.post("/controls/pause", json={"reason": "news"})
         assert answer.status_code == 202, answer.text
         await eventually(lambda: _is(portfolio(redis), paused=True), what="the pause to apply")
         await publisher.publish(keys.SIGNALS, [(signal(3, "TSLA"), None)])
@@ -60,10 +59,10 @@ async def test_each_control_acts_through_execution_and_is_audited(make_settings,
         assert account["paused"] is True
 
         # resume, then close one position: it sells at AAPL's next trade with the operator's reason
-        assert (await api.post("/controls/resume", headers=AUTH)).status_code == 202
+        assert (await api.post("/controls/resume")).status_code == 202
         await eventually(lambda: _is(portfolio(redis), paused=False), what="the resume to apply")
-        assert (await api.post("/controls/close/msft", headers=AUTH)).status_code == 404  # flat already
-        assert (await api.post("/controls/close/aapl", headers=AUTH)).status_code == 202
+        assert (await api.post("/controls/close/msft")).status_code == 404  # flat already
+        assert (await api.post("/controls/close/aapl")).status_code == 202
         await eventually(lambda: _has_pending(redis, "AAPL"), what="the close to queue a sell")
         await trade(redis, publisher, "AAPL", 101.0)
         await eventually(lambda: filled(4), what="the close to fill")
@@ -75,7 +74,7 @@ async def test_each_control_acts_through_execution_and_is_audited(make_settings,
         await trade(redis, publisher, "NVDA", 50.0)
         await trade(redis, publisher, "AMZN", 60.0)
         await eventually(lambda: filled(6), what="two more entries")
-        assert (await api.post("/controls/flatten", headers=AUTH)).status_code == 202
+        assert (await api.post("/controls/flatten")).status_code == 202
         await eventually(lambda: _has_pending(redis, "NVDA"), what="the flatten to queue sells")
         await trade(redis, publisher, "NVDA", 51.0)
         await trade(redis, publisher, "AMZN", 61.0)
@@ -86,7 +85,7 @@ async def test_each_control_acts_through_execution_and_is_audited(make_settings,
         await publisher.publish(keys.SIGNALS, [(signal(7, "META"), None)])
         await trade(redis, publisher, "META", 70.0)
         await eventually(lambda: filled(9), what="an entry before the reset")
-        assert (await api.post("/controls/reset", headers=AUTH)).status_code == 202
+        assert (await api.post("/controls/reset")).status_code == 202
         await eventually(
             lambda: _is(portfolio(redis), cash=settings.starting_cash), what="the reset to apply"
         )
@@ -127,12 +126,12 @@ async def test_a_control_delivered_twice_acts_once(make_settings, redis):
 
 
 async def test_controls_need_the_token_and_a_valid_body(api):
-    assert (await api.post("/controls/pause")).status_code == 401
+    assert (await api.post("/controls/pause", headers=NO_TOKEN)).status_code == 401
     wrong = {"Authorization": "Bearer nope"}
     assert (await api.post("/controls/flatten", headers=wrong)).status_code == 401
-    too_long = await api.post("/controls/pause", json={"reason": "x" * 501}, headers=AUTH)
+    too_long = await api.post("/controls/pause", json={"reason": "x" * 501})
     assert too_long.status_code == 422 and "reason" in too_long.text
-    bad_symbol = await api.post("/controls/close/not a ticker", headers=AUTH)
+    bad_symbol = await api.post("/controls/close/not a ticker")
     assert bad_symbol.status_code == 422
     assert (await api.get("/audit")).json() == []
 

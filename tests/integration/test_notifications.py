@@ -103,7 +103,7 @@ async def test_the_rate_limit_drops_and_then_says_how_many():
 async def test_the_dashboard_notifies_fills_rejections_and_service_errors(make_settings, redis):
     async with webhook_receiver() as hook:
         settings = make_settings(notify_webhook_url=hook.url, dashboard_port=0, api_url="http://127.0.0.1:9")
-        async with running(DashboardService(settings, host="127.0.0.1"), settings=settings) as [runtime]:
+        async with running(DashboardService(settings), settings=settings) as [runtime]:
             await eventually(lambda: _ready(runtime), what="the dashboard")
             publisher = bus.Publisher(redis, settings.stream_maxlen)
             await publisher.publish(keys.FILLS, [(fill(), None)])
@@ -142,7 +142,7 @@ async def test_a_dead_webhook_never_holds_up_execution_or_the_dashboard(make_set
             notify_webhook_url=hook.url, dashboard_port=0, api_url="http://127.0.0.1:9", sizing="quantity",
             order_quantity=1, cooldown_seconds=0, min_signal_strength=0,
         )  # fmt: skip
-        dashboard, execution = DashboardService(settings, host="127.0.0.1"), ExecutionService(settings)
+        dashboard, execution = DashboardService(settings), ExecutionService(settings)
         async with running(dashboard, execution, settings=settings) as [shown, executed]:
             await eventually(lambda: _ready(shown), what="the dashboard")
             publisher = bus.Publisher(redis, settings.stream_maxlen)

@@ -9,6 +9,7 @@ from itertools import count
 
 import httpx
 
+from support.auth import AUTH_HEADERS
 from tradebot.api.app import create_app
 from tradebot.api.deps import ApiState
 from tradebot.api.sources import SourceCatalog
@@ -47,13 +48,16 @@ async def portfolio(redis) -> Portfolio:
 
 @asynccontextmanager
 async def api_client(settings: Settings, redis) -> AsyncIterator[httpx.AsyncClient]:
-    """The API app in-process over a real pool and Redis."""
+    """The API app in-process over a real pool and Redis, called with the test token."""
     pool = await connect_postgres(settings.database_url)
     catalog = SourceCatalog(pool)
     state = ApiState(settings, catalog, HistoryStore(pool, catalog), redis)
     app = create_app(state, live=lambda: (True, {}), ready=lambda: (True, {}))
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://api", headers=AUTH_HEADERS
+        ) as http:
             yield http
     finally:
         await pool.close()
