@@ -32,7 +32,7 @@ async def stack(make_settings, redis) -> AsyncIterator[Stack]:
         symbols="AAPL,MSFT,TSLA,NVDA,AMZN,META", ticks_per_second=30,
         min_signal_strength=0, cooldown_seconds=0,
         strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"},
-                         "rsi": {"period": 5, "input": "trades"}}, api_port=0, auth_token=BROWSER_TOKEN,
+                         "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
     await seed_demo(settings, hours=3, step_seconds=15, redis=redis)
     api = ApiService(settings)
@@ -47,20 +47,17 @@ async def stack(make_settings, redis) -> AsyncIterator[Stack]:
             yield Stack(url, with_api)
 
 
-BROWSER_TOKEN = "browser-test-token"
-
-
 @pytest.fixture
-async def live_stack(make_settings) -> AsyncIterator[Stack]:
+async def live_stack(make_settings, request) -> AsyncIterator[Stack]:
     """The whole pipeline with no demo history: everything shown comes from this run (fast
-    strategies, an equity snapshot a second, controls behind BROWSER_TOKEN)."""
+    strategies, an equity snapshot a second); settings overridden by an indirect parameter."""
     settings = make_settings(
         symbols="AAPL,MSFT,TSLA,NVDA", ticks_per_second=30, min_signal_strength=0, cooldown_seconds=0,
         strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"}},
-        strategies="sma_crossover", api_port=0, auth_token=BROWSER_TOKEN, equity_snapshot_seconds=1,
-        take_profit_pct=50, stop_loss_pct=50,
+        strategies="sma_crossover", api_port=0, equity_snapshot_seconds=1,
+        take_profit_pct=50, stop_loss_pct=50, **getattr(request, "param", {}),
     )  # fmt: skip
-    api = ApiService(settings, host="127.0.0.1")
+    api = ApiService(settings)
     pipeline = (
         SyntheticMarketDataService(settings, seed=5), StrategyService(settings), ExecutionService(settings),
         StorageService(settings), api,

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from browser.conftest import BROWSER_TOKEN
-from browser.stack import ARTIFACTS
+from browser.stack import ARTIFACTS, logged_in
+from support.auth import AUTH_HEADERS, AUTH_TOKEN
 from support.services import eventually
 from tradebot.common import keys, wire
 from tradebot.common.models import Fill, Order
@@ -35,9 +35,9 @@ WHERE s.side = 'sell' ORDER BY s.time DESC, s.id DESC
 async def signed_in(browser, url: str) -> Page:
     page = await browser.new_page()
     page.on("dialog", lambda dialog: dialog.accept())  # flatten and reset ask first
-    await page.goto(url)
+    await page.goto(logged_in(url))
     await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
-    await page.locator("#token").fill(BROWSER_TOKEN)
+    await page.locator("#token").fill(AUTH_TOKEN)
     await page.locator("#token-form button").click()
     return page
 
@@ -103,7 +103,7 @@ async def test_markers_lines_controls_and_performance_on_a_live_run(live_stack, 
 
     # Paused and flat, nothing trades: the closed trades and the equity curve must agree with PostgreSQL.
     flat_at = datetime.now(UTC)
-    async with httpx.AsyncClient(base_url=live_stack.url) as http:
+    async with httpx.AsyncClient(base_url=live_stack.url, headers=AUTH_HEADERS) as http:
 
         async def stored_and_snapshotted() -> bool:
             stored = await _fetch(database_url, "SELECT count(*) AS n FROM fills")
@@ -134,7 +134,7 @@ async def test_markers_lines_controls_and_performance_on_a_live_run(live_stack, 
     await page.locator("#performance-panel").screenshot(path=str(ARTIFACTS / "cockpit-performance.png"))
 
     # Reset: the starting cash again; the audit shows every action, who and when.
-    await page.locator("#token").fill(BROWSER_TOKEN)
+    await page.locator("#token").fill(AUTH_TOKEN)
     await page.locator("#token-form button").click()
     await page.locator('[data-control="reset"]').click()
     cash = page.locator("#account dd").nth(1)
@@ -148,7 +148,9 @@ async def test_markers_lines_controls_and_performance_on_a_live_run(live_stack, 
     await page.screenshot(path=str(ARTIFACTS / "cockpit.png"), full_page=True)
 
 
+@pytest.mark.parametrize("live_stack", [{"auth": "read-open"}], indirect=True)
 async def test_controls_without_the_token_are_refused_and_say_so(live_stack, browser, redis):
+    """A reader without the token (reads opened by AUTH=read-open) sees the page, not the controls."""
     page = await browser.new_page()
     await page.goto(live_stack.url)
     await page.locator('[data-control="pause"]').click()
@@ -161,9 +163,8 @@ async def test_controls_without_the_token_are_refused_and_say_so(live_stack, bro
 
 async def test_the_backtests_page_lists_shows_and_compares_runs(stack, browser):
     end = datetime.now(UTC)
-    auth = {"Authorization": f"Bearer {BROWSER_TOKEN}"}
     ids = []
-    async with httpx.AsyncClient(base_url=stack.url, headers=auth, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=stack.url, headers=AUTH_HEADERS, timeout=30) as http:
         for fast in (3, 5):
             body = {
                 "strategy": "sma_crossover", "params": {"fast": fast, "slow": 12, "input": "trades"},
@@ -180,6 +181,7 @@ async def test_the_backtests_page_lists_shows_and_compares_runs(stack, browser):
 
         await eventually(done, within=120, what="both backtests to finish")
     page = await browser.new_page()
+    await page.goto(logged_in(stack.url))
     await page.goto(f"{stack.url}/backtests")
     rows = page.locator("#runs tbody tr")
     await expect(rows).to_have_count(2, timeout=WAIT_MS)
