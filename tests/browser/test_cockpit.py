@@ -177,6 +177,8 @@ async def test_the_backtests_page_lists_shows_and_compares_runs(stack, browser):
 
         async def done() -> bool:
             runs = (await http.get("/api/backtests")).json()
+            failed = [run for run in runs if run["status"] == "failed"]
+            assert not failed, f"a backtest failed: {failed}"
             return all(run["status"] == "done" for run in runs) and len(runs) == 2
 
         await eventually(done, within=120, what="both backtests to finish")
