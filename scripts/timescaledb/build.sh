@@ -129,8 +129,12 @@ if [[ -n "${TIMESCALEDB_SOURCE:-}" ]]; then
     archive="$TIMESCALEDB_SOURCE"
   fi
 else
+  # Beside the checkout (a worktree's main checkout too), or beside the one this was cloned from.
   common="$(git -C "$REPO" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || echo "$REPO/.git")"
-  for candidate in "$(dirname "$common")/../shared/vendor" "$REPO/../shared/vendor" "$CACHE_ROOT/src"; do
+  origin="$(git -C "$REPO" config --get remote.origin.url 2>/dev/null || true)"
+  [[ "$origin" == /* ]] || origin="$REPO"  # only a local path is a place to look
+  for candidate in "$(dirname "$common")/../shared/vendor" "$REPO/../shared/vendor" "$origin/../shared/vendor" \
+    "$CACHE_ROOT/src"; do
     f="$candidate/timescaledb-$TSDB_VERSION.tar.gz"
     if [[ -f "$f" ]]; then
       sha_ok "$f" || die "$f is not the $TSDB_VERSION tag archive: its SHA-256 is not $TSDB_SHA256"
