@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from tradebot.api.deps import End, Start, State, SymbolFilter
 from tradebot.api.models import ClosedTrade, EquityPoint, Performance, PerformanceRow
-from tradebot.api.ranges import EARLIEST, LATEST, MAX_ROWS
+from tradebot.api.ranges import EARLIEST, LATEST, MAX_ROWS, as_utc
 from tradebot.backtest.metrics import RoundTrip, drawdowns
 from tradebot.execution.trades import performance_by
 
@@ -18,7 +18,8 @@ router = APIRouter(tags=["performance"])
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    return start or EARLIEST, end or LATEST
+    """Unbounded where not given; extreme times clamped as every route does (as_utc)."""
+    return as_utc(start) if start else EARLIEST, as_utc(end) if end else LATEST
 
 
 @router.get("/equity", response_model=list[EquityPoint], summary="Equity snapshots with their drawdown")
