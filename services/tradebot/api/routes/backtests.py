@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from tradebot.api.auth import require_read, require_write
 from tradebot.api.deps import NOT_FOUND, Moment, State, ticker
+from tradebot.api.ranges import RequestProblem
 from tradebot.api.sources import UnknownName
 from tradebot.backtest.jobs import MAX_RUNNING, BacktestRequest
 from tradebot.backtest.store import BACKTESTS_DDL, BACKTESTS_TABLE, fail_run, start_run
@@ -45,7 +46,9 @@ class BacktestRun(BaseModel):
 
 
 class BacktestReport(BacktestRun):
-    equity: list[tuple[datetime, float]] = Field(description="(time, equity), thinned to 5,000 points")
+    equity: list[Annotated[list[datetime | float], Field(min_length=2, max_length=2)]] = Field(
+        description="[time, equity] pairs, thinned to 5,000 points"
+    )  # not a tuple: its OpenAPI form (items as a list) is not a valid 3.1 schema
     trades: list[dict[str, Any]] = Field(description="round trips: entry, exit, P&L, fees, exit reason")
 
 
@@ -112,17 +115,21 @@ async def backtest(state: State, run_id: Annotated[int, Path(ge=1, le=2**63 - 1)
 )  # fmt: skip
 async def start_backtest(state: State, body: NewBacktest, _: Annotated[str, Depends(require_write)]) -> dict:
     if body.end <= body.start:
-        raise HTTPException(422, f"empty range: end {body.end.isoformat()} is not after start")
+        raise RequestProblem(f"empty range: end {body.end.isoformat()} is not after start", ("body", "end"))
     if body.end - body.start > timedelta(days=MAX_DAYS):
-        raise HTTPException(422, f"at most {MAX_DAYS} days per run (use `tradebot backtest` for more)")
+        raise RequestProblem(
+            f"at most {MAX_DAYS} days per run (use `tradebot backtest` for more)", ("body", "start")
+        )
     try:
         [strategy] = build_strategies([body.strategy], {body.strategy: body.params})
     except StrategyConfigError as error:
-        raise HTTPException(422, str(error)) from None
+        raise RequestProblem(str(error), ("body", "params")) from None
     tables = await state.catalog.get(body.source)  # 404 naming an unknown source
     table, column = (tables.ticks, "time") if body.replay == "ticks" else (tables.bars, "bucket")
     if table is None:
-        raise HTTPException(422, f"source {body.source!r} has no bars yet (replay ticks instead)")
+        raise RequestProblem(
+            f"source {body.source!r} has no bars yet (replay ticks instead)", ("body", "replay")
+        )
     async with state.store.pool.acquire() as conn:
         events = await conn.fetchval(
             f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {column} >= $1 AND {column} < $2"
@@ -130,9 +137,9 @@ async def start_backtest(state: State, body: NewBacktest, _: Annotated[str, Depe
             body.start, body.end, body.symbols, MAX_EVENTS + 1,
         )  # fmt: skip
     if events > MAX_EVENTS:
-        raise HTTPException(
-            422, f"more than {MAX_EVENTS:,} {body.replay} in that range: narrow it or the symbols, "
-            "or run `tradebot backtest`",
+        raise RequestProblem(
+            f"more than {MAX_EVENTS:,} {body.replay} in that range: narrow it or the symbols, "
+            "or run `tradebot backtest`", ("body", "end"),
         )  # fmt: skip
     if state.backtests.full:
         raise HTTPException(429, f"{MAX_RUNNING} backtests are running; try again when one ends")
