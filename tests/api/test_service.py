@@ -53,7 +53,7 @@ async def test_schemathesis_finds_nothing_with_every_check(api_url, tmp_path):
     # schema can say: its 422 for such a body is an accepted answer, with the reason named.
     (tmp_path / "schemathesis.toml").write_text(
         '[[operations]]\ninclude-name = "POST /backtests"\n'
-        '[operations.checks.positive_data_acceptance]\n'
+        "[operations.checks.positive_data_acceptance]\n"
         'expected-statuses = ["2XX", "3XX", "401", "403", "404", "409", "422", "429", "5XX"]\n'
     )
     process = await asyncio.create_subprocess_exec(
