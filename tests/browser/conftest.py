@@ -8,15 +8,9 @@ from dataclasses import dataclass
 import pytest
 from playwright.async_api import BrowserContext, async_playwright
 
-from browser.stack import CHROMIUM, CHROMIUM_ARGS, dashboard_running, until_ready
-from support.services import running
-from tradebot.api.service import ApiService
+from browser.stack import CHROMIUM, CHROMIUM_ARGS, pipeline_running
 from tradebot.common.settings import Settings
 from tradebot.demo import seed_demo
-from tradebot.execution.service import ExecutionService
-from tradebot.market_data.service import SyntheticMarketDataService
-from tradebot.storage.service import StorageService
-from tradebot.strategy.service import StrategyService
 
 
 @dataclass
@@ -35,16 +29,8 @@ async def stack(make_settings, redis) -> AsyncIterator[Stack]:
                          "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
     await seed_demo(settings, hours=3, step_seconds=15, redis=redis)
-    api = ApiService(settings)
-    pipeline = (
-        SyntheticMarketDataService(settings, seed=3), StrategyService(settings), ExecutionService(settings),
-        StorageService(settings), api,
-    )  # fmt: skip
-    async with running(*pipeline, settings=settings) as runtimes:
-        await until_ready(runtimes[-1])
-        with_api = settings.model_copy(update={"api_url": f"http://127.0.0.1:{api.port}"})
-        async with dashboard_running(with_api) as url:
-            yield Stack(url, with_api)
+    async with pipeline_running(settings, seed=3) as (url, with_api):
+        yield Stack(url, with_api)
 
 
 @pytest.fixture
@@ -57,16 +43,8 @@ async def live_stack(make_settings, request) -> AsyncIterator[Stack]:
         strategies="sma_crossover", api_port=0, equity_snapshot_seconds=1,
         take_profit_pct=50, stop_loss_pct=50, **getattr(request, "param", {}),
     )  # fmt: skip
-    api = ApiService(settings)
-    pipeline = (
-        SyntheticMarketDataService(settings, seed=5), StrategyService(settings), ExecutionService(settings),
-        StorageService(settings), api,
-    )  # fmt: skip
-    async with running(*pipeline, settings=settings) as runtimes:
-        await until_ready(runtimes[-1])
-        with_api = settings.model_copy(update={"api_url": f"http://127.0.0.1:{api.port}"})
-        async with dashboard_running(with_api) as url:
-            yield Stack(url, with_api)
+    async with pipeline_running(settings, seed=5) as (url, with_api):
+        yield Stack(url, with_api)
 
 
 @pytest.fixture

@@ -9,8 +9,13 @@ from pathlib import Path
 
 from support.auth import AUTH_TOKEN
 from support.services import eventually, running
+from tradebot.api.service import ApiService
 from tradebot.common.settings import Settings
 from tradebot.dashboard.service import DashboardService
+from tradebot.execution.service import ExecutionService
+from tradebot.market_data.service import SyntheticMarketDataService
+from tradebot.storage.service import StorageService
+from tradebot.strategy.service import StrategyService
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -39,3 +44,17 @@ async def dashboard_running(settings: Settings, port: int = 0) -> AsyncIterator[
     async with running(dashboard, settings=settings) as [runtime]:
         await until_ready(runtime)
         yield f"http://127.0.0.1:{dashboard.port}"
+
+
+@asynccontextmanager
+async def pipeline_running(settings: Settings, seed: int) -> AsyncIterator[tuple[str, Settings]]:
+    """Every service in-process (the synthetic feed seeded with `seed`), then the dashboard;
+    yields its URL and the settings that reach the API."""
+    api = ApiService(settings)
+    feed = SyntheticMarketDataService(settings, seed=seed)
+    pipeline = (feed, StrategyService(settings), ExecutionService(settings), StorageService(settings), api)
+    async with running(*pipeline, settings=settings) as runtimes:
+        await until_ready(runtimes[-1])
+        with_api = settings.model_copy(update={"api_url": f"http://127.0.0.1:{api.port}"})
+        async with dashboard_running(with_api) as url:
+            yield url, with_api

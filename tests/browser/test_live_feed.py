@@ -11,17 +11,12 @@ import pytest
 import websockets
 from playwright.async_api import expect
 
-from browser.stack import ARTIFACTS, dashboard_running, logged_in, until_ready
+from browser.stack import ARTIFACTS, logged_in, pipeline_running
 from support.auth import AUTH_HEADERS
-from support.services import eventually, running
-from tradebot.api.service import ApiService
+from support.services import eventually
 from tradebot.common import bus, keys
 from tradebot.common.models import Fill, PriceTick, Side
 from tradebot.dashboard.feed import StreamFeed, live_streams
-from tradebot.execution.service import ExecutionService
-from tradebot.market_data.service import SyntheticMarketDataService
-from tradebot.storage.service import StorageService
-from tradebot.strategy.service import StrategyService
 
 WAIT_MS = 60_000
 FILLS_WANTED = 5
@@ -44,51 +39,43 @@ async def test_a_live_run_shows_every_fill_and_position(make_settings, redis, br
         strategy_params={"sma_crossover": {"fast": 3, "slow": 8, "input": "trades"},
                          "rsi": {"period": 5, "input": "trades"}}, api_port=0,
     )  # fmt: skip
-    api = ApiService(settings)
-    pipeline = (
-        SyntheticMarketDataService(settings, seed=5), StrategyService(settings), ExecutionService(settings),
-        StorageService(settings), api,
-    )  # fmt: skip
-    async with running(*pipeline, settings=settings) as runtimes:
-        await until_ready(runtimes[-1])
-        with_api = settings.model_copy(update={"api_url": f"http://127.0.0.1:{api.port}"})
-        async with dashboard_running(with_api) as url:
-            page = await browser.new_page()
-            await page.goto(logged_in(url))
-            await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
-            frames: list[dict] = []
-            live = url.replace("http", "ws", 1) + "/ws"
-            async with websockets.connect(live, additional_headers=AUTH_HEADERS) as socket:
-                frames.append(orjson.loads(await socket.recv()))  # the snapshot: from here on, live
-                since = {s: await newest_id(redis, s) for s in (keys.FILLS, keys.POSITIONS)}
+    async with pipeline_running(settings, seed=5) as (url, _):
+        page = await browser.new_page()
+        await page.goto(logged_in(url))
+        await expect(page.locator("#ws-state")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        frames: list[dict] = []
+        live = url.replace("http", "ws", 1) + "/ws"
+        async with websockets.connect(live, additional_headers=AUTH_HEADERS) as socket:
+            frames.append(orjson.loads(await socket.recv()))  # the snapshot: from here on, live
+            since = {s: await newest_id(redis, s) for s in (keys.FILLS, keys.POSITIONS)}
 
-                async def capture() -> None:
-                    async for text in socket:
-                        frames.append(orjson.loads(text))
+            async def capture() -> None:
+                async for text in socket:
+                    frames.append(orjson.loads(text))
 
-                capturing = asyncio.create_task(capture())
+            capturing = asyncio.create_task(capture())
 
-                async def fills_written() -> bool:
-                    return len(await stream_ids(redis, keys.FILLS, since[keys.FILLS])) >= FILLS_WANTED
+            async def fills_written() -> bool:
+                return len(await stream_ids(redis, keys.FILLS, since[keys.FILLS])) >= FILLS_WANTED
 
-                await eventually(fills_written, within=90, what=f"{FILLS_WANTED} live fills")
-                written = {s: await stream_ids(redis, s, since[s]) for s in since}
+            await eventually(fills_written, within=90, what=f"{FILLS_WANTED} live fills")
+            written = {s: await stream_ids(redis, s, since[s]) for s in since}
 
-                def shown(kind: str) -> list[dict]:
-                    return [e for f in frames for e in f.get("events", ()) if e["kind"] == kind]
+            def shown(kind: str) -> list[dict]:
+                return [e for f in frames for e in f.get("events", ()) if e["kind"] == kind]
 
-                async def all_shown() -> bool:
-                    return {e["id"] for e in shown("fill")} >= set(await fill_ids(redis, written[keys.FILLS]))
+            async def all_shown() -> bool:
+                return {e["id"] for e in shown("fill")} >= set(await fill_ids(redis, written[keys.FILLS]))
 
-                await eventually(all_shown, within=10, what="every live fill on the WebSocket")
-                capturing.cancel()
-            assert len(shown("position")) >= len(written[keys.POSITIONS]), "a position event per fill"
-            ticks = sum(len(f.get("prices", {})) for f in frames)
-            print(f"captured {len(frames)} frames: {ticks} prices, {len(shown('fill'))} fills")
-            await expect(page.locator("#trades li", has_text=" fill ").first).to_be_visible(timeout=WAIT_MS)
-            await expect(page.locator("#positions tbody tr").first).to_be_visible(timeout=WAIT_MS)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
+            await eventually(all_shown, within=10, what="every live fill on the WebSocket")
+            capturing.cancel()
+        assert len(shown("position")) >= len(written[keys.POSITIONS]), "a position event per fill"
+        ticks = sum(len(f.get("prices", {})) for f in frames)
+        print(f"captured {len(frames)} frames: {ticks} prices, {len(shown('fill'))} fills")
+        await expect(page.locator("#trades li", has_text=" fill ").first).to_be_visible(timeout=WAIT_MS)
+        await expect(page.locator("#positions tbody tr").first).to_be_visible(timeout=WAIT_MS)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-live.png"), full_page=True)
 
 
 async def fill_ids(redis, entry_ids: list[str]) -> list[str]:
