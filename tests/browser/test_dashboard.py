@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime
@@ -131,8 +132,18 @@ async def test_daily_bars_show_dates_and_counts_read_right(stack, browser):
     page = await open_dashboard(browser, stack.url)
     chart, message = page.locator("#chart"), page.locator("#chart-message")
     await expect(chart).to_have_attribute("data-bars", SOME_BARS, timeout=WAIT_MS)
+    released = asyncio.Event()
+
+    async def held(route):  # the daily bars answer late: the chart must not show the 1m count meanwhile
+        await released.wait()
+        await route.continue_()
+
+    await page.route(lambda url: url.endswith("interval=1d"), held)
     await page.locator('#intervals button[data-interval="1d"]').click()
     await expect(page.locator("#chart-symbol")).to_contain_text("· 1d")
+    await expect(message).to_have_text("loading 1d bars…")
+    assert await chart.get_attribute("data-bars") is None
+    released.set()
     await expect(message).to_contain_text("from the API", timeout=WAIT_MS)
     bars = int(await chart.get_attribute("data-bars"))
     await expect(message).to_have_text(

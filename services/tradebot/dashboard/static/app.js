@@ -498,14 +498,17 @@ function selectSymbol(symbol) {
 }
 
 async function loadBars() {
-  const symbol = state.selected;
+  const symbol = state.selected, interval = state.interval;
   if (!symbol) return;
-  $("#chart-symbol").textContent = `${symbol} · ${state.interval}`;
+  $("#chart-symbol").textContent = `${symbol} · ${interval}`;
   const message = $("#chart-message");
+  // Until the answer comes, say so: the last chart's count must not read as this one's.
+  message.textContent = `loading ${interval} bars…`;
+  delete $("#chart").dataset.bars;
   try {
-    const answer = await call(`/api/sources/${state.source}/symbols/${encodeURIComponent(symbol)}/bars?interval=${state.interval}`);
+    const answer = await call(`/api/sources/${state.source}/symbols/${encodeURIComponent(symbol)}/bars?interval=${interval}`);
     const body = await answer.json();
-    if (symbol !== state.selected) return;
+    if (symbol !== state.selected || interval !== state.interval) return;  // a later choice owns the chart
     if (!answer.ok) {
       message.textContent = typeof body.detail === "string" ? body.detail : "no bars yet";
       state.series.setData([]);
